@@ -1,0 +1,245 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage reads its configuration through :func:`load_params`, so a bad
+value fails once, before any work, with the key that holds it. The dataclasses
+mirror the YAML sections one to one; nothing else in the package reads YAML.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlret.errors import MlretError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """One LAReQA-style dataset: where each language file lives and what it must hash to."""
+
+    name: str
+    url: str
+    sha256: dict[str, str]
+    expected_questions: dict[str, int]
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.sha256)
+
+    def url_for(self, lang: str) -> str:
+        return self.url.format(lang=lang)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Article-level train/dev/test fractions of the training source."""
+
+    train: float
+    dev: float
+    test: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataParams:
+    mirror: str | None
+    train_source: str
+    sources: dict[str, SourceParams]
+    split: SplitParams
+    download_retries: int = 3
+
+    @property
+    def eval_sources(self) -> list[str]:
+        """Every dataset is evaluated: the training source on its test articles, the rest in full."""
+        return sorted(self.sources)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Fraction of training questions kept per language (``default`` for unlisted ones)."""
+
+    name: str
+    default: float
+    fractions: dict[str, float] = field(default_factory=dict)
+
+    def fraction(self, lang: str) -> float:
+        return self.fractions.get(lang, self.default)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Which pretrained encoder to start from, and how it turns text into one vector."""
+
+    name: str
+    pooling: str
+    query_prefix: str
+    passage_prefix: str
+    max_query_length: int
+    max_passage_length: int
+    normalize: bool
+
+
+@dataclass(frozen=True)
+class Params:
+    sampling: str
+    seed: int
+    data: DataParams
+    profiles: dict[str, Profile]
+    model: ModelParams
+
+
+# ---------------------------------------------------------------------------
+# parsing helpers: each names the key it complains about
+
+
+def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if not isinstance(value, dict):
+        raise MlretError(
+            f"{where}: `{key}` is missing or not a mapping.",
+            f"Add a `{key}:` section; see the params.yaml shipped with the project.",
+        )
+    return value
+
+
+def _get(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in raw:
+        raise MlretError(f"{where}: `{key}` is missing.", f"Set `{where}.{key}` in params.yaml.")
+    value = raw[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise MlretError(
+            f"{where}.{key} = {value!r} is not a {expected}.",
+            f"Give `{where}.{key}` a {expected} value in params.yaml.",
+        )
+    return value
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise MlretError(
+            f"{where} = {value!r} is not a fraction in [0, 1].",
+            f"Set `{where}` to a number between 0 and 1 in params.yaml.",
+        )
+    return float(value)
+
+
+def _parse_source(name: str, raw: dict[str, Any]) -> SourceParams:
+    where = f"data.sources.{name}"
+    url = _get(raw, "url", str, where)
+    if "{lang}" not in url:
+        raise MlretError(f"{where}.url has no `{{lang}}` placeholder.", "Write the URL with `{lang}` where the language code goes.")
+    sha = _get(raw, "sha256", dict, where)
+    for lang, digest in sha.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise MlretError(f"{where}.sha256.{lang} = {digest!r} is not a SHA-256 hex digest.", "Give the 64 lowercase hex characters `sha256sum` prints.")
+    expected = _get(raw, "expected_questions", dict, where)
+    if set(expected) != set(sha):
+        raise MlretError(
+            f"{where}: languages in `expected_questions` ({sorted(expected)}) differ from those in `sha256` ({sorted(sha)}).",
+            "List the same languages in both.",
+        )
+    return SourceParams(name=name, url=url, sha256={str(k): v for k, v in sha.items()}, expected_questions={str(k): int(v) for k, v in expected.items()})
+
+
+def _parse_profile(name: str, raw: Any, known_langs: set[str]) -> Profile:
+    where = f"profiles.{name}"
+    if not isinstance(raw, dict):
+        raise MlretError(f"{where} is not a mapping of language -> fraction.", "Write e.g. `{default: 1.0, th: 0.05}`.")
+    default = _fraction(raw.get("default", 1.0), f"{where}.default")
+    fractions: dict[str, float] = {}
+    for lang, value in raw.items():
+        if lang == "default":
+            continue
+        if lang not in known_langs:
+            raise MlretError(
+                f"{where}.{lang}: unknown language {lang!r}; the data sources have {sorted(known_langs)}.",
+                "Use one of those codes, or remove the entry.",
+            )
+        fractions[str(lang)] = _fraction(value, f"{where}.{lang}")
+    return Profile(name=name, default=default, fractions=fractions)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping; raise :class:`MlretError` naming the first bad key."""
+    data_raw = _section(raw, "data", "params.yaml")
+    sources_raw = _section(data_raw, "sources", "data")
+    sources = {name: _parse_source(name, _section(sources_raw, name, "data.sources")) for name in sources_raw}
+    train_source = _get(data_raw, "train_source", str, "data")
+    if train_source not in sources:
+        raise MlretError(
+            f"data.train_source = {train_source!r} is not one of data.sources ({sorted(sources)}).",
+            "Pick a dataset listed under data.sources.",
+        )
+    split_raw = _section(data_raw, "split", "data")
+    split = SplitParams(
+        train=_fraction(_get(split_raw, "train", float, "data.split"), "data.split.train"),
+        dev=_fraction(_get(split_raw, "dev", float, "data.split"), "data.split.dev"),
+        test=_fraction(_get(split_raw, "test", float, "data.split"), "data.split.test"),
+        seed=_get(split_raw, "seed", int, "data.split"),
+    )
+    if not math.isclose(split.train + split.dev + split.test, 1.0, abs_tol=1e-9):
+        raise MlretError(
+            f"data.split fractions add up to {split.train + split.dev + split.test:g}, not 1.",
+            "Make data.split.train + dev + test equal 1.",
+        )
+    if split.train == 0 or split.test == 0:
+        raise MlretError("data.split: train and test fractions must be positive.", "Give both a share of the articles.")
+    mirror = data_raw.get("mirror")
+    if mirror is not None and not isinstance(mirror, str):
+        raise MlretError(f"data.mirror = {mirror!r} is not a path.", "Set it to a folder path, or to null to download.")
+    retries = int(data_raw.get("download_retries", 3))
+    data = DataParams(mirror=mirror or None, train_source=train_source, sources=sources, split=split, download_retries=retries)
+
+    # Checked against every source, not only the training one, so that switching
+    # data.train_source keeps profiles valid; fractions of absent languages do not apply.
+    known_langs = {lang for source in sources.values() for lang in source.languages}
+    profiles_raw = _section(raw, "profiles", "params.yaml")
+    profiles = {str(name): _parse_profile(str(name), value, known_langs) for name, value in profiles_raw.items()}
+    if not profiles:
+        raise MlretError("profiles is empty.", "Define at least one profile, e.g. `balanced: {default: 1.0}`.")
+
+    model_raw = _section(raw, "model", "params.yaml")
+    pooling = _get(model_raw, "pooling", str, "model")
+    if pooling not in ("mean", "cls"):
+        raise MlretError(f"model.pooling = {pooling!r} is not `mean` or `cls`.", "Use `mean` (e5, sentence-transformers models) or `cls` (LaBSE).")
+    model = ModelParams(
+        name=_get(model_raw, "name", str, "model"),
+        pooling=pooling,
+        query_prefix=_get(model_raw, "query_prefix", str, "model"),
+        passage_prefix=_get(model_raw, "passage_prefix", str, "model"),
+        max_query_length=_get(model_raw, "max_query_length", int, "model"),
+        max_passage_length=_get(model_raw, "max_passage_length", int, "model"),
+        normalize=_get(model_raw, "normalize", bool, "model"),
+    )
+    for key in ("max_query_length", "max_passage_length"):
+        if getattr(model, key) < 4:
+            raise MlretError(f"model.{key} = {getattr(model, key)} is too small.", f"Set model.{key} to at least 4 tokens.")
+
+    sampling = _get(raw, "sampling", str, "params.yaml")
+    strategies = ("mono", "cross", "multi", "hybrid")
+    if sampling not in strategies:
+        raise MlretError(f"sampling = {sampling!r} is not one of {strategies}.", "Set `sampling` to mono, cross, multi or hybrid.")
+    return Params(sampling=sampling, seed=_get(raw, "seed", int, "params.yaml"), data=data, profiles=profiles, model=model)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml`` (DVC keeps it at the repository root)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MlretError(f"{path}: file not found.", "Run the stage from the repository root, where params.yaml lives.") from None
+    except yaml.YAMLError as err:
+        raise MlretError(f"{path}: not valid YAML ({err}).", "Fix the syntax at the position shown.") from None
+    if not isinstance(raw, dict):
+        raise MlretError(f"{path}: expected a mapping at the top level.", "See the params.yaml shipped with the project.")
+    return parse_params(raw)
