@@ -1,0 +1,133 @@
+"""Read one LAReQA language file (SQuAD v1.1 plus ``sentences``/``sentence_breaks``).
+
+This is the only code that knows the JSON layout. It returns flat tables in
+*file* coordinates (article and paragraph positions within that one file);
+:mod:`mlret.data.parallel` turns them into language-independent ones.
+
+What happens to bad input, case by case (the README repeats this table):
+
+* not valid JSON, a missing field, ``sentences`` and ``sentence_breaks`` of
+  different lengths, a question id repeated within the file: **stop**. Each
+  makes the file's alignment untrustworthy, so no number computed from it
+  could be believed.
+* a question with no answer, or whose answer starts outside every sentence:
+  **dropped**, counted in the metrics and warned about: the question has no
+  retrievable answer, but the rest of the file is sound.
+* an answer that runs past the end of its sentence: **kept** (LAReQA's rule:
+  the sentence holding the answer start is the answer) and flagged.
+* a sentence whose text differs from ``context[start:end]`` (a known upstream
+  off-by-one in a few XQuAD-R files): **kept** with the ``sentences`` text,
+  which is LAReQA's candidate text, and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlret.errors import MlretError
+
+BOM = "\ufeff"
+
+
+def clean_text(text: str) -> str:
+    """Strip byte-order marks and collapse runs of whitespace, as retrieval candidates need."""
+    return " ".join(text.replace(BOM, " ").split())
+
+
+@dataclass
+class LanguageFile:
+    """One language of one dataset, in file coordinates."""
+
+    lang: str
+    path: Path
+    sentences: pd.DataFrame  # file_article, file_paragraph, sentence, text
+    questions: pd.DataFrame  # qid, file_article, file_paragraph, text, answer_sentence, answer_crosses_sentence
+    raw_question_count: int
+    flags: Counter[str] = field(default_factory=Counter)
+
+
+def _field(obj: Any, key: str, kind: type, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj or not isinstance(obj[key], kind):
+        raise MlretError(
+            f"{where}: field `{key}` is missing or not a {kind.__name__}.",
+            "The file does not follow the LAReQA/SQuAD layout; re-download it (`dvc repro download`).",
+        )
+    return obj[key]
+
+
+def _answer_sentence(breaks: list[list[int]], start: int) -> int | None:
+    for index, (begin, end) in enumerate(breaks):
+        if begin <= start < end:
+            return index
+    return None
+
+
+def read_language_file(path: str | Path, lang: str) -> LanguageFile:
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MlretError(f"{path}: file not found.", "Run `dvc repro download` first.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        detail = f"line {err.lineno}, column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else str(err)
+        raise MlretError(
+            f"{path}: not valid JSON ({detail}).",
+            "The file is truncated or corrupt; delete it and run `dvc repro download`.",
+        ) from None
+
+    flags: Counter[str] = Counter()
+    sentence_rows: list[tuple[int, int, int, str]] = []
+    question_rows: list[tuple[str, int, int, str, int, bool]] = []
+    seen: dict[str, str] = {}
+    raw_questions = 0
+    for a, article in enumerate(_field(payload, "data", list, str(path))):
+        for p, paragraph in enumerate(_field(article, "paragraphs", list, f"{path}: article {a}")):
+            where = f"{path}: article {a}, paragraph {p}"
+            context = _field(paragraph, "context", str, where)
+            sentences = _field(paragraph, "sentences", list, where)
+            breaks = _field(paragraph, "sentence_breaks", list, where)
+            if len(sentences) != len(breaks):
+                raise MlretError(
+                    f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks.",
+                    "The paragraph cannot be split into candidates; re-download the file or fix that paragraph.",
+                )
+            for s, (sentence, (begin, end)) in enumerate(zip(sentences, breaks)):
+                if context[begin:end] != sentence:
+                    flags["sentence_text_mismatch"] += 1
+                sentence_rows.append((a, p, s, clean_text(sentence)))
+            for qa in _field(paragraph, "qas", list, where):
+                raw_questions += 1
+                qid = str(_field(qa, "id", str, where))
+                if qid in seen:
+                    raise MlretError(
+                        f"{where}: question id {qid} appears twice in this file (first at {seen[qid]}).",
+                        "Question ids must be unique per language for cross-lingual alignment; remove the duplicate.",
+                    )
+                seen[qid] = f"article {a}, paragraph {p}"
+                answers = _field(qa, "answers", list, f"{where}, question {qid}")
+                if not answers:
+                    flags["dropped_no_answer"] += 1
+                    print(f"warning: {where}, question {qid}: no answer; dropped.")
+                    continue
+                start = _field(answers[0], "answer_start", int, f"{where}, question {qid}")
+                answer = _field(answers[0], "text", str, f"{where}, question {qid}")
+                index = _answer_sentence(breaks, start)
+                if index is None:
+                    flags["dropped_answer_outside_sentences"] += 1
+                    print(f"warning: {where}, question {qid}: answer start {start} is outside every sentence; dropped.")
+                    continue
+                crosses = start + len(answer) > breaks[index][1]
+                flags["answer_crosses_sentence"] += int(crosses)
+                question_rows.append((qid, a, p, clean_text(_field(qa, "question", str, f"{where}, question {qid}")), index, crosses))
+
+    sentences_frame = pd.DataFrame(sentence_rows, columns=["file_article", "file_paragraph", "sentence", "text"])
+    questions_frame = pd.DataFrame(
+        question_rows, columns=["qid", "file_article", "file_paragraph", "text", "answer_sentence", "answer_crosses_sentence"]
+    )
+    return LanguageFile(lang, path, sentences_frame, questions_frame, raw_questions, flags)
