@@ -1,0 +1,56 @@
+"""`dvc repro split` on the LAReQA mirror, in a throw-away copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MIRROR = REPO.parent / "shared" / "data" / "lareqa"
+
+
+def copy_repository(dest: Path) -> Path:
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, target)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MIRROR.is_dir(), reason=f"LAReQA mirror not found at {MIRROR}")
+def test_dvc_repro_split_on_the_mirror(tmp_path: Path) -> None:
+    repo = copy_repository(tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["mirror"] = str(MIRROR)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
+    run = subprocess.run([str(bin_dir / "dvc"), "repro", "split"], cwd=repo, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    data = json.loads((repo / "metrics" / "data.json").read_text())
+    assert {lang: c["questions"] for lang, c in data["xquad-r"]["languages"].items()} == dict.fromkeys(
+        ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"], 1190
+    )
+    assert data["mlqa-r"]["relevant_per_qid"] == {"min": 2, "max": 4}
+    assert data["xquad-r"]["relevant_per_qid"] == {"min": 11, "max": 11}
+    candidates = pd.read_parquet(repo / "data" / "parallel" / "xquad-r" / "candidates.parquet")
+    assert not candidates.text.str.contains("\ufeff").any()
+    articles = json.loads((repo / "data" / "splits" / "articles.json").read_text())
+    lowres = pd.read_parquet(repo / "data" / "splits" / "lowres" / "train.parquet")
+    assert set(lowres.article) <= set(articles["train"])
+    assert lowres.groupby("lang").qid.nunique()["th"] < lowres.groupby("lang").qid.nunique()["en"]
+
+    again = subprocess.run([str(bin_dir / "dvc"), "repro", "split"], cwd=repo, env=env, capture_output=True, text=True)
+    assert "didn't change, skipping" in again.stdout, again.stdout
