@@ -18,4 +18,4 @@ repro: install
 	$(BIN)/dvc repro
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status
