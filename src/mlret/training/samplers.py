@@ -1,0 +1,231 @@
+"""Batch samplers: the four ways of mixing languages in a contrastive batch.
+
+With in-batch negatives, the batch *is* the set of negatives, so the sampler
+is the experimental variable. Each strategy is a rule for choosing the
+(query language, passage language) of every pair in a batch:
+
+* ``mono``: one language L per batch, X = Y = L.
+* ``cross``: one ordered pair (X, Y), X ≠ Y, per batch.
+* ``multi``: every pair draws its own (X, Y) from all ordered pairs, X = Y
+  included, so a batch mixes languages freely (the usual multilingual recipe).
+* ``hybrid``: a ``mono`` batch with probability ``mono_ratio``, else ``cross``.
+
+A batch's language (pair) is drawn with probability proportional to n**alpha,
+n being the number of training questions available for it in the profile;
+alpha < 1 up-samples low-resource languages. Within a language pair, questions
+are visited in a fresh random order each time the pair's questions are used up.
+
+Two questions whose answer sentences coincide in some language must not share
+a batch (one's positive would be the other's false negative), and neither may
+two translations of one question. Both are enforced through *answer groups*:
+connected components of questions linked by a shared answer candidate. A batch
+holds at most one pair per group.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from mlret.errors import MlretError
+
+LangPair = tuple[str, str]
+
+
+class Sampling(str, Enum):
+    MONO = "mono"
+    CROSS = "cross"
+    MULTI = "multi"
+    HYBRID = "hybrid"
+
+
+@dataclass(frozen=True)
+class Pair:
+    qid: str
+    query_lang: str
+    passage_lang: str
+
+
+@dataclass
+class Batch:
+    kind: Sampling  # MONO, CROSS or MULTI: how this batch was built (hybrid yields mono or cross batches)
+    pairs: list[Pair]
+    hard_negatives: list[list[str]] = field(default_factory=list)  # candidate ids, per pair
+
+
+class PairPool:
+    """What the samplers need from one profile's training table (``data/splits/{profile}/train.parquet``)."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            raise MlretError("the training table is empty.", "Check the profile's fractions in params.yaml (profiles).")
+        self.rows = rows.set_index(["qid", "lang"], drop=False).sort_index()
+        self.hard_negative_ids: dict[tuple[str, str], list[str]] = dict(zip(self.rows.index, self.rows.hard_negative_ids))
+        self.answers_of: dict[str, set[str]] = rows.groupby("qid").positive_id.agg(set).to_dict()
+        langs_of: dict[str, list[str]] = rows.groupby("qid").lang.agg(sorted).to_dict()
+        self.languages = sorted(rows.lang.unique())
+        self.group_of = _answer_groups(rows)
+        buckets: dict[LangPair, list[str]] = {}
+        for qid in sorted(langs_of):
+            for x in langs_of[qid]:
+                for y in langs_of[qid]:
+                    buckets.setdefault((x, y), []).append(qid)
+        self.buckets = buckets
+
+    def available(self, pair: LangPair) -> int:
+        return len(self.buckets.get(pair, ()))
+
+
+def _answer_groups(rows: pd.DataFrame) -> dict[str, int]:
+    """Connected components of qids that share a positive candidate in any language."""
+    parent: dict[str, str] = {}
+
+    def find(q: str) -> str:
+        while parent.setdefault(q, q) != q:
+            parent[q] = parent[parent[q]]
+            q = parent[q]
+        return q
+
+    for _, qids in rows.groupby("positive_id").qid:
+        first, *rest = qids.tolist()
+        for other in rest:
+            parent[find(other)] = find(first)
+    roots: dict[str, int] = {}
+    return {q: roots.setdefault(find(q), len(roots)) for q in sorted(rows.qid.unique())}
+
+
+class _Choice:
+    """Draw a language pair with probability ∝ n**alpha."""
+
+    def __init__(self, pool: PairPool, pairs: list[LangPair], alpha: float) -> None:
+        self.pairs = [p for p in pairs if pool.available(p) > 0]
+        weights = np.array([pool.available(p) for p in self.pairs], dtype=np.float64) ** alpha
+        self.probs = weights / weights.sum() if len(self.pairs) else weights
+
+    def draw(self, rng: np.random.Generator) -> LangPair:
+        return self.pairs[int(rng.choice(len(self.pairs), p=self.probs))]
+
+
+class BatchSampler:
+    """An endless, seeded stream of batches for one strategy over one profile."""
+
+    def __init__(
+        self,
+        pool: PairPool,
+        strategy: Sampling | str,
+        batch_size: int,
+        alpha: float = 1.0,
+        mono_ratio: float = 0.5,
+        hard_negatives: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.pool = pool
+        self.strategy = Sampling(strategy)
+        self.batch_size = batch_size
+        self.mono_ratio = mono_ratio
+        self.hard_negatives = hard_negatives
+        self.rng = np.random.default_rng(seed)
+        langs = pool.languages
+        self.choices = {
+            Sampling.MONO: _Choice(pool, [(x, x) for x in langs], alpha),
+            Sampling.CROSS: _Choice(pool, [(x, y) for x in langs for y in langs if x != y], alpha),
+            Sampling.MULTI: _Choice(pool, [(x, y) for x in langs for y in langs], alpha),
+        }
+        needed = {Sampling.MONO: [Sampling.MONO], Sampling.CROSS: [Sampling.CROSS], Sampling.MULTI: [Sampling.MULTI]}.get(
+            self.strategy, [Sampling.MONO, Sampling.CROSS]
+        )
+        for kind in needed:
+            if not self.choices[kind].pairs:
+                raise MlretError(
+                    f"sampling={self.strategy.value}: the training table has no {kind.value} pairs (languages: {langs}).",
+                    "Use a profile that keeps at least two languages for the same questions.",
+                )
+        self.queues: dict[LangPair, deque[str]] = {}
+        self.pair_counts: Counter[LangPair] = Counter()
+        self.kind_counts: Counter[str] = Counter()
+        self.short_batches = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            yield self.next_batch()
+
+    def next_batch(self) -> Batch:
+        kind = self._batch_kind()
+        if kind is Sampling.MULTI:
+            pairs = self._fill(lambda: self.choices[Sampling.MULTI].draw(self.rng), retries=8)
+        else:
+            language_pair = self.choices[kind].draw(self.rng)
+            pairs = self._fill(lambda: language_pair, retries=0)
+        if len(pairs) < self.batch_size:
+            self.short_batches += 1
+        self.kind_counts[kind.value] += 1
+        self.pair_counts.update((p.query_lang, p.passage_lang) for p in pairs)
+        return Batch(kind, pairs, self._hard_negatives(pairs))
+
+    def _batch_kind(self) -> Sampling:
+        if self.strategy is Sampling.HYBRID:
+            return Sampling.MONO if self.rng.random() < self.mono_ratio else Sampling.CROSS
+        return self.strategy
+
+    def _fill(self, draw: object, retries: int) -> list[Pair]:
+        pairs: list[Pair] = []
+        used: set[int] = set()
+        misses = 0
+        while len(pairs) < self.batch_size:
+            language_pair = draw()  # type: ignore[operator]
+            qid = self._next_qid(language_pair, used)
+            if qid is None:
+                misses += 1
+                if misses > retries:
+                    break  # the pair has no question left that fits: a short batch, counted
+                continue
+            used.add(self.pool.group_of[qid])
+            pairs.append(Pair(qid, *language_pair))
+        return pairs
+
+    def _next_qid(self, language_pair: LangPair, used: set[int]) -> str | None:
+        """Next question of this language pair whose answer group is not in the batch yet."""
+        queue = self.queues.setdefault(language_pair, deque())
+        members = self.pool.buckets[language_pair]
+        deferred: list[str] = []
+        found = None
+        for _ in range(len(members)):
+            if not queue:
+                skip = set(deferred)
+                queue.extend(q for q in (members[i] for i in self.rng.permutation(len(members))) if q not in skip)
+                if not queue:
+                    break
+            qid = queue.popleft()
+            if self.pool.group_of[qid] in used:
+                deferred.append(qid)
+            else:
+                found = qid
+                break
+        queue.extendleft(reversed(deferred))
+        return found
+
+    def _hard_negatives(self, pairs: list[Pair]) -> list[list[str]]:
+        if self.hard_negatives <= 0:
+            return [[] for _ in pairs]
+        # Any answer of any question in the batch, in any language, would be a false negative.
+        positives = set().union(*(self.pool.answers_of[p.qid] for p in pairs))
+        chosen = []
+        for p in pairs:
+            options = [c for c in self.pool.hard_negative_ids[(p.qid, p.passage_lang)] if c not in positives]
+            take = min(self.hard_negatives, len(options))
+            chosen.append([options[i] for i in sorted(self.rng.choice(len(options), size=take, replace=False))] if take else [])
+        return chosen
+
+    def language_share(self) -> dict[str, float]:
+        """Realised share of each language over both sides (query and passage) of the pairs drawn so far."""
+        sides: Counter[str] = Counter()
+        for (x, y), n in self.pair_counts.items():
+            sides[x] += n
+            sides[y] += n
+        total = sum(sides.values())
+        return {lang: sides[lang] / total for lang in sorted(sides)} if total else {}

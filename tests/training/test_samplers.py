@@ -1,0 +1,148 @@
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlret.errors import MlretError
+from mlret.training.samplers import BatchSampler, PairPool, Sampling
+
+# Questions available per language: en has all 40, ru 20, zh 10, ar 5 (nested, as the profiles make them).
+AVAILABLE = {"en": 40, "ru": 20, "zh": 10, "ar": 5}
+
+
+def training_table(shared_answers: bool = True) -> pd.DataFrame:
+    rows = []
+    for lang, n in AVAILABLE.items():
+        for i in range(n):
+            # q0 and q1 share one answer sentence (as SQuAD questions often do); every other qid has its own.
+            sentence = 0 if (shared_answers and i in (0, 1)) else i
+            rows.append(
+                {
+                    "qid": f"q{i}",
+                    "lang": lang,
+                    "article": 0,
+                    "paragraph": i // 4,
+                    "query": f"{lang} question {i}",
+                    "positive": f"{lang} sentence {sentence}",
+                    "positive_id": f"{lang}:0:{i // 4}:{sentence}",
+                    "hard_negative_ids": [f"{lang}:0:{i // 4}:{j}" for j in range(40, 43)] + [f"{lang}:0:0:{(i + 1) % 40}"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def pool() -> PairPool:
+    return PairPool(training_table())
+
+
+def batches(pool: PairPool, strategy: str, n: int, **kwargs) -> tuple[BatchSampler, list]:
+    sampler = BatchSampler(pool, strategy, batch_size=kwargs.pop("batch_size", 4), seed=kwargs.pop("seed", 0), **kwargs)
+    return sampler, [sampler.next_batch() for _ in range(n)]
+
+
+@pytest.mark.parametrize("strategy", list(Sampling))
+def test_no_batch_repeats_a_question_or_an_answer_sentence(pool: PairPool, strategy: Sampling) -> None:
+    _, drawn = batches(pool, strategy.value, 300, batch_size=6, hard_negatives=2)
+    for batch in drawn:
+        qids = [p.qid for p in batch.pairs]
+        assert len(qids) == len(set(qids))
+        assert not {"q0", "q1"} <= set(qids), "q0 and q1 share an answer sentence"
+        positives = set(pool.rows.loc[qids, "positive_id"])
+        for negatives in batch.hard_negatives:
+            assert len(negatives) == 2 and not positives & set(negatives)
+
+
+def test_mono_batches_are_one_language(pool: PairPool) -> None:
+    _, drawn = batches(pool, "mono", 200)
+    for batch in drawn:
+        assert len({(p.query_lang, p.passage_lang) for p in batch.pairs}) == 1
+        assert all(p.query_lang == p.passage_lang for p in batch.pairs)
+
+
+def test_cross_batches_are_one_ordered_pair_of_different_languages(pool: PairPool) -> None:
+    _, drawn = batches(pool, "cross", 300)
+    seen = set()
+    for batch in drawn:
+        pairs = {(p.query_lang, p.passage_lang) for p in batch.pairs}
+        assert len(pairs) == 1 and all(x != y for x, y in pairs)
+        seen |= pairs
+    assert ("ru", "en") in seen and ("en", "ru") in seen  # ordered pairs, both directions
+
+
+def test_multi_batches_mix_languages_within_a_batch(pool: PairPool) -> None:
+    _, drawn = batches(pool, "multi", 200, batch_size=8)
+    mixed = [len({(p.query_lang, p.passage_lang) for p in b.pairs}) > 1 for b in drawn]
+    assert np.mean(mixed) > 0.9
+    assert any(p.query_lang == p.passage_lang for b in drawn for p in b.pairs)
+    assert any(p.query_lang != p.passage_lang for b in drawn for p in b.pairs)
+
+
+def test_every_pair_exists_in_the_profile(pool: PairPool) -> None:
+    for strategy in Sampling:
+        _, drawn = batches(pool, strategy.value, 100)
+        for p in (p for b in drawn for p in b.pairs):
+            assert (p.qid, p.query_lang) in pool.rows.index and (p.qid, p.passage_lang) in pool.rows.index
+
+
+def test_hybrid_builds_mono_batches_at_the_configured_ratio(pool: PairPool) -> None:
+    sampler, drawn = batches(pool, "hybrid", 3000, mono_ratio=0.3)
+    kinds = Counter(b.kind for b in drawn)
+    assert set(kinds) == {Sampling.MONO, Sampling.CROSS}
+    # Binomial standard deviation sqrt(0.3 * 0.7 / 3000) = 0.0084; allow four of them.
+    assert abs(kinds[Sampling.MONO] / 3000 - 0.3) < 0.034
+    for b in drawn:
+        same = {p.query_lang == p.passage_lang for p in b.pairs}
+        assert same == ({True} if b.kind is Sampling.MONO else {False})
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
+def test_batch_languages_follow_n_to_the_alpha(alpha: float) -> None:
+    pool = PairPool(training_table(shared_answers=False))
+    _, drawn = batches(pool, "mono", 4000, alpha=alpha)
+    observed = Counter(b.pairs[0].query_lang for b in drawn)
+    weights = {lang: n**alpha for lang, n in AVAILABLE.items()}
+    total = sum(weights.values())
+    for lang, weight in weights.items():
+        # 4000 draws: the standard deviation of a share is at most 0.008; allow 0.03.
+        assert abs(observed[lang] / 4000 - weight / total) < 0.03, (lang, observed)
+
+
+def test_small_languages_give_short_batches_that_are_counted(pool: PairPool) -> None:
+    sampler, drawn = batches(pool, "mono", 400, batch_size=8)
+    arabic = [b for b in drawn if b.pairs[0].query_lang == "ar"]
+    # Five Arabic questions, two of which share an answer sentence: four fit in one batch.
+    assert arabic and all(len(b.pairs) == 4 for b in arabic)
+    assert sampler.short_batches == len(arabic)
+
+
+def test_a_language_pair_visits_all_its_questions_before_repeating() -> None:
+    pool = PairPool(training_table(shared_answers=False))
+    sampler = BatchSampler(pool, "cross", batch_size=5, seed=3)
+    sampler.choices[Sampling.CROSS].pairs = [("zh", "en")]
+    sampler.choices[Sampling.CROSS].probs = np.array([1.0])
+    first_epoch = [p.qid for _ in range(2) for p in sampler.next_batch().pairs]
+    assert sorted(first_epoch) == sorted(f"q{i}" for i in range(10))
+
+
+def test_same_seed_same_batches_other_seed_other_batches(pool: PairPool) -> None:
+    def trace(seed: int) -> list:
+        _, drawn = batches(pool, "hybrid", 50, seed=seed, hard_negatives=1)
+        return [(b.kind, b.pairs, b.hard_negatives) for b in drawn]
+
+    assert trace(7) == trace(7)
+    assert trace(7) != trace(8)
+
+
+def test_language_share_counts_both_sides(pool: PairPool) -> None:
+    sampler, _ = batches(pool, "cross", 50)
+    share = sampler.language_share()
+    assert abs(sum(share.values()) - 1.0) < 1e-12
+    assert share["en"] > share["ar"]
+
+
+def test_cross_needs_two_languages_for_the_same_questions() -> None:
+    rows = training_table()
+    with pytest.raises(MlretError, match="no cross pairs"):
+        BatchSampler(PairPool(rows[rows.lang == "en"]), "cross", batch_size=4)
