@@ -85,6 +85,32 @@ class ModelParams:
     normalize: bool
 
 
+STRATEGIES = ("mono", "cross", "multi", "hybrid")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Contrastive fine-tuning; see mlret.training.loop for how each value is used."""
+
+    batch_size: int
+    max_steps: int | None
+    epochs: float | None
+    learning_rate: float
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    grad_accumulation: int
+    temperature: float
+    symmetric: bool
+    sampling_alpha: float
+    hard_negatives: int
+    freeze_word_embeddings: bool
+    max_query_length: int
+    max_passage_length: int
+    save_every: int
+    precision: str
+
+
 @dataclass(frozen=True)
 class Params:
     sampling: str
@@ -92,6 +118,10 @@ class Params:
     data: DataParams
     profiles: dict[str, Profile]
     model: ModelParams
+    strategies: list[str]
+    seeds: list[int]
+    mono_ratio: float
+    train: TrainParams
 
 
 # ---------------------------------------------------------------------------
@@ -225,10 +255,70 @@ def parse_params(raw: dict[str, Any]) -> Params:
             raise MlretError(f"model.{key} = {getattr(model, key)} is too small.", f"Set model.{key} to at least 4 tokens.")
 
     sampling = _get(raw, "sampling", str, "params.yaml")
-    strategies = ("mono", "cross", "multi", "hybrid")
-    if sampling not in strategies:
-        raise MlretError(f"sampling = {sampling!r} is not one of {strategies}.", "Set `sampling` to mono, cross, multi or hybrid.")
-    return Params(sampling=sampling, seed=_get(raw, "seed", int, "params.yaml"), data=data, profiles=profiles, model=model)
+    if sampling not in STRATEGIES:
+        raise MlretError(f"sampling = {sampling!r} is not one of {STRATEGIES}.", "Set `sampling` to mono, cross, multi or hybrid.")
+    strategies = _get(raw, "strategies", list, "params.yaml")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise MlretError(f"strategies: {name!r} is not one of {STRATEGIES}.", "List only mono, cross, multi or hybrid.")
+    seeds = _get(raw, "seeds", list, "params.yaml")
+    if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise MlretError(f"seeds = {seeds!r} is not a non-empty list of integers.", "Write e.g. `seeds: [0, 1, 2]`.")
+    hybrid_raw = _section(raw, "hybrid", "params.yaml")
+    mono_ratio = _fraction(_get(hybrid_raw, "mono_ratio", float, "hybrid"), "hybrid.mono_ratio")
+    return Params(
+        sampling=sampling,
+        seed=_get(raw, "seed", int, "params.yaml"),
+        data=data,
+        profiles=profiles,
+        model=model,
+        strategies=[str(x) for x in strategies],
+        seeds=[int(x) for x in seeds],
+        mono_ratio=mono_ratio,
+        train=_parse_train(_section(raw, "train", "params.yaml")),
+    )
+
+
+def _positive(value: Any, where: str, kind: type = int) -> Any:
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+        return value if value is None else kind(value)
+    raise MlretError(f"{where} = {value!r} must be a positive {kind.__name__}.", f"Set `{where}` to a value above 0.")
+
+
+def _parse_train(raw: dict[str, Any]) -> TrainParams:
+    w = "train"
+    max_steps = _positive(raw.get("max_steps"), "train.max_steps")
+    epochs = _positive(raw.get("epochs"), "train.epochs", float)
+    if max_steps is None and epochs is None:
+        raise MlretError("train: neither max_steps nor epochs is set.", "Set train.max_steps (takes precedence) or train.epochs.")
+    precision = _get(raw, "precision", str, w)
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise MlretError(f"train.precision = {precision!r} is not auto, fp32, bf16 or fp16.", "Use `auto` unless you need bitwise-reproducible fp32.")
+    hard_negatives = _get(raw, "hard_negatives", int, w)
+    if hard_negatives < 0:
+        raise MlretError(f"train.hard_negatives = {hard_negatives} is negative.", "Use 0 (none) or a positive count.")
+    alpha = _get(raw, "sampling_alpha", float, w)
+    if alpha < 0:
+        raise MlretError(f"train.sampling_alpha = {alpha} is negative.", "Use 1.0 (proportional), below 1 to up-sample small languages, 0 for uniform.")
+    return TrainParams(
+        batch_size=_positive(_get(raw, "batch_size", int, w), "train.batch_size"),
+        max_steps=max_steps,
+        epochs=epochs,
+        learning_rate=_positive(_get(raw, "learning_rate", float, w), "train.learning_rate", float),
+        warmup_ratio=_fraction(_get(raw, "warmup_ratio", float, w), "train.warmup_ratio"),
+        weight_decay=_get(raw, "weight_decay", float, w),
+        max_grad_norm=_positive(_get(raw, "max_grad_norm", float, w), "train.max_grad_norm", float),
+        grad_accumulation=_positive(_get(raw, "grad_accumulation", int, w), "train.grad_accumulation"),
+        temperature=_positive(_get(raw, "temperature", float, w), "train.temperature", float),
+        symmetric=_get(raw, "symmetric", bool, w),
+        sampling_alpha=alpha,
+        hard_negatives=hard_negatives,
+        freeze_word_embeddings=_get(raw, "freeze_word_embeddings", bool, w),
+        max_query_length=_positive(_get(raw, "max_query_length", int, w), "train.max_query_length"),
+        max_passage_length=_positive(_get(raw, "max_passage_length", int, w), "train.max_passage_length"),
+        save_every=_positive(_get(raw, "save_every", int, w), "train.save_every"),
+        precision=precision,
+    )
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -146,3 +146,14 @@ def test_cross_needs_two_languages_for_the_same_questions() -> None:
     rows = training_table()
     with pytest.raises(MlretError, match="no cross pairs"):
         BatchSampler(PairPool(rows[rows.lang == "en"]), "cross", batch_size=4)
+
+
+def test_a_restored_sampler_continues_the_same_stream(pool: PairPool) -> None:
+    first = BatchSampler(pool, "hybrid", batch_size=4, hard_negatives=1, seed=11)
+    for _ in range(17):
+        first.next_batch()
+    saved = first.state_dict()
+    expected = [first.next_batch() for _ in range(20)]
+    second = BatchSampler(pool, "hybrid", batch_size=4, hard_negatives=1, seed=999)
+    second.load_state_dict(saved)
+    assert [second.next_batch() for _ in range(20)] == expected

@@ -221,6 +221,23 @@ class BatchSampler:
             chosen.append([options[i] for i in sorted(self.rng.choice(len(options), size=take, replace=False))] if take else [])
         return chosen
 
+    def state_dict(self) -> dict[str, object]:
+        """Everything needed to continue the stream exactly where it stopped (for resumable training)."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "queues": {pair: list(queue) for pair, queue in self.queues.items()},
+            "pair_counts": dict(self.pair_counts),
+            "kind_counts": dict(self.kind_counts),
+            "short_batches": self.short_batches,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.queues = {tuple(pair): deque(queue) for pair, queue in state["queues"].items()}  # type: ignore[attr-defined,misc]
+        self.pair_counts = Counter(state["pair_counts"])  # type: ignore[arg-type]
+        self.kind_counts = Counter(state["kind_counts"])  # type: ignore[arg-type]
+        self.short_batches = int(state["short_batches"])  # type: ignore[arg-type]
+
     def language_share(self) -> dict[str, float]:
         """Realised share of each language over both sides (query and passage) of the pairs drawn so far."""
         sides: Counter[str] = Counter()
