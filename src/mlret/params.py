@@ -261,6 +261,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for name in strategies:
         if name not in STRATEGIES:
             raise MlretError(f"strategies: {name!r} is not one of {STRATEGIES}.", "List only mono, cross, multi or hybrid.")
+    for name in STRATEGIES:
+        _section(raw, name, "params.yaml")  # each training run depends on its strategy's own section
     seeds = _get(raw, "seeds", list, "params.yaml")
     if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
         raise MlretError(f"seeds = {seeds!r} is not a non-empty list of integers.", "Write e.g. `seeds: [0, 1, 2]`.")

@@ -47,7 +47,7 @@ from mlret.data.splits import TRAIN_COLUMNS
 from mlret.errors import MlretError
 from mlret.models.encoder import pool, resolve_precision
 from mlret.models.loading import load_checkpoint, save_checkpoint
-from mlret.params import ModelParams, TrainParams
+from mlret.params import ModelParams, Params, TrainParams
 from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool, Sampling
 
@@ -68,6 +68,25 @@ class RunSpec:
     resume_dir: Path
     log_path: Path
     metrics_path: Path
+
+    @classmethod
+    def for_run(cls, strategy: Sampling, profile: str, seed: int, params: Params, root: Path = Path(".")) -> RunSpec:
+        """The pipeline's file layout for one run (dvc.yaml names the same paths)."""
+        if profile not in params.profiles:
+            raise MlretError(f"--profile {profile!r} is not defined; params.yaml has {sorted(params.profiles)}.", "Pick one of those, or add it under `profiles`.")
+        run = f"{strategy.value}/{profile}/{seed}"
+        return cls(
+            strategy=strategy,
+            profile=profile,
+            seed=seed,
+            train_table=root / "data" / "splits" / profile / "train.parquet",
+            candidates_table=root / "data" / "parallel" / params.data.train_source / "candidates.parquet",
+            base_model=root / "models" / "base",
+            out_dir=root / "models" / run,
+            resume_dir=root / "checkpoints" / run,
+            log_path=root / "plots" / "train" / f"{run}.csv",
+            metrics_path=root / "metrics" / "train" / f"{run}.json",
+        )
 
 
 def _rank_and_world() -> tuple[int, int]:
