@@ -91,3 +91,75 @@ def source_for(root: Path, name: str, langs: list[str]) -> SourceParams:
 def tiny_xquad(tmp_path: Path) -> tuple[Path, SourceParams]:
     """Three languages in three scripts, six articles, 24 questions per language."""
     return tmp_path, write_dataset(tmp_path, "tiny-xquad", ["en", "ru", "zh"])
+
+
+# ---------------------------------------------------------------------------
+# A tiny but real checkpoint: random BertModel + WordLevel tokenizer, saved the real way,
+# so tests exercise the same loading, encoding and training code as the e5 checkpoint.
+
+TINY_WORDS = sorted(
+    set(
+        "query passage : the a cat dog sat on mat house river city "
+        "le chat est sur tapis maison der hund ist im haus el perro en casa "
+        "кошка собака дом река 猫 狗 房子 قطة كلب بيت ends here . ?".split()
+    )
+    | set(WORDS.values())
+    | set(QUESTION_WORDS.values())
+    | {f"{letter}{i}" for letter in "aps" for i in range(10)}
+)
+TINY_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def build_tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS + TINY_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
+
+
+def build_tiny_model(vocab_size: int):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    return BertModel(config).eval()
+
+
+def save_tiny_checkpoint(path: Path) -> Path:
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint directory; treat it as read-only (copy it to change it)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+def _model_params(name: str = "unused", **overrides: object):
+    from mlret.params import ModelParams
+
+    values: dict[str, object] = dict(
+        name=name, pooling="mean", query_prefix="query : ", passage_prefix="passage : ",
+        max_query_length=16, max_passage_length=32, normalize=True,
+    )
+    values.update(overrides)
+    return ModelParams(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_params():
+    """ModelParams with e5-style prefixes (tokenisable by the tiny vocab) and short max lengths."""
+    return _model_params
