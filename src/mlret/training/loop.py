@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from mlret.artifacts import read_table, write_json
+from mlret.artifacts import read_table, write_bytes, write_json
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.data.splits import TRAIN_COLUMNS
 from mlret.errors import MlretError
@@ -248,9 +248,7 @@ class Trainer:
 
     def _write_outputs(self, metrics: dict[str, Any]) -> None:
         save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, extra={"training_params.json": self._run_params()})
-        pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(self.spec.log_path.with_suffix(".tmp"), index=False)
-        self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.spec.log_path.with_suffix(".tmp"), self.spec.log_path)
+        write_bytes(self.spec.log_path, pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(index=False).encode("utf-8"))
         write_json(self.spec.metrics_path, metrics)
         shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
 
