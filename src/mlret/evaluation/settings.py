@@ -1,0 +1,146 @@
+"""LAReQA's three retrieval settings over one dataset, and their per-query scores.
+
+* ``mono`` X→X: queries in X, pool = candidates in X, relevant = the answer in X.
+* ``cross`` X→Y (X ≠ Y): queries in X whose question exists in Y, pool =
+  candidates in Y, relevant = the answer in Y. Pairs sharing no question are
+  skipped and counted.
+* ``multi`` X→all: queries in X, pool = every candidate of every language,
+  relevant = the question's answer in every language where it exists.
+
+Relevance comes from the alignment alone (see :mod:`mlret.data.parallel`).
+Every number is computed by :mod:`mlret.evaluation.metrics`; this module only
+decides which queries, which pool, and which candidates are relevant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mlret.evaluation import metrics as M
+
+TOP_K = 100
+SAME_LANGUAGE_K = 10
+AT_K_NAMES = {"RR@10": "mrr@10", "R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "R@100": "recall@100", "nDCG@10": "ndcg@10"}
+PER_QUERY_COLUMNS = [
+    "setting", "query_lang", "pool_lang", "qid", "n_relevant", "ranks", "ap", "rank_distance",
+    "same_language_top10", *AT_K_NAMES.values(),
+]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # mono | cross | multi
+    query_lang: str
+    pool_lang: str  # a language code, or "all"
+    query_rows: np.ndarray  # rows of the questions table
+    pool_rows: np.ndarray  # rows of the candidates table
+    relevant: list[np.ndarray]  # per query: positions in pool_rows
+
+
+def settings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[Setting], list[tuple[str, str]]]:
+    """All settings of a dataset (tables restricted to its evaluation articles), and the skipped cross pairs."""
+    langs = sorted(candidates.lang.unique())
+    answer = {(q, l): c for q, l, c in zip(questions.qid, questions.lang, questions.answer_candidate)}
+    langs_of = questions.groupby("qid").lang.agg(set).to_dict()
+    pool_of = {lang: np.flatnonzero(candidates.lang.to_numpy() == lang) for lang in langs}
+    everything = np.arange(len(candidates))
+    position = {cid: i for i, cid in enumerate(candidates.candidate_id)}
+    out: list[Setting] = []
+    skipped: list[tuple[str, str]] = []
+    for x in langs:
+        rows_x = np.flatnonzero(questions.lang.to_numpy() == x)
+        qids_x = questions.qid.to_numpy()[rows_x]
+        for y in langs:
+            keep = np.array([y in langs_of[q] for q in qids_x], dtype=bool)
+            if not keep.any():
+                skipped.append((x, y))
+                continue
+            local = {int(g): i for i, g in enumerate(pool_of[y])}
+            relevant = [np.array([local[position[answer[(q, y)]]]]) for q in qids_x[keep]]
+            out.append(Setting("mono" if x == y else "cross", x, y, rows_x[keep], pool_of[y], relevant))
+        relevant_all = [np.array(sorted(position[answer[(q, l)]] for l in langs_of[q])) for q in qids_x]
+        out.append(Setting("multi", x, "all", rows_x, everything, relevant_all))
+    return out, skipped
+
+
+def score_setting(
+    setting: Setting,
+    questions: pd.DataFrame,
+    candidates: pd.DataFrame,
+    question_emb: np.ndarray,
+    candidate_emb: np.ndarray,
+    chunk_size: int = 1024,
+) -> pd.DataFrame:
+    """Per-query results of one setting: exact full-pool ranks and AP, @k metrics, language bias."""
+    q = question_emb[setting.query_rows]
+    pool = candidate_emb[setting.pool_rows]
+    ranks = M.exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
+    qids = questions.qid.to_numpy()[setting.query_rows].tolist()
+    doc_ids = candidates.candidate_id.to_numpy()[setting.pool_rows].tolist()
+    k = min(TOP_K, len(doc_ids))
+    top, _ = M.exact_top_k(q, pool, k, chunk_size=chunk_size)
+    at_k = M.evaluate_at_k(M.top_k_run(qids, top, doc_ids), M.qrels_frame(qids, setting.relevant, doc_ids))
+    frame = pd.DataFrame(
+        {
+            "setting": setting.name,
+            "query_lang": setting.query_lang,
+            "pool_lang": setting.pool_lang,
+            "qid": qids,
+            "n_relevant": [len(r) for r in setting.relevant],
+            "ranks": [r.tolist() for r in ranks],
+            "ap": [M.average_precision(r) for r in ranks],
+            "rank_distance": [float(M.rank_distance(r)) if len(r) >= 2 else np.nan for r in ranks],
+        }
+    )
+    if setting.name == "multi":
+        pool_langs = candidates.lang.to_numpy()[setting.pool_rows]
+        kk = min(SAME_LANGUAGE_K, k)
+        frame["same_language_top10"] = (pool_langs[top[:, :kk]] == setting.query_lang).mean(axis=1)
+    else:
+        frame["same_language_top10"] = np.nan
+    for measure, column in AT_K_NAMES.items():
+        frame[column] = at_k.per_query[measure].to_numpy()
+    return frame[PER_QUERY_COLUMNS]
+
+
+def score_dataset(
+    questions: pd.DataFrame,
+    candidates: pd.DataFrame,
+    question_emb: np.ndarray,
+    candidate_emb: np.ndarray,
+    desc: str = "score",
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    all_settings, skipped = settings(questions, candidates)
+    frames = [
+        score_setting(s, questions, candidates, question_emb, candidate_emb)
+        for s in tqdm(all_settings, desc=desc, unit="setting")
+    ]
+    return pd.concat(frames, ignore_index=True), skipped
+
+
+def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
+    """Setting-level numbers: each metric averaged over queries within a (query, pool) language pair,
+    then over pairs (macro), so a language with more questions does not weigh more."""
+    out: dict[str, object] = {}
+    metric_columns = ["ap", *AT_K_NAMES.values()]
+    for name, group in per_query.groupby("setting", sort=True):
+        by_pair = group.groupby(["query_lang", "pool_lang"])[metric_columns].mean()
+        summary = {("map" if c == "ap" else c): float(by_pair[c].mean()) for c in metric_columns}
+        summary["pairs"] = int(len(by_pair))
+        summary["queries"] = int(len(group))
+        if name == "multi":
+            summary["rank_distance"] = float(group.groupby("query_lang").rank_distance.mean().mean())
+            summary["same_language_top10"] = float(group.groupby("query_lang").same_language_top10.mean().mean())
+        out[str(name)] = summary
+    out["skipped_cross_pairs"] = skipped
+    return out
+
+
+def pair_matrix(per_query: pd.DataFrame) -> pd.DataFrame:
+    """X × Y mAP (rows: query language, columns: pool language), mono on the diagonal."""
+    pairs = per_query[per_query.setting != "multi"]
+    return pairs.groupby(["query_lang", "pool_lang"]).ap.mean().unstack("pool_lang")
