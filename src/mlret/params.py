@@ -8,7 +8,7 @@ mirror the YAML sections one to one; nothing else in the package reads YAML.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,59 @@ class TrainParams:
     precision: str
 
 
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Which FAISS index to build and how hard it searches.
+
+    ``hnsw_*`` apply to ``hnsw``, ``ivf_*`` to ``ivf``; ``flat`` is exact and
+    takes none. ``hnsw_ef_search`` and ``ivf_nprobe`` are search-time knobs,
+    applied when an index is built or loaded, so they can change without a
+    rebuild.
+    """
+
+    type: str
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 200
+    ivf_nlist: int = 1024
+    ivf_nprobe: int = 32
+
+def parse_index_params(raw: dict[str, Any]) -> IndexParams:
+    """Validate the ``index:`` section; raise :class:`MlretError` naming ``index.<key>``."""
+    where = "index"
+    if not isinstance(raw, dict):
+        raise MlretError(f"{where} is not a mapping.", "Write e.g. `index: {type: hnsw, hnsw_m: 32}` in params.yaml.")
+    known = [f.name for f in fields(IndexParams)]
+    unknown = sorted(str(key) for key in raw if key not in known)
+    if unknown:
+        raise MlretError(f"{where}: unknown key(s) {unknown}; known keys are {known}.", "Fix the spelling or remove the key.")
+    kind = _get(raw, "type", str, where)
+    if kind not in INDEX_TYPES:
+        raise MlretError(f"{where}.type = {kind!r} is not one of {INDEX_TYPES}.", "Use `flat` (exact), `hnsw` or `ivf`.")
+    values: dict[str, Any] = {"type": kind}
+    for key in known[1:]:
+        if key in raw:
+            value = _get(raw, key, int, where)
+            if value < 1:
+                raise MlretError(f"{where}.{key} = {value} must be a positive int.", f"Set `{where}.{key}` to a value above 0.")
+            values[key] = value
+    params = IndexParams(**values)
+    if params.ivf_nprobe > params.ivf_nlist:
+        raise MlretError(
+            f"{where}.ivf_nprobe = {params.ivf_nprobe} exceeds {where}.ivf_nlist = {params.ivf_nlist}.",
+            f"Probe at most all {params.ivf_nlist} lists (that is an exact search).",
+        )
+    return params
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    batch_size: int  # texts per forward pass when encoding corpora
+
+
 @dataclass(frozen=True)
 class Params:
     sampling: str
@@ -122,6 +175,8 @@ class Params:
     seeds: list[int]
     mono_ratio: float
     train: TrainParams
+    eval: EvalParams
+    index: IndexParams
 
 
 # ---------------------------------------------------------------------------
@@ -278,6 +333,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
         seeds=[int(x) for x in seeds],
         mono_ratio=mono_ratio,
         train=_parse_train(_section(raw, "train", "params.yaml")),
+        eval=EvalParams(batch_size=_positive(_get(_section(raw, "eval", "params.yaml"), "batch_size", int, "eval"), "eval.batch_size")),
+        index=parse_index_params(_section(raw, "index", "params.yaml")),
     )
 
 

