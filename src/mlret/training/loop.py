@@ -180,25 +180,10 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc=f"train {self.spec.strategy.value}/{self.spec.profile}", disable=self.rank != 0)
         while self.step < self.total_steps:
             t0 = time.perf_counter()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses, pairs = [], 0
-            for _ in range(self.train.grad_accumulation):
-                batch = self.sampler.next_batch()
-                queries, passages = self.batch_texts(batch)
-                with self._autocast():
-                    loss = self.loss_fn(self.embed(queries, "query"), self.embed(passages, "passage"))
-                (loss / self.train.grad_accumulation).backward()
-                losses.append(float(loss.detach()))
-                pairs += len(batch.pairs)
-            torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
-            lr = self.scheduler.get_last_lr()[0]
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            self.pairs_seen += pairs
+            loss, lr, pairs = self.train_step()
             rate = pairs / max(time.perf_counter() - t0, 1e-9)
-            self.log.append({"step": self.step, "loss": float(np.mean(losses)), "learning_rate": lr, "pairs_per_s": rate})
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}", pairs_s=f"{rate:.1f}")
+            self.log.append({"step": self.step, "loss": loss, "learning_rate": lr, "pairs_per_s": rate})
+            bar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{rate:.1f}")
             bar.update(1)
             if self.step % self.train.save_every == 0 and self.step < self.total_steps:
                 self._save_resume()
@@ -208,6 +193,34 @@ class Trainer:
         if self.rank == 0:
             self._write_outputs(metrics)
         return metrics
+
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimiser step over ``grad_accumulation`` batches: (mean loss, learning rate used, pairs)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, pairs = [], 0
+        for _ in range(self.train.grad_accumulation):
+            batch = self.sampler.next_batch()
+            losses.append(self.backward(*self.batch_texts(batch)))
+            pairs += len(batch.pairs)
+        lr = self.optimizer_step()
+        self.step += 1
+        self.pairs_seen += pairs
+        return float(np.mean(losses)), lr, pairs
+
+    def backward(self, queries: list[str], passages: list[str]) -> float:
+        """Loss of one (micro-)batch, its gradients accumulated into the model."""
+        with self._autocast():
+            loss = self.loss_fn(self.embed(queries, "query"), self.embed(passages, "passage"))
+        (loss / self.train.grad_accumulation).backward()
+        return float(loss.detach())
+
+    def optimizer_step(self) -> float:
+        """Clip, step and advance the schedule; returns the learning rate the step used."""
+        torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        return lr
 
     def _autocast(self) -> Any:
         if self.autocast_dtype is None:

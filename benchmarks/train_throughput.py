@@ -1,0 +1,118 @@
+"""Training pairs/s and peak memory: our step against sentence-transformers' MultipleNegativesRankingLoss.
+
+Both train the same checkpoint on the same batches (drawn once by our sampler
+from a real profile), with the same sequence lengths, AdamW and learning rate,
+alternating step by step in one process so that machine noise hits both
+alike. Each side runs as its library is used by default: ours with the params
+of params.yaml (bf16 autocast where the CPU has it, word embeddings frozen if
+`train.freeze_word_embeddings`), sentence-transformers in fp32 with every
+weight trainable. `--same-settings` gives sentence-transformers our frozen
+embeddings and autocast too, to separate the two effects.
+
+    python benchmarks/train_throughput.py --steps 10 --profile balanced
+
+Needs `dvc repro split base_model` first (models/base, data/splits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlret.params import load_params
+from mlret.training.loop import RunSpec, Trainer
+from mlret.training.samplers import Sampling
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sentence_transformers_side(base: Path, max_len: int, lr: float, freeze: bool, autocast_dtype: torch.dtype | None):
+    from sentence_transformers import SentenceTransformer, losses, models
+
+    transformer = models.Transformer(str(base), max_seq_length=max_len)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    st = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    st.train()
+    if freeze:
+        transformer.auto_model.get_input_embeddings().weight.requires_grad_(False)
+    loss = losses.MultipleNegativesRankingLoss(st, scale=20.0)  # scale 20 = temperature 0.05
+    optimizer = torch.optim.AdamW([p for p in st.parameters() if p.requires_grad], lr=lr)
+
+    def step(queries: list[str], passages: list[str], q_len: int, p_len: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        transformer.max_seq_length = q_len
+        q = st.tokenize(queries)
+        transformer.max_seq_length = p_len
+        p = st.tokenize(passages)
+        ctx = torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype else torch.autocast("cpu", enabled=False)
+        with ctx:
+            value = loss([q, p], labels=None)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in st.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--profile", default="balanced")
+    parser.add_argument("--strategy", default="hybrid", choices=[s.value for s in Sampling])
+    parser.add_argument("--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast")
+    args = parser.parse_args()
+
+    params = load_params()
+    train = dataclasses.replace(params.train, max_steps=args.warmup + args.steps, save_every=10**9)
+    spec = RunSpec.for_run(Sampling(args.strategy), args.profile, 0, params)
+    ours = Trainer(spec, params.model, train, params.mono_ratio, device="cpu")
+    prefixes = (params.model.query_prefix, params.model.passage_prefix)
+
+    # The same batches for both sides, drawn once.
+    batches = []
+    for _ in range(args.warmup + args.steps):
+        q, p = ours.batch_texts(ours.sampler.next_batch())
+        batches.append(([prefixes[0] + t for t in q], [prefixes[1] + t for t in p]))
+
+    st_step = sentence_transformers_side(
+        spec.base_model, train.max_passage_length, train.learning_rate,
+        freeze=train.freeze_word_embeddings if args.same_settings else False,
+        autocast_dtype=ours.autocast_dtype if args.same_settings else None,
+    )
+    times = {"ours": [], "sentence-transformers": []}
+    pairs = []
+    for i, (q, p) in enumerate(batches):
+        raw_q = [t[len(prefixes[0]):] for t in q]
+        raw_p = [t[len(prefixes[1]):] for t in p]
+        t0 = time.perf_counter()
+        ours.optimizer.zero_grad(set_to_none=True)
+        ours.backward(raw_q, raw_p)
+        ours.optimizer_step()
+        t1 = time.perf_counter()
+        st_step(q, p, train.max_query_length, train.max_passage_length)
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            times["ours"].append(t1 - t0)
+            times["sentence-transformers"].append(t2 - t1)
+            pairs.append(len(q))
+    n_pairs = float(np.sum(pairs))
+    rate = {name: n_pairs / float(np.sum(t)) for name, t in times.items()}
+    print(f"machine: {torch.get_num_threads()} threads; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
+          f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, same settings for ST: {args.same_settings}")
+    for name, value in rate.items():
+        print(f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median over {args.steps} steps)")
+    print(f"{'ratio ours / ST':>22}: {rate['ours'] / rate['sentence-transformers']:.2f}x")
+    print(f"{'peak RSS (process)':>22}: {peak_rss_mb():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
