@@ -1,0 +1,102 @@
+"""The report on per-query results whose ordering we control: a clearly better strategy must win."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlret.artifacts import write_table
+from mlret.data.parallel import build_parallel
+from mlret.evaluation.settings import score_dataset
+from mlret.params import Profile, load_params
+from mlret.reporting.report import build_report
+from mlret.reporting.stats import bootstrap_interval, holm, paired_permutation_pvalue
+
+REPO = Path(__file__).resolve().parents[2]
+NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
+
+
+def noisy_embeddings(questions: pd.DataFrame, candidates: pd.DataFrame, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Perfect alignment-derived vectors plus Gaussian noise of a chosen size."""
+    rng = np.random.default_rng(seed)
+    position = {c: i for i, c in enumerate(candidates.candidate_id)}
+    key = candidates[["article", "paragraph", "sentence"]].apply(tuple, axis=1)
+    dims = {k: i for i, k in enumerate(dict.fromkeys(key))}
+    p = np.zeros((len(candidates), len(dims)), np.float32)
+    p[np.arange(len(candidates)), [dims[k] for k in key]] = 1
+    q = p[[position[c] for c in questions.answer_candidate]].copy()
+    q += rng.normal(0, noise, q.shape).astype(np.float32)
+    p += rng.normal(0, noise / 2, p.shape).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True), p / np.linalg.norm(p, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import write_dataset
+
+    root = tmp_path_factory.mktemp("report")
+    source = write_dataset(root / "raw", "tiny", ["en", "ru", "zh"], n_articles=6, questions_per_paragraph=3)
+    data = build_parallel(source, root / "raw" / "tiny")
+    models = {"base": "base"} | {f"{s}/{p}/{seed}": s for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)}
+    for model, strategy in models.items():
+        seed = 0 if model == "base" else int(model[-1])
+        q, p = noisy_embeddings(data.questions, data.candidates, NOISE[strategy], seed)
+        per_query, _ = score_dataset(data.questions, data.candidates, q, p)
+        write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+    params = load_params(REPO / "params.yaml")
+    tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
+    params = dataclasses.replace(
+        params,
+        sampling="hybrid", strategies=["mono", "hybrid"], seeds=[0, 1],
+        profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
+        data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
+    )
+    build_report(params, eval_root=root / "eval", out_dir=root / "reports", metrics_path=root / "metrics.json", plots_dir=root / "plots")
+    return root
+
+
+def test_results_table_ranks_the_better_strategy_first(report_dir: Path) -> None:
+    table = pd.read_csv(report_dir / "reports" / "results.csv")
+    assert table.groupby(["dataset", "setting"]).head(1).strategy.eq("base").all()  # reference row first
+    multi = table[(table.setting == "multi") & (table.profile.isin(["lowres", "-"]))].set_index("strategy")
+    assert multi.loc["hybrid", "map"] > multi.loc["mono", "map"] > multi.loc["base", "map"]
+    assert multi.loc["hybrid", "map_ci_low"] <= multi.loc["hybrid", "map"] <= multi.loc["hybrid", "map_ci_high"]
+    assert multi.loc["mono", "p_vs_headline_holm"] < 0.05 and multi.loc["mono", "delta_vs_headline"] > 0
+    assert multi.loc["hybrid", "map_seed_sd"] >= 0
+
+
+def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
+    summary = (report_dir / "reports" / "summary.md").read_text()
+    assert "**hybrid** leads" in summary and "**mono** leads" not in summary
+    assert "significantly worse in 0" in summary
+
+
+def test_headline_metrics_and_figures(report_dir: Path) -> None:
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert metrics["headline"] == "hybrid"
+    assert 0 < metrics["lowres"]["tiny"]["multi"]["map"] <= 1 and "rank_distance" in metrics["lowres"]["tiny"]["multi"]
+    figures = sorted(p.name for p in (report_dir / "reports" / "figures").glob("*.png"))
+    assert "bars-tiny-map.png" in figures and "rank-distance.png" in figures
+    assert "heatmap-tiny-hybrid-lowres.png" in figures and "robustness-tiny-lowres.png" in figures
+    robustness = pd.read_csv(report_dir / "reports" / "robustness.csv")
+    assert set(robustness.pairs) == {"with low-resource language", "high-resource only"}
+
+
+def test_bootstrap_interval_of_a_weighted_mean() -> None:
+    values = np.array([0.0, 1.0] * 50)
+    low, high = bootstrap_interval(values, np.ones_like(values))
+    assert low < 0.5 < high and high - low < 0.3
+    assert bootstrap_interval(np.array([0.4, 0.4, 0.4]), np.ones(3)) == pytest.approx((0.4, 0.4))
+
+
+def test_paired_test_separates_a_consistent_difference_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=200)
+    assert paired_permutation_pvalue(a + 0.05, a, np.ones(200)) < 0.001
+    assert paired_permutation_pvalue(a, a[rng.permutation(200)], np.ones(200)) > 0.01
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
