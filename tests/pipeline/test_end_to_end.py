@@ -1,0 +1,115 @@
+"""The real `dvc repro` and `dvc exp run`, end to end, on a tiny configuration.
+
+A copy of the repository gets a params.yaml that points at hand-made fixture
+data (two datasets, three scripts), a tiny BertModel saved locally, and a few
+training steps; every stage then runs exactly as it does for a user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import save_tiny_checkpoint, write_dataset
+from test_data_stages import copy_repository
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd.parent), "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    repo = copy_repository(root / "repo")
+    mirror = root / "mirror"
+    sources = {
+        "tiny-xquad": write_dataset(mirror, "tiny-xquad", ["en", "ru", "zh"], n_articles=6),
+        "tiny-mlqa": write_dataset(mirror, "tiny-mlqa", ["ar", "en", "zh"], n_articles=3),
+    }
+    model = save_tiny_checkpoint(root / "tiny-model")
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["data"].update(
+        mirror=str(mirror),
+        train_source="tiny-xquad",
+        split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
+        sources={
+            name: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions} for name, s in sources.items()
+        },
+    )
+    params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
+    params["strategies"] = ["mono", "hybrid"]
+    params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
+    params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16, freeze_word_embeddings=False)
+    params["eval"]["batch_size"] = 8
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny configuration"], repo)
+    return repo
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
+    first = run([str(BIN / "dvc"), "repro"], repo)
+    stages = ran_stages(first.stdout)
+    assert {"download", "parallelise", "split", "base_model", "encode_base", "evaluate_base", "report"} <= stages
+    assert {f"train@{s}-{p}-0" for s in ("mono", "hybrid") for p in ("balanced", "lowres")} <= stages
+
+    summary = (repo / "reports" / "summary.md").read_text(encoding="utf-8")
+    assert "## Answer" in summary and "hybrid" in summary
+    table = pd.read_csv(repo / "reports" / "results.csv")
+    assert set(table.dataset) == {"tiny-xquad", "tiny-mlqa"} and set(table.setting) == {"mono", "cross", "multi"}
+    assert table.groupby(["dataset", "setting"]).head(1).strategy.eq("base").all()
+    report = json.loads((repo / "metrics" / "report.json").read_text())
+    assert report["headline"] == "hybrid" and 0 <= report["lowres"]["tiny-mlqa"]["multi"]["map"] <= 1
+    evaluated = json.loads((repo / "metrics" / "eval" / "hybrid" / "lowres" / "0.json").read_text())
+    assert evaluated["tiny-xquad"]["cross"]["pairs"] == 6
+    assert (repo / "models" / "hybrid" / "lowres" / "0" / "training_params.json").is_file()
+
+    again = run([str(BIN / "dvc"), "repro"], repo)
+    assert ran_stages(again.stdout) == set(), "a second repro with nothing changed must do no work"
+
+    search = run([str(BIN / "python"), "-m", "mlret.search", "--model", "models/hybrid/lowres/0", "--dataset", "tiny-mlqa", "-k", "3", "where a1 p0 s1?"], repo)
+    assert len(search.stdout.strip().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_experiments_rerun_only_what_changed(repo: Path) -> None:
+    if not (repo / "reports" / "summary.md").exists():
+        run([str(BIN / "dvc"), "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline results", "--allow-empty"], repo)
+
+    headline = run([str(BIN / "dvc"), "exp", "run", "-S", "sampling=mono"], repo)
+    assert ran_stages(headline.stdout) == {"report"}
+
+    ratio = run([str(BIN / "dvc"), "exp", "run", "-S", "hybrid.mono_ratio=0.3"], repo)
+    assert {s for s in ran_stages(ratio.stdout) if s.startswith("train@")} == {"train@hybrid-balanced-0", "train@hybrid-lowres-0"}
+
+    source = run([str(BIN / "dvc"), "exp", "run", "-S", "data.train_source=tiny-mlqa"], repo)
+    assert {"split", "encode_base", "report"} <= ran_stages(source.stdout) and "download" not in ran_stages(source.stdout)
+
+    shown = run([str(BIN / "dvc"), "exp", "show", "--csv"], repo)
+    assert "hybrid.mono_ratio" in shown.stdout and "data.train_source" in shown.stdout
+    diff = run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all"], repo)
+    assert "metrics/report.json" in diff.stdout
