@@ -277,6 +277,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
         }
@@ -287,7 +288,8 @@ class Trainer:
         if not state_path.is_file():
             return
         # Our own file, written by _save_resume above: safe to unpickle.
-        state = torch.load(state_path, map_location=self.device, weights_only=False)
+        # Loaded on the CPU: RNG states must stay CPU tensors; the optimiser moves its own state to the parameters.
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state["run_params"] != self._run_params():
             print(f"{self.spec.resume_dir}: checkpoint is from different params; starting from scratch.")
             shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
@@ -299,6 +301,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         self.step, self.pairs_seen, self.log = state["step"], state["pairs_seen"], state["log"]
