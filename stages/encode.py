@@ -24,6 +24,7 @@ def main() -> None:
         out_dir=f"data/embeddings/{args.model}",
         batch_size=params.eval.batch_size,
         device=args.device,
+        beir=params.eval.beir,
     )
 
 

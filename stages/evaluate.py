@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="`base` or `{strategy}/{profile}/{seed}`")
     args = parser.parse_args()
     params = load_params()
-    evaluate_model(args.model, params.data.eval_sources, params.data.train_source, params.index)
+    evaluate_model(args.model, params.data.eval_sources, params.data.train_source, params.index, beir=params.eval.beir)
 
 
 if __name__ == "__main__":

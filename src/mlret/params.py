@@ -162,6 +162,7 @@ def parse_index_params(raw: dict[str, Any]) -> IndexParams:
 @dataclass(frozen=True)
 class EvalParams:
     batch_size: int  # texts per forward pass when encoding corpora
+    beir: dict[str, str] = field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
 
 
 @dataclass(frozen=True)
@@ -333,9 +334,19 @@ def parse_params(raw: dict[str, Any]) -> Params:
         seeds=[int(x) for x in seeds],
         mono_ratio=mono_ratio,
         train=_parse_train(_section(raw, "train", "params.yaml")),
-        eval=EvalParams(batch_size=_positive(_get(_section(raw, "eval", "params.yaml"), "batch_size", int, "eval"), "eval.batch_size")),
+        eval=_parse_eval(_section(raw, "eval", "params.yaml")),
         index=parse_index_params(_section(raw, "index", "params.yaml")),
     )
+
+
+def _parse_eval(raw: dict[str, Any]) -> EvalParams:
+    beir = raw.get("beir") or {}
+    if not isinstance(beir, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in beir.items()):
+        raise MlretError(f"eval.beir = {beir!r} is not a mapping of name -> folder.", "Write e.g. `beir: {miracl: /data/miracl}` (one subfolder per language).")
+    for name, folder in beir.items():
+        if not Path(folder).is_dir():
+            raise MlretError(f"eval.beir.{name}: folder {folder} does not exist.", "Point it at a folder holding one BEIR-layout subfolder per language.")
+    return EvalParams(batch_size=_positive(_get(raw, "batch_size", int, "eval"), "eval.batch_size"), beir=dict(beir))
 
 
 def _positive(value: Any, where: str, kind: type = int) -> Any:

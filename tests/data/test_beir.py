@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import BEIR_LANGS as LANGS
+from conftest import write_beir_language as write_language
+from conftest import write_jsonl
 from mlret.data.beir import load_beir
 from mlret.errors import MlretError
-
-LANGS = {
-    "en": {"title": "River", "text": "A river flows.", "q": "where does the river flow?"},
-    "ru": {"title": "Река", "text": "Река течёт.", "q": "куда течёт река?"},
-}
-
-
-def write_language(root: Path, lang: str) -> Path:
-    """Three docs (one without title, one with an empty title), three queries (one unjudged), graded qrels."""
-    words = LANGS[lang]
-    folder = root / lang
-    (folder / "qrels").mkdir(parents=True)
-    corpus = [
-        {"_id": f"{lang}-d1", "title": words["title"], "text": words["text"], "metadata": {}},
-        {"_id": f"{lang}-d2", "text": "  no title here "},
-        {"_id": f"{lang}-d3", "title": "", "text": words["text"] + " 2"},
-    ]
-    queries = [
-        {"_id": f"{lang}-q1", "text": words["q"]},
-        {"_id": f"{lang}-q2", "text": words["q"] + " 2"},
-        {"_id": f"{lang}-q3", "text": "never judged"},
-    ]
-    write_jsonl(folder / "corpus.jsonl", corpus)
-    write_jsonl(folder / "queries.jsonl", queries)
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n"
-        f"{lang}-q1\t{lang}-d1\t1\n"
-        f"{lang}-q1\t{lang}-d3\t0\n"
-        f"{lang}-q2\t{lang}-d2\t2\n"
-        f"{lang}-q2\t{lang}-d2\t2\n",  # repeated identically: kept once
-        encoding="utf-8",
-    )
-    return folder
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n", encoding="utf-8")
-
 
 @pytest.fixture
 def beir_root(tmp_path: Path) -> Path:

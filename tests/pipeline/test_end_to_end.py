@@ -8,7 +8,6 @@ training steps; every stage then runs exactly as it does for a user.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

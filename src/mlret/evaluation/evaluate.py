@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mlret.artifacts import write_json, write_table
+from mlret.evaluation.beir_eval import score_beir
 from mlret.evaluation.corpus import load_eval_tables, load_embeddings
 from mlret.evaluation.settings import pair_matrix, score_dataset, summarise
 from mlret.retrieval.index import IndexParams, build_index, save_index
@@ -39,6 +40,7 @@ def evaluate_model(
     index_root: str | Path = "data/index",
     eval_root: str | Path = "data/eval",
     metrics_root: str | Path = "metrics/eval",
+    beir: dict[str, str] | None = None,
 ) -> dict[str, object]:
     metrics: dict[str, object] = {}
     for dataset in datasets:
@@ -50,5 +52,7 @@ def evaluate_model(
         write_table(out / "per_query.parquet", per_query)
         write_table(out / "pairs.parquet", pair_matrix(per_query).reset_index())
         metrics[dataset] = summarise(per_query, len(skipped))
+    for name, folder in (beir or {}).items():
+        metrics[f"beir-{name}"] = score_beir(folder, Path(embeddings_root) / model / f"beir-{name}", index_params)
     write_json(Path(metrics_root) / f"{model}.json", metrics)
     return metrics
