@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import psutil
+import psutil  # installed with dvc
 import torch
 
 from mlret.models.encoder import Encoder
