@@ -120,3 +120,19 @@ def test_frozen_word_embeddings_do_not_move(workspace: Path, tmp_path: Path) -> 
     assert torch.equal(before[key], after[key])
     moved = [k for k in after if "encoder.layer.0" in k and not torch.equal(before[k], after[k])]
     assert moved
+
+
+def test_a_checkpoint_from_other_params_restarts_cleanly(workspace: Path, tmp_path: Path) -> None:
+    spec = spec_for(workspace, tmp_path)
+
+    class CrashAfterCheckpoint(Trainer):
+        def _save_resume(self) -> None:
+            super()._save_resume()
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        CrashAfterCheckpoint(spec, MODEL, TRAIN, 0.5).run()
+    changed = dataclasses.replace(TRAIN, learning_rate=5e-4)
+    metrics = train_run(spec, MODEL, changed, mono_ratio=0.5)
+    assert metrics["steps"] == 6 and len(pd.read_csv(spec.log_path)) == 6
+    assert json.loads((spec.out_dir / "training_params.json").read_text())["train"]["learning_rate"] == 5e-4

@@ -52,6 +52,7 @@ from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool, Sampling
 
 LOG_COLUMNS = ["step", "loss", "learning_rate", "pairs_per_s"]
+STATE_FORMAT = 1  # bump when the resumable state changes shape; older checkpoints then restart cleanly
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ class Trainer:
         if self.rank != 0:
             return
         state = {
+            "format": STATE_FORMAT,
             "run_params": self._run_params(),
             "step": self.step,
             "pairs_seen": self.pairs_seen,
@@ -290,8 +292,8 @@ class Trainer:
         # Our own file, written by _save_resume above: safe to unpickle.
         # Loaded on the CPU: RNG states must stay CPU tensors; the optimiser moves its own state to the parameters.
         state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["run_params"] != self._run_params():
-            print(f"{self.spec.resume_dir}: checkpoint is from different params; starting from scratch.")
+        if state.get("format") != STATE_FORMAT or state.get("run_params") != self._run_params():
+            print(f"{self.spec.resume_dir}: checkpoint is from other params or an older version; starting from scratch.")
             shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
             return
         net, _ = load_checkpoint(self.spec.resume_dir)
