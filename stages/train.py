@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlret.errors import cli_errors
 from mlret.params import load_params
-from mlret.training.distributed import distributed
+from mlret.distributed import distributed
 from mlret.training.loop import RunSpec, train_run
 from mlret.training.samplers import Sampling
 

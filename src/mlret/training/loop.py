@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -44,6 +43,7 @@ from transformers import get_linear_schedule_with_warmup
 from mlret.artifacts import read_table, write_bytes, write_json
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.data.splits import TRAIN_COLUMNS
+from mlret.distributed import rank_and_world
 from mlret.errors import MlretError
 from mlret.models.encoder import pool, resolve_precision
 from mlret.models.loading import load_checkpoint, save_checkpoint
@@ -90,12 +90,6 @@ class RunSpec:
         )
 
 
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -113,7 +107,7 @@ def planned_steps(train: TrainParams, n_rows: int) -> int:
 class Trainer:
     def __init__(self, spec: RunSpec, model: ModelParams, train: TrainParams, mono_ratio: float, device: str | None = None) -> None:
         self.spec, self.train, self.model = spec, train, model
-        self.rank, self.world = _rank_and_world()
+        self.rank, self.world = rank_and_world()
         self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"))
         seed_everything(spec.seed)
         rows = read_table(spec.train_table, TRAIN_COLUMNS, "split")

@@ -1,4 +1,4 @@
-"""Process-group set-up for `torchrun`; a no-op for a plain single-process run."""
+"""Process-group set-up for `torchrun` (training and encoding); a no-op for a plain single-process run."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def distributed() -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
