@@ -103,7 +103,7 @@ Qrels = pd.DataFrame | Mapping[str, Mapping[str, int]]
 # --------------------------------------------------------------------------- scores and exact ranks
 
 
-def _embeddings(x: np.ndarray, name: str) -> NDArray[np.float32]:
+def as_embeddings(x: np.ndarray, name: str) -> NDArray[np.float32]:
     """Check one embedding matrix and return it as C-contiguous float32.
 
     Non-finite values or rows that are not unit length would silently turn
@@ -130,7 +130,7 @@ def _embeddings(x: np.ndarray, name: str) -> NDArray[np.float32]:
     return x
 
 
-def _scores(queries: NDArray[np.float32], pool_t64: NDArray[np.float64]) -> NDArray[np.float32]:
+def exact_scores(queries: NDArray[np.float32], pool_t64: NDArray[np.float64]) -> NDArray[np.float32]:
     """Scores of a block of queries against the whole pool; see the module docstring for why float64."""
     return np.matmul(queries.astype(np.float64), pool_t64).astype(np.float32)
 
@@ -142,10 +142,10 @@ def similarity_scores(queries: np.ndarray, pool: np.ndarray) -> NDArray[np.float
     the chunk size. For a full setting, use those: they never hold the whole
     matrix.
     """
-    q = _embeddings(queries, "query")
-    p = _embeddings(pool, "pool")
+    q = as_embeddings(queries, "query")
+    p = as_embeddings(pool, "pool")
     _check_dims(q, p)
-    return _scores(q, p.astype(np.float64).T)
+    return exact_scores(q, p.astype(np.float64).T)
 
 
 def _check_dims(q: np.ndarray, p: np.ndarray) -> None:
@@ -201,15 +201,15 @@ def exact_ranks(
     pool_size`` bytes, plus a float64 copy of the pool. Ranks are identical for
     every ``chunk_size`` (see the module docstring on scores).
     """
-    q = _embeddings(queries, "query")
-    p = _embeddings(pool, "pool")
+    q = as_embeddings(queries, "query")
+    p = as_embeddings(pool, "pool")
     _check_dims(q, p)
     _check_chunk_size(chunk_size)
     rel = _relevant_indices(relevant, q.shape[0], p.shape[0])
     pool_t64 = p.astype(np.float64).T
     ranks: list[NDArray[np.int64]] = []
     for start in range(0, q.shape[0], chunk_size):
-        scores = _scores(q[start : start + chunk_size], pool_t64)
+        scores = exact_scores(q[start : start + chunk_size], pool_t64)
         ranks.extend(_ranks_in_block(scores, rel[start : start + chunk_size]))
     return ranks
 
@@ -248,8 +248,8 @@ def exact_top_k(
     no such guarantee (different float32 summation order, unspecified order
     among ties). Memory is O(chunk_size x pool_size).
     """
-    q = _embeddings(queries, "query")
-    p = _embeddings(pool, "pool")
+    q = as_embeddings(queries, "query")
+    p = as_embeddings(pool, "pool")
     _check_dims(q, p)
     _check_chunk_size(chunk_size)
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= p.shape[0]:
@@ -258,7 +258,7 @@ def exact_top_k(
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     top_scores = np.empty((q.shape[0], k), dtype=np.float32)
     for start in range(0, q.shape[0], chunk_size):
-        scores = _scores(q[start : start + chunk_size], pool_t64)
+        scores = exact_scores(q[start : start + chunk_size], pool_t64)
         idx, sc = _top_k_block(scores, k)
         indices[start : start + len(idx)] = idx
         top_scores[start : start + len(idx)] = sc

@@ -177,7 +177,7 @@ class Encoder:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
         with torch.inference_mode(), self._autocast(), tqdm(
-            total=len(ids), unit="text", desc=f"encode {kind}s", disable=not self.show_progress
+            total=len(ids), unit="text", desc={"query": "encode queries", "passage": "encode passages"}.get(kind, "encode"), disable=not self.show_progress
         ) as bar:
             for rows in self._batches(order):
                 input_ids, mask = self._pad([ids[i] for i in rows])

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlret.errors import MlretError
-from mlret.evaluation.metrics import _embeddings, _scores, exact_top_k
+from mlret.evaluation.metrics import as_embeddings, exact_scores, exact_top_k
 from mlret.params import INDEX_TYPES, IndexParams
 
 
@@ -43,7 +43,7 @@ def build_index(embeddings: np.ndarray, params: IndexParams) -> faiss.Index:
     an index over unnormalised vectors would rank by something other than
     cosine similarity, without any error.
     """
-    x = _embeddings(embeddings, "pool")
+    x = as_embeddings(embeddings, "pool")
     n, d = x.shape
     if params.type == "flat":
         index = faiss.IndexFlatIP(d)
@@ -160,7 +160,7 @@ def search(
     ``k`` candidates for a query (IVF lists probed are short): those rows end
     in ``-1`` with score ``-inf``, the padding :func:`metrics.top_k_run` drops.
     """
-    q = _embeddings(queries, "query")
+    q = as_embeddings(queries, "query")
     if q.shape[1] != index.d:
         raise MlretError(f"query embeddings have dimension {q.shape[1]} but the index {index.d}", "encode both with the same model")
     n_total = int(index.ntotal)
@@ -173,7 +173,7 @@ def search(
         scores, indices = index.search(q, int(k))
         return _padded(indices, scores)
 
-    pool = _embeddings(pool_embeddings, "pool")
+    pool = as_embeddings(pool_embeddings, "pool")
     if pool.shape != (n_total, index.d):
         raise MlretError(
             f"pool embeddings have shape {pool.shape} but the index holds {n_total} vectors of dimension {index.d}",
@@ -224,7 +224,7 @@ def _rescore(
     valid = candidates >= 0
     safe = np.where(valid, candidates, 0)
     pool_t64 = pool[safe].astype(np.float64).transpose(0, 2, 1)  # (rows, d, candidates)
-    exact = _scores(q[:, None, :], pool_t64)[:, 0, :]  # a batch of (1, d) @ (d, c) products
+    exact = exact_scores(q[:, None, :], pool_t64)[:, 0, :]  # a batch of (1, d) @ (d, c) products
     gap = np.abs(exact.astype(np.float64) - faiss_scores.astype(np.float64))
     bad = valid & ~(gap <= tol)
     if bad.any():
