@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from mlret.artifacts import write_json, write_table
@@ -19,7 +21,7 @@ from mlret.evaluation.settings import pair_matrix, score_dataset, summarise
 from mlret.retrieval.index import IndexParams, build_index, save_index
 
 
-def build_indexes(index_dir: Path, candidates, candidate_emb, params: IndexParams) -> None:  # type: ignore[no-untyped-def]
+def build_indexes(index_dir: Path, candidates: pd.DataFrame, candidate_emb: np.ndarray, params: IndexParams) -> None:
     """``{lang}.faiss`` per language, ``all.faiss`` over the pool, and the candidates they index."""
     groups = [("all", candidates.index.to_numpy())] + [
         (str(lang), rows.index.to_numpy()) for lang, rows in candidates.groupby("lang", sort=True)

@@ -21,7 +21,6 @@ negatives span it too.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -312,10 +311,3 @@ def _no_decay(name: str) -> bool:
 def train_run(spec: RunSpec, model: ModelParams, train: TrainParams, mono_ratio: float, device: str | None = None) -> dict[str, Any]:
     """Train one (strategy, profile, seed) and write its checkpoint, log and metrics."""
     return Trainer(spec, model, train, mono_ratio, device).run()
-
-
-def load_training_params(checkpoint: str | Path) -> dict[str, Any]:
-    path = Path(checkpoint) / "training_params.json"
-    if not path.is_file():
-        raise MlretError(f"{path}: not found.", "The directory is not a model written by the train stage.")
-    return json.loads(path.read_text(encoding="utf-8"))
