@@ -90,16 +90,19 @@ class Interrupted(Exception):
     pass
 
 
+class CrashAfterCheckpoint(Trainer):
+    """The real trainer, stopped right after its first resumable checkpoint (a simulated kill)."""
+
+    def _save_resume(self) -> None:
+        super()._save_resume()
+        raise Interrupted
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(workspace: Path, tmp_path: Path) -> None:
     straight = spec_for(workspace, tmp_path / "straight")
     train_run(straight, MODEL, TRAIN, mono_ratio=0.5)
 
     resumed = spec_for(workspace, tmp_path / "resumed")
-
-    class CrashAfterCheckpoint(Trainer):
-        def _save_resume(self) -> None:
-            super()._save_resume()
-            raise Interrupted
 
     with pytest.raises(Interrupted):
         CrashAfterCheckpoint(resumed, MODEL, TRAIN, 0.5).run()
@@ -124,11 +127,6 @@ def test_frozen_word_embeddings_do_not_move(workspace: Path, tmp_path: Path) -> 
 
 def test_a_checkpoint_from_other_params_restarts_cleanly(workspace: Path, tmp_path: Path) -> None:
     spec = spec_for(workspace, tmp_path)
-
-    class CrashAfterCheckpoint(Trainer):
-        def _save_resume(self) -> None:
-            super()._save_resume()
-            raise Interrupted
 
     with pytest.raises(Interrupted):
         CrashAfterCheckpoint(spec, MODEL, TRAIN, 0.5).run()
