@@ -19,6 +19,7 @@ def worker(rank: int, checkpoint: str, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     encoder = Encoder(checkpoint, _model_params(), device="cpu", precision="fp32", show_progress=False)
     np.save(Path(out_dir) / f"rank{rank}.npy", encode_sharded(encoder, TEXTS, "passage"))
+    dist.barrier()  # let every rank finish its collectives before the group is torn down
     dist.destroy_process_group()
 
 

@@ -35,6 +35,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
     total = loss.detach().clone()
     dist.all_reduce(total)
     torch.save({"loss": total / 2, "q_grad": q.grad, "p_grad": p.grad}, Path(out_dir) / f"rank{rank}.pt")
+    dist.barrier()  # let every rank finish its collectives before the group is torn down
     dist.destroy_process_group()
 
 
