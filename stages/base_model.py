@@ -1,4 +1,6 @@
-"""Stage `base_model`: the pretrained encoder named by model.name, as a plain checkpoint in models/base."""
+"""Stage `base_model`: the pretrained encoder named by model.name, as a plain transformers checkpoint."""
+
+import argparse
 
 from mlret.errors import cli_errors
 from mlret.models.loading import materialise_base_model
@@ -7,8 +9,11 @@ from mlret.params import load_params
 
 @cli_errors
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir", help="folder for the checkpoint (models/base)")
+    args = parser.parse_args()
     params = load_params()
-    materialise_base_model(params.model, "models/base")
+    materialise_base_model(params.model, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Stage `report`: reports/ (tables, figures, summary.md) and the headline metrics."""
+"""Stage `report`: tables, figures and summary.md under reports/, and the headline metrics."""
+
+import argparse
 
 from mlret.errors import cli_errors
 from mlret.params import load_params
@@ -7,7 +9,13 @@ from mlret.reporting.report import build_report
 
 @cli_errors
 def main() -> None:
-    build_report(load_params())
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("eval_root", help="per-query scores of every model (data/eval)")
+    parser.add_argument("out_dir", help="tables, figures and summary.md (reports)")
+    parser.add_argument("metrics_path", help="headline metrics (metrics/report.json)")
+    parser.add_argument("plots_dir", help="data behind the DVC plots (plots/report)")
+    args = parser.parse_args()
+    build_report(load_params(), eval_root=args.eval_root, out_dir=args.out_dir, metrics_path=args.metrics_path, plots_dir=args.plots_dir)
 
 
 if __name__ == "__main__":
