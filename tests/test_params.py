@@ -1,10 +1,14 @@
+import dataclasses
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlret.errors import MlretError
-from mlret.params import load_params, parse_params
+from mlret.params import STRATEGIES, IndexParams, Profile, Sampling, SplitParams, TrainParams, load_params, parse_params
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -13,35 +17,273 @@ def shipped() -> dict:
     return yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
 
 
+def rejection(edit: Callable[[dict], object]) -> MlretError:
+    """The error for the shipped params with ``edit`` applied; it must read as one problem, not a pydantic dump."""
+    raw = shipped()
+    edit(raw)
+    with pytest.raises(MlretError) as caught:
+        parse_params(raw)
+    err = caught.value
+    assert "\n" not in err.what and err.fix and "\n" not in err.fix
+    assert "validation error" not in str(err).lower() and "pydantic" not in str(err).lower()
+    return err
+
+
 def test_shipped_params_are_valid_and_describe_the_lareqa_release() -> None:
     params = load_params(SHIPPED)
     xquad, mlqa = params.data.sources["xquad-r"], params.data.sources["mlqa-r"]
     assert len(xquad.languages) == 11 and set(xquad.expected_questions.values()) == {1190}
     assert mlqa.expected_questions == {"ar": 517, "de": 512, "en": 1148, "es": 500, "hi": 507, "vi": 511, "zh": 504}
     assert params.profiles["lowres"].fraction("th") == 0.05 and params.profiles["lowres"].fraction("en") == 1.0
+    assert params.profiles["lowres"].name == "lowres" and "default" not in params.profiles["lowres"].fractions
+    assert xquad.name == "xquad-r" and xquad.url_for("th").endswith("/xquad-r/th.json")
+    assert params.mono_ratio == 0.5 and params.sampling in params.strategies
+    assert not hasattr(params, "seed")
+
+
+def edit_at(path: str, key: str, value: object) -> Callable[[dict], None]:
+    """Set ``key`` in the mapping at dotted ``path`` ('' is the top level)."""
+
+    def edit(raw: dict) -> None:
+        section = raw
+        for part in filter(None, path.split("/")):
+            section = section[part]
+        section[key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "value", "suggestion"),
+    [
+        ("", "samplng", "mono", "Did you mean `sampling`?"),
+        ("data", "mirorr", "/data", "Did you mean `data.mirror`?"),
+        ("data/split", "sed", 1, "Did you mean `data.split.seed`?"),
+        ("data/sources/xquad-r", "urll", "x", "Did you mean `data.sources.xquad-r.url`?"),
+        ("data/sources/mlqa-r", "expected_question", {}, "Did you mean `data.sources.mlqa-r.expected_questions`?"),
+        ("model", "poolng", "cls", "Did you mean `model.pooling`?"),
+        ("train", "batchsize", 16, "Did you mean `train.batch_size`?"),
+        ("train", "nonsense", 1, "Remove it. Keys of train: batch_size,"),
+        ("mono", "ratio", 1, "`mono` takes no keys"),
+        ("cross", "ratio", 1, "`cross` takes no keys"),
+        ("multi", "ratio", 1, "`multi` takes no keys"),
+        ("hybrid", "mono_ration", 0.3, "Did you mean `hybrid.mono_ratio`?"),
+        ("eval", "bier", {}, "Did you mean `eval.beir`?"),
+        ("index", "hnsw_mm", 16, "Did you mean `index.hnsw_m`?"),
+    ],
+)
+def test_unknown_keys_are_rejected_at_every_level(path: str, key: str, value: object, suggestion: str) -> None:
+    err = rejection(edit_at(path, key, value))
+    where = ".".join(filter(None, [*path.split("/"), key]))
+    assert err.what == f"{where}: unknown key (set to {value!r})."
+    assert suggestion in err.fix
+
+
+def test_a_misspelt_key_is_reported_rather_than_the_key_it_leaves_missing() -> None:
+    def rename(raw: dict) -> None:
+        raw["train"]["batchsize"] = raw["train"].pop("batch_size")
+
+    err = rejection(rename)
+    assert err.what.startswith("train.batchsize: unknown key") and "Did you mean `train.batch_size`?" in err.fix
+
+
+def test_the_retired_top_level_seed_says_where_seeds_live() -> None:
+    """`dvc exp run -S seed=1` writes this key; it used to be read by nothing."""
+    err = rejection(edit_at("", "seed", 1))
+    assert err.what == "seed: unknown key (set to 1)."
+    assert "`seeds" in err.fix and "`data.split.seed`" in err.fix
+
+
+def test_a_source_name_comes_from_its_key_only() -> None:
+    err = rejection(edit_at("data/sources/xquad-r", "name", "other"))
+    assert err.what.startswith("data.sources.xquad-r.name = 'other'")
+
+
+def test_profile_keys_are_languages_of_the_sources() -> None:
+    err = rejection(edit_at("profiles/lowres", "thh", 0.5))
+    assert err.what == "profiles.lowres.thh = 0.5 is not a language of any data source."
+    assert "Did you mean `profiles.lowres.th`?" in err.fix
+
+
+def drop(path: str, key: str) -> Callable[[dict], None]:
+    def edit(raw: dict) -> None:
+        section = raw
+        for part in filter(None, path.split("/")):
+            section = section[part]
+        section.pop(key)
+
+    return edit
+
+
+def update(path: str, **values: object) -> Callable[[dict], None]:
+    def edit(raw: dict) -> None:
+        section = raw
+        for part in filter(None, path.split("/")):
+            section = section[part]
+        section.update(values)
+
+    return edit
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p["profiles"]["lowres"].update(xx=0.5), r"profiles.lowres.xx: unknown language 'xx'"),
-        (lambda p: p["profiles"]["lowres"].update(th=1.5), r"profiles.lowres.th = 1.5 is not a fraction in \[0, 1\]"),
-        (lambda p: p["data"].update(train_source="tydi"), r"data.train_source = 'tydi' is not one of"),
-        (lambda p: p["data"]["split"].update(test=0.5), r"data.split fractions add up to 1.2"),
-        (lambda p: p.update(sampling="mixed"), r"sampling = 'mixed' is not one of"),
-        (lambda p: p["model"].update(pooling="max"), r"model.pooling = 'max'"),
-        (lambda p: p["data"]["sources"]["mlqa-r"]["sha256"].update(de="abc"), r"data.sources.mlqa-r.sha256.de = 'abc'"),
-        (lambda p: p["model"].pop("max_query_length"), r"model: `max_query_length` is missing"),
+        # whole numbers stay whole, numbers stay numbers, booleans stay booleans
+        (update("train", max_steps=150.5), r"^train.max_steps = 150.5 is not an integer\.$"),
+        (update("data", download_retries="abc"), r"^data.download_retries = 'abc' is not an integer\.$"),
+        (update("data", download_retries="3"), r"^data.download_retries = '3' is not an integer\.$"),
+        (update("train", batch_size=True), r"^train.batch_size = True is not an integer\.$"),
+        (update("train", learning_rate="3e-5"), r"^train.learning_rate = '3e-5' is not a number\.$"),  # YAML reads 3e-5 (no dot) as text
+        (update("train", symmetric="yes"), r"^train.symmetric = 'yes' is not true or false\.$"),
+        (update("model", query_prefix=1), r"^model.query_prefix = 1 is not a string\.$"),
+        (update("train", epochs=float("nan")), r"^train.epochs = nan is not a finite number\.$"),
+        (update("", strategies="mono"), r"^strategies = 'mono' is not a list\.$"),
+        (update("", mono=None), r"^mono is not a mapping \(got None\)\.$"),
+        # ranges
+        (update("", seeds=[-1]), r"^seeds\[0\] = -1 must be at least 0\.$"),
+        (update("", seeds=[0, 2**32]), r"^seeds\[1\] = 4294967296 must be below 4294967296\.$"),
+        (update("data/split", seed=-1), r"^data.split.seed = -1 must be at least 0\.$"),
+        (update("train", weight_decay=-5), r"^train.weight_decay = -5 must be at least 0\.$"),
+        (update("train", learning_rate=0), r"^train.learning_rate = 0 must be a positive number\.$"),
+        (update("train", temperature=-0.05), r"^train.temperature = -0.05 must be a positive number\.$"),
+        (update("train", save_every=0), r"^train.save_every = 0 must be a positive integer\.$"),
+        (update("train", hard_negatives=-1), r"^train.hard_negatives = -1 must be at least 0\.$"),
+        (update("train", sampling_alpha=-0.5), r"^train.sampling_alpha = -0.5 must be at least 0\.$"),
+        (update("train", warmup_ratio=1.5), r"^train.warmup_ratio = 1.5 must be at most 1\.$"),
+        (update("model", max_query_length=2), r"^model.max_query_length = 2 must be at least 4\.$"),
+        (update("index", hnsw_m=0), r"^index.hnsw_m = 0 must be a positive integer\.$"),
+        (update("hybrid", mono_ratio=1.2), r"^hybrid.mono_ratio = 1.2 must be at most 1\.$"),
+        (update("profiles/lowres", th=1.5), r"^profiles.lowres.th = 1.5 must be at most 1\.$"),
+        (update("profiles/lowres", default=-0.1), r"^profiles.lowres.default = -0.1 must be at least 0\.$"),
+        (update("data/sources/mlqa-r/expected_questions", de=0), r"^data.sources.mlqa-r.expected_questions.de = 0 must be a positive integer\.$"),
+        (update("", profiles={}), r"^profiles is empty\.$"),
+        (update("", seeds=[]), r"^seeds is empty\.$"),
+        (update("model", name=""), r"^model.name is empty\.$"),
+        # choices
+        (update("", sampling="mixed"), r"^sampling = 'mixed' is not one of 'mono', 'cross', 'multi' or 'hybrid'\.$"),
+        (update("", strategies=["mono", "mixed"]), r"^strategies\[1\] = 'mixed' is not one of"),
+        (update("model", pooling="max"), r"^model.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
+        (update("train", precision="fp8"), r"^train.precision = 'fp8' is not one of 'auto', 'fp32', 'bf16' or 'fp16'\.$"),
+        (update("index", type="annoy"), r"^index.type = 'annoy' is not one of 'flat', 'hnsw' or 'ivf'\.$"),
+        # checks within a section
+        (update("data/sources/mlqa-r/sha256", de="abc"), r"^data.sources.mlqa-r.sha256.de = 'abc' is not a SHA-256 hex digest\.$"),
+        (update("data/sources/mlqa-r", url="https://example.org/de.json"), r"^data.sources.mlqa-r.url = 'https://example.org/de.json' has no `\{lang\}`"),
+        (drop("data/sources/mlqa-r/expected_questions", "de"), r"^data.sources.mlqa-r.expected_questions: lists \['ar', 'en',"),
+        (update("data/split", test=0.5), r"^data.split: fractions add up to 1.2, not 1\.$"),
+        (update("data/split", train=0.0, test=0.9), r"^data.split: train and test fractions must be positive\.$"),
+        (update("train", max_steps=None, epochs=None), r"^train: neither max_steps nor epochs is set\.$"),
+        (update("index", type="ivf", ivf_nlist=16, ivf_nprobe=32), r"^index.ivf_nprobe = 32 exceeds index.ivf_nlist = 16\.$"),
+        (update("eval", beir={"miracl": "/nonexistent/miracl"}), r"^eval.beir.miracl = '/nonexistent/miracl' is not a folder\.$"),
+        # checks across sections
+        (update("data", train_source="tydi"), r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$"),
+        (update("", strategies=["mono", "cross"]), r"^sampling = 'hybrid' is not among the trained strategies \['mono', 'cross'\]\.$"),
+        (update("", strategies=["hybrid", "mono", "hybrid"]), r"^strategies = \['hybrid', 'mono', 'hybrid'\] repeats \['hybrid'\]\.$"),
+        (update("", seeds=[0, 1, 0]), r"^seeds = \['0', '1', '0'\] repeats \['0'\]\.$"),
+        # missing keys and sections
+        (drop("model", "max_query_length"), r"^model: `max_query_length` is missing\.$"),
+        (drop("", "hybrid"), r"^params.yaml: `hybrid` is missing\.$"),
+        (drop("data", "split"), r"^data: `split` is missing\.$"),
     ],
 )
-def test_bad_values_fail_with_their_key(edit, message: str) -> None:
+def test_bad_values_fail_with_their_key_and_value(edit: Callable[[dict], None], message: str) -> None:
+    err = rejection(edit)
+    assert re.search(message, err.what), err.what
+
+
+def test_each_fix_names_the_key_to_change() -> None:
+    assert rejection(update("train", max_steps=150.5)).fix == "Give `train.max_steps` a whole number."
+    assert rejection(update("train", weight_decay=-5)).fix == "Set `train.weight_decay` to 0 or more."
+    assert rejection(update("", seeds=[-1])).fix == "Set `seeds[0]` to 0 or more."
+    assert rejection(update("model", pooling="max")).fix.startswith("Use one of 'mean' or 'cls' (`mean` for e5")
+    assert rejection(drop("model", "normalize")).fix == "Set `model.normalize` in params.yaml."
+
+
+def test_an_int_stands_for_a_float_and_optional_values_may_be_null() -> None:
     raw = shipped()
-    edit(raw)
-    with pytest.raises(MlretError, match=message):
-        parse_params(raw)
+    raw["train"].update(learning_rate=1, max_grad_norm=2, max_steps=None, epochs=2)
+    raw["data"].update(mirror="")
+    raw["eval"].update(beir=None)
+    params = parse_params(raw)
+    assert params.train.learning_rate == 1.0 and isinstance(params.train.learning_rate, float)
+    assert params.train.max_steps is None and params.train.epochs == 2.0
+    assert params.data.mirror is None and params.eval.beir == {}
+
+
+def test_optional_keys_take_their_defaults() -> None:
+    raw = shipped()
+    del raw["data"]["mirror"], raw["data"]["download_retries"], raw["eval"]["beir"]
+    raw["index"] = {"type": "hnsw"}
+    raw["profiles"]["lowres"].pop("default")
+    params = parse_params(raw)
+    assert params.data.mirror is None and params.data.download_retries == 3 and params.eval.beir == {}
+    assert params.index == IndexParams("hnsw") and params.index.hnsw_m == 32
+    assert params.profiles["lowres"].default == 1.0
 
 
 def test_profiles_stay_valid_when_the_training_source_changes() -> None:
     raw = shipped()
     raw["data"]["train_source"] = "mlqa-r"  # lowres names el/th/tr, which MLQA-R lacks: they simply do not apply
     assert parse_params(raw).data.train_source == "mlqa-r"
+
+
+def test_choices_read_and_serialise_as_plain_strings() -> None:
+    """Reports print and store the headline strategy; an enum repr there would break run names and metrics."""
+    params = load_params(SHIPPED)
+    assert params.sampling is Sampling.HYBRID and params.sampling == "hybrid"
+    assert f"{params.sampling}/lowres/0" == "hybrid/lowres/0" and str(params.train.precision) == "auto"
+    assert json.dumps({"headline": params.sampling, "pooling": params.model.pooling}) == '{"headline": "hybrid", "pooling": "mean"}'
+    assert STRATEGIES == ("mono", "cross", "multi", "hybrid") and [s.value for s in Sampling] == list(STRATEGIES)
+
+
+def test_objects_built_in_code_are_validated_like_the_file() -> None:
+    """Positional construction and dataclasses.replace keep working, and fail with the same one-line errors."""
+    train = load_params(SHIPPED).train
+    assert dataclasses.replace(train, max_steps=3).max_steps == 3
+    with pytest.raises(MlretError, match=r"^train.max_steps = 2.5 is not an integer\."):
+        dataclasses.replace(train, max_steps=2.5)
+    with pytest.raises(MlretError, match=r"^train.batchsize: unknown key"):
+        TrainParams(**{**dataclasses.asdict(train), "batchsize": 16})
+    assert Profile("p", 0.5, {"en": 1.0}).fraction("ru") == 0.5
+    with pytest.raises(MlretError, match=r"^profiles.p.fractions.ru = 1.5 must be at most 1\."):
+        Profile("p", 1.0, {"ru": 1.5})
+    with pytest.raises(MlretError, match=r"^data.split.seed = -1 must be at least 0\."):
+        SplitParams(0.6, 0.1, 0.3, seed=-1)
+    with pytest.raises(MlretError, match=r"^index: `type` is missing\."):
+        IndexParams()  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        train.batch_size = 16  # type: ignore[misc]
+
+
+def test_the_split_seed_may_be_large_but_training_seeds_fit_numpy() -> None:
+    """The split draws from numpy's Generator (any size); training seeds numpy's global state (32 bits)."""
+    raw = shipped()
+    raw["data"]["split"]["seed"] = 2**40
+    raw["seeds"] = [0, 2**32 - 1]
+    params = parse_params(raw)
+    assert params.data.split.seed == 2**40 and params.seeds == [0, 2**32 - 1]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"params.yaml: file not found\."),
+        ("train: [unclosed\n", r"params.yaml: not valid YAML \("),
+        ("- a list\n", r"params.yaml: expected a mapping at the top level\."),
+        ("", r"params.yaml: expected a mapping at the top level\."),
+        (b"\xff\xfe\x00binary", r"params.yaml: cannot be read as text"),
+    ],
+)
+def test_unreadable_files_fail_with_one_message(tmp_path: Path, content: str | bytes | None, message: str) -> None:
+    path = tmp_path / "params.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(MlretError, match=message) as caught:
+        load_params(path)
+    assert "\n" not in caught.value.what
+
+
+def test_a_directory_is_not_a_params_file(tmp_path: Path) -> None:
+    with pytest.raises(MlretError, match="cannot be read as text"):
+        load_params(tmp_path)

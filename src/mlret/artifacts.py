@@ -2,16 +2,19 @@
 
 Stages hand data to each other only through these files. Writes are atomic
 (temporary file, then rename) so an interrupted stage never leaves a file that
-looks complete; reads check the columns a stage relies on and say which
+looks complete, and a failed write (full disk, read-only folder) names the
+artifact it was writing; reads check the columns a stage relies on and say which
 upstream stage to re-run when they are missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-import tempfile
-from collections.abc import Iterable
+import secrets
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +25,56 @@ import pyarrow.parquet as pq
 from mlret.errors import MlretError
 
 
-def _atomic_target(path: Path) -> tuple[int, Path]:
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """An exclusive new file beside ``path`` (same file system, so the final rename is atomic).
+
+    It is created with mode 0666 less the process umask, as ``open`` would
+    create ``path`` itself: the rename keeps the mode, and ``tempfile.mkstemp``'s
+    0600 would leave every artifact unreadable to the rest of a shared group.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
+
+
+def _naming_target(err: OSError, path: Path) -> OSError:
+    """The same error, naming ``path`` instead of our hidden temporary file (or of nothing).
+
+    A full disk shows up on ``write``/``close`` of an open file, where Python
+    and pyarrow give no file name; the user needs to know which artifact failed.
+    """
+    if err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror, str(path))
+
+
+def _write_atomically(path: Path, write: Callable[[int, Path], None]) -> None:
+    """Run ``write`` on a fresh temporary file (its descriptor and name), then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    return fd, Path(tmp)
+    try:
+        fd, tmp = _new_temp_file(path)
+        try:
+            write(fd, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise _naming_target(err, path) from err
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
+    def write(fd: int, tmp: Path) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    _write_atomically(Path(path), write)
 
 
 def write_json(path: str | Path, payload: Any) -> None:
@@ -59,16 +96,13 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> None:
-    path = Path(path)
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(fd: int, tmp: Path) -> None:
+        os.close(fd)
+        pq.write_table(table, tmp)  # rewrites the file in place: its mode stays
+
+    _write_atomically(Path(path), write)
 
 
 def read_table(path: str | Path, columns: Iterable[str], produced_by: str) -> pd.DataFrame:

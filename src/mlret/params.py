@@ -1,32 +1,177 @@
 """Typed, validated view of ``params.yaml``.
 
 Every stage reads its configuration through :func:`load_params`, so a bad
-value fails once, before any work, with the key that holds it. The dataclasses
-mirror the YAML sections one to one; nothing else in the package reads YAML.
+value fails once, before any work, with the key that holds it. Nothing else in
+the package reads YAML.
+
+Each section is declared once, as a frozen pydantic dataclass: its types,
+ranges and choices are the validation. Dataclasses rather than pydantic models
+because the package and its tests build these objects positionally and derive
+variants with ``dataclasses.replace``; both keep working, and both validate
+exactly like the file does. Unknown keys are errors at every level: a
+misspelt ``train.batchsize`` must not train silently with the default.
+Numbers are strict (``150.5`` is not a step count, ``'3'`` is not a number)
+except that an int stands for a float (``learning_rate: 1``).
+
+Checks that relate sections (the training source among the sources, profile
+languages among theirs, the headline strategy among those trained) belong to
+the file, not to the objects: code may assemble a partial configuration, as the
+report tests do, that a params.yaml may not be.
+
+pydantic's multi-line report never reaches the user: :func:`_as_mlret_error`
+turns the first problem into one :class:`MlretError` naming the key, the value
+and the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import math
-from dataclasses import dataclass, field, fields
+import types
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from mlret.errors import MlretError
 
 PARAMS_FILE = Path("params.yaml")
 
 
-@dataclass(frozen=True)
-class SourceParams:
-    """One LAReQA-style dataset: where each language file lives and what it must hash to."""
+# ---------------------------------------------------------------------------
+# choices
 
-    name: str
-    url: str
-    sha256: dict[str, str]
-    expected_questions: dict[str, int]
+
+class _Choice(str, Enum):
+    """A choice in params.yaml: equal to, printed and serialised as its plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Sampling(_Choice):
+    """How a training batch mixes languages; ``hybrid`` draws mono or cross batches."""
+
+    MONO = "mono"
+    CROSS = "cross"
+    MULTI = "multi"
+    HYBRID = "hybrid"
+
+
+class Pooling(_Choice):
+    MEAN = "mean"  # e5, sentence-transformers models
+    CLS = "cls"  # LaBSE
+
+
+class Precision(_Choice):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class IndexType(_Choice):
+    FLAT = "flat"
+    HNSW = "hnsw"
+    IVF = "ivf"
+
+
+STRATEGIES = tuple(s.value for s in Sampling)
+INDEX_TYPES = tuple(t.value for t in IndexType)
+
+
+# ---------------------------------------------------------------------------
+# value types: strict, so that YAML's guesses (1.5 for an int, 'yes' for a bool) fail
+
+
+def _invalid(reason: str, fix: str, *, key: str = "", value: Any = ...) -> PydanticCustomError:
+    """A failed check, printed as ``<where>.<key> = <value> <reason>.`` with ``fix`` under it.
+
+    ``key`` is relative to where the validator runs (empty: that place itself).
+    """
+    ctx = {"reason": reason, "fix": fix, "key": key, "shown": "" if value is ... else _show(value)}
+    return PydanticCustomError("mlret", "{reason}", ctx)
+
+
+def _is_sha256(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise _invalid("is not a SHA-256 hex digest", "Give the 64 lowercase hex characters `sha256sum` prints.", value=value)
+    return value
+
+
+Str = Annotated[str, Field(strict=True)]
+Name = Annotated[str, Field(strict=True, min_length=1)]
+Bool = Annotated[bool, Field(strict=True)]
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]  # training seeds numpy's global state: 32 bits
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]  # strict float still takes an int
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
+Sha256 = Annotated[str, Field(strict=True), AfterValidator(_is_sha256)]
+
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+_Section = TypeVar("_Section", bound=type)
+
+
+def _reported_as(where: str) -> Callable[[_Section], _Section]:
+    """Make building the section in code (or ``dataclasses.replace``) fail like the file does.
+
+    One :class:`MlretError` naming ``<where>.<key>`` instead of pydantic's report:
+    benchmarks and tools derive sections from command-line values. ``{name}`` in
+    ``where`` is the object's own name. Validation of the file never calls
+    ``__init__``, so it is not converted twice.
+    """
+
+    def decorate(cls: _Section) -> _Section:
+        init = cls.__init__
+
+        names = [f.name for f in dataclasses.fields(cls)]
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if len(args) <= len(names) and not set(names[: len(args)]) & set(kwargs):
+                args, kwargs = (), {**dict(zip(names, args)), **kwargs}  # errors then name the field, not the position
+            try:
+                init(self, *args, **kwargs)
+            except ValidationError as err:
+                name = kwargs.get("name", args[0] if args else "?")
+                prefix = tuple(filter(None, where.format(name=name).split(".")))
+                raise _as_mlret_error(err, cls, prefix) from None
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        return cls
+
+    return decorate
+
+
+# ---------------------------------------------------------------------------
+# sections
+
+
+@_reported_as("data.sources.{name}")
+@dataclass(frozen=True, config=_CONFIG)
+class SourceParams:
+    """One LAReQA-style dataset: where each language file lives and what it must hash to.
+
+    In params.yaml ``name`` is not written: it is the key under ``data.sources``.
+    """
+
+    name: Name
+    url: Str
+    sha256: Annotated[dict[Str, Sha256], Field(min_length=1)]
+    expected_questions: dict[Str, PositiveInt]
 
     @property
     def languages(self) -> list[str]:
@@ -35,86 +180,142 @@ class SourceParams:
     def url_for(self, lang: str) -> str:
         return self.url.format(lang=lang)
 
+    @field_validator("url")
+    @classmethod
+    def _has_lang_placeholder(cls, url: str) -> str:
+        if "{lang}" not in url:
+            raise _invalid("has no `{lang}` placeholder", "Write the URL with `{lang}` where the language code goes.", value=url)
+        return url
 
-@dataclass(frozen=True)
+    @model_validator(mode="after")
+    def _same_languages(self) -> SourceParams:
+        if set(self.expected_questions) != set(self.sha256):
+            raise _invalid(
+                f"lists {sorted(self.expected_questions)}, but sha256 lists {sorted(self.sha256)}",
+                "List the same languages in both.",
+                key="expected_questions",
+            )
+        return self
+
+
+@_reported_as("data.split")
+@dataclass(frozen=True, config=_CONFIG)
 class SplitParams:
     """Article-level train/dev/test fractions of the training source."""
 
-    train: float
-    dev: float
-    test: float
-    seed: int
+    train: Fraction
+    dev: Fraction
+    test: Fraction
+    seed: NonNegativeInt  # numpy's Generator takes any size
+
+    @model_validator(mode="after")
+    def _partition(self) -> SplitParams:
+        total = self.train + self.dev + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise _invalid(f"fractions add up to {total:g}, not 1", "Make data.split.train + dev + test equal 1.")
+        if self.train == 0 or self.test == 0:
+            raise _invalid("train and test fractions must be positive", "Give both a share of the articles.")
+        return self
 
 
-@dataclass(frozen=True)
+@_reported_as("data")
+@dataclass(frozen=True, config=_CONFIG)
 class DataParams:
-    mirror: str | None
-    train_source: str
-    sources: dict[str, SourceParams]
+    train_source: Name
+    sources: Annotated[dict[Str, SourceParams], Field(min_length=1)]
     split: SplitParams
-    download_retries: int = 3
+    mirror: Str | None = None  # local copy of the release; None (or empty): download
+    download_retries: NonNegativeInt = 3
 
     @property
     def eval_sources(self) -> list[str]:
         """Every dataset is evaluated: the training source on its test articles, the rest in full."""
         return sorted(self.sources)
 
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _name_from_key(cls, sources: Any) -> Any:
+        if not isinstance(sources, dict):
+            return sources
+        for name, raw in sources.items():
+            if isinstance(raw, dict) and "name" in raw:
+                raise _invalid(
+                    "is not a key of a source",
+                    f"Remove it: the source's name is its key under data.sources ({name!r}).",
+                    key=f"{name}.name",
+                    value=raw["name"],
+                )
+        return {name: {**raw, "name": name} if isinstance(raw, dict) else raw for name, raw in sources.items()}
 
-@dataclass(frozen=True)
+    @field_validator("mirror")
+    @classmethod
+    def _empty_is_none(cls, mirror: str | None) -> str | None:
+        return mirror or None
+
+
+@_reported_as("profiles.{name}")
+@dataclass(frozen=True, config=_CONFIG)
 class Profile:
     """Fraction of training questions kept per language (``default`` for unlisted ones)."""
 
-    name: str
-    default: float
-    fractions: dict[str, float] = field(default_factory=dict)
+    name: Name
+    default: Fraction = 1.0
+    fractions: dict[Str, Fraction] = dataclasses.field(default_factory=dict)
 
     def fraction(self, lang: str) -> float:
         return self.fractions.get(lang, self.default)
 
 
-@dataclass(frozen=True)
+# Shorter texts are all special tokens and prefix.
+TokenLength = Annotated[int, Field(strict=True, ge=4)]
+
+
+@_reported_as("model")
+@dataclass(frozen=True, config=_CONFIG)
 class ModelParams:
     """Which pretrained encoder to start from, and how it turns text into one vector."""
 
-    name: str
-    pooling: str
-    query_prefix: str
-    passage_prefix: str
-    max_query_length: int
-    max_passage_length: int
-    normalize: bool
+    name: Name
+    pooling: Pooling
+    query_prefix: Str
+    passage_prefix: Str
+    max_query_length: TokenLength
+    max_passage_length: TokenLength
+    normalize: Bool
 
 
-STRATEGIES = ("mono", "cross", "multi", "hybrid")
-
-
-@dataclass(frozen=True)
+@_reported_as("train")
+@dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
     """Contrastive fine-tuning; see mlret.training.loop for how each value is used."""
 
-    batch_size: int
-    max_steps: int | None
-    epochs: float | None
-    learning_rate: float
-    warmup_ratio: float
-    weight_decay: float
-    max_grad_norm: float
-    grad_accumulation: int
-    temperature: float
-    symmetric: bool
-    sampling_alpha: float
-    hard_negatives: int
-    freeze_word_embeddings: bool
-    max_query_length: int
-    max_passage_length: int
-    save_every: int
-    precision: str
+    batch_size: PositiveInt
+    max_steps: PositiveInt | None
+    epochs: PositiveFloat | None
+    learning_rate: PositiveFloat
+    warmup_ratio: Fraction
+    weight_decay: NonNegativeFloat
+    max_grad_norm: PositiveFloat
+    grad_accumulation: PositiveInt
+    temperature: PositiveFloat
+    symmetric: Bool
+    sampling_alpha: NonNegativeFloat  # 1 proportional, < 1 up-samples small languages, 0 uniform
+    hard_negatives: NonNegativeInt
+    freeze_word_embeddings: Bool
+    max_query_length: PositiveInt
+    max_passage_length: PositiveInt
+    save_every: PositiveInt
+    precision: Precision
+
+    @model_validator(mode="after")
+    def _has_a_length(self) -> TrainParams:
+        if self.max_steps is None and self.epochs is None:
+            raise _invalid("neither max_steps nor epochs is set", "Set train.max_steps (takes precedence) or train.epochs.")
+        return self
 
 
-INDEX_TYPES = ("flat", "hnsw", "ivf")
-
-
-@dataclass(frozen=True)
+@_reported_as("index")
+@dataclass(frozen=True, config=_CONFIG)
 class IndexParams:
     """Which FAISS index to build and how hard it searches.
 
@@ -124,271 +325,172 @@ class IndexParams:
     rebuild.
     """
 
-    type: str
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    hnsw_ef_construction: int = 200
-    ivf_nlist: int = 1024
-    ivf_nprobe: int = 32
+    type: IndexType
+    hnsw_m: PositiveInt = 32
+    hnsw_ef_search: PositiveInt = 128
+    hnsw_ef_construction: PositiveInt = 200
+    ivf_nlist: PositiveInt = 1024
+    ivf_nprobe: PositiveInt = 32
 
-def parse_index_params(raw: dict[str, Any]) -> IndexParams:
-    """Validate the ``index:`` section; raise :class:`MlretError` naming ``index.<key>``."""
-    where = "index"
-    if not isinstance(raw, dict):
-        raise MlretError(f"{where} is not a mapping.", "Write e.g. `index: {type: hnsw, hnsw_m: 32}` in params.yaml.")
-    known = [f.name for f in fields(IndexParams)]
-    unknown = sorted(str(key) for key in raw if key not in known)
-    if unknown:
-        raise MlretError(f"{where}: unknown key(s) {unknown}; known keys are {known}.", "Fix the spelling or remove the key.")
-    kind = _get(raw, "type", str, where)
-    if kind not in INDEX_TYPES:
-        raise MlretError(f"{where}.type = {kind!r} is not one of {INDEX_TYPES}.", "Use `flat` (exact), `hnsw` or `ivf`.")
-    values: dict[str, Any] = {"type": kind}
-    for key in known[1:]:
-        if key in raw:
-            value = _get(raw, key, int, where)
-            if value < 1:
-                raise MlretError(f"{where}.{key} = {value} must be a positive int.", f"Set `{where}.{key}` to a value above 0.")
-            values[key] = value
-    params = IndexParams(**values)
-    if params.ivf_nprobe > params.ivf_nlist:
-        raise MlretError(
-            f"{where}.ivf_nprobe = {params.ivf_nprobe} exceeds {where}.ivf_nlist = {params.ivf_nlist}.",
-            f"Probe at most all {params.ivf_nlist} lists (that is an exact search).",
-        )
-    return params
+    @model_validator(mode="after")
+    def _probe_within_lists(self) -> IndexParams:
+        if self.ivf_nprobe > self.ivf_nlist:
+            raise _invalid(
+                f"exceeds index.ivf_nlist = {self.ivf_nlist}",
+                f"Probe at most all {self.ivf_nlist} lists (that is an exact search).",
+                key="ivf_nprobe",
+                value=self.ivf_nprobe,
+            )
+        return self
 
 
-@dataclass(frozen=True)
+@_reported_as("eval")
+@dataclass(frozen=True, config=_CONFIG)
 class EvalParams:
-    batch_size: int  # texts per forward pass when encoding corpora
-    beir: dict[str, str] = field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+    batch_size: PositiveInt  # texts per forward pass when encoding corpora
+    beir: dict[Str, Str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+
+    @field_validator("beir", mode="before")
+    @classmethod
+    def _null_is_empty(cls, beir: Any) -> Any:
+        return {} if beir is None else beir
+
+    @field_validator("beir")
+    @classmethod
+    def _folders_exist(cls, beir: dict[str, str]) -> dict[str, str]:
+        for name, folder in beir.items():
+            if not Path(folder).is_dir():
+                raise _invalid("is not a folder", "Point it at a folder holding one BEIR-layout subfolder per language.", key=name, value=folder)
+        return beir
 
 
-@dataclass(frozen=True)
+@_reported_as("")
+@dataclass(frozen=True, config=_CONFIG)
 class Params:
-    sampling: str
-    seed: int
+    sampling: Sampling  # headline strategy: its metrics are the top-level ones
     data: DataParams
     profiles: dict[str, Profile]
     model: ModelParams
-    strategies: list[str]
-    seeds: list[int]
-    mono_ratio: float
+    strategies: list[Sampling]
+    seeds: list[Seed]
+    mono_ratio: Fraction  # hybrid.mono_ratio in params.yaml
     train: TrainParams
     eval: EvalParams
     index: IndexParams
 
 
 # ---------------------------------------------------------------------------
-# parsing helpers: each names the key it complains about
+# the file: the sections above, plus what only holds across them
 
 
-def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = raw.get(key)
-    if not isinstance(value, dict):
-        raise MlretError(
-            f"{where}: `{key}` is missing or not a mapping.",
-            f"Add a `{key}:` section; see the params.yaml shipped with the project.",
-        )
-    return value
+class _NoSettings(BaseModel):
+    """A strategy section with nothing to set yet; it exists so each run depends on its own."""
+
+    model_config = _CONFIG
 
 
-def _get(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in raw:
-        raise MlretError(f"{where}: `{key}` is missing.", f"Set `{where}.{key}` in params.yaml.")
-    value = raw[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise MlretError(
-            f"{where}.{key} = {value!r} is not a {expected}.",
-            f"Give `{where}.{key}` a {expected} value in params.yaml.",
-        )
-    return value
+class _HybridSettings(BaseModel):
+    model_config = _CONFIG
+    mono_ratio: Fraction  # probability that a hybrid batch is monolingual
 
 
-def _fraction(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise MlretError(
-            f"{where} = {value!r} is not a fraction in [0, 1].",
-            f"Set `{where}` to a number between 0 and 1 in params.yaml.",
-        )
-    return float(value)
+def _unique(values: list[Any]) -> list[Any]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise _invalid(f"repeats {repeated}", "List each value once: a repeat would train the same run twice.", value=[str(v) for v in values])
+    return values
 
 
-def _parse_source(name: str, raw: dict[str, Any]) -> SourceParams:
-    where = f"data.sources.{name}"
-    url = _get(raw, "url", str, where)
-    if "{lang}" not in url:
-        raise MlretError(f"{where}.url has no `{{lang}}` placeholder.", "Write the URL with `{lang}` where the language code goes.")
-    sha = _get(raw, "sha256", dict, where)
-    for lang, digest in sha.items():
-        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-            raise MlretError(f"{where}.sha256.{lang} = {digest!r} is not a SHA-256 hex digest.", "Give the 64 lowercase hex characters `sha256sum` prints.")
-    expected = _get(raw, "expected_questions", dict, where)
-    if set(expected) != set(sha):
-        raise MlretError(
-            f"{where}: languages in `expected_questions` ({sorted(expected)}) differ from those in `sha256` ({sorted(sha)}).",
-            "List the same languages in both.",
-        )
-    return SourceParams(name=name, url=url, sha256={str(k): v for k, v in sha.items()}, expected_questions={str(k): int(v) for k, v in expected.items()})
+class _ParamsFile(BaseModel):
+    """params.yaml as written: profiles as flat mappings, one section per strategy."""
 
+    model_config = _CONFIG
 
-def _parse_profile(name: str, raw: Any, known_langs: set[str]) -> Profile:
-    where = f"profiles.{name}"
-    if not isinstance(raw, dict):
-        raise MlretError(f"{where} is not a mapping of language -> fraction.", "Write e.g. `{default: 1.0, th: 0.05}`.")
-    default = _fraction(raw.get("default", 1.0), f"{where}.default")
-    fractions: dict[str, float] = {}
-    for lang, value in raw.items():
-        if lang == "default":
-            continue
-        if lang not in known_langs:
-            raise MlretError(
-                f"{where}.{lang}: unknown language {lang!r}; the data sources have {sorted(known_langs)}.",
-                "Use one of those codes, or remove the entry.",
+    sampling: Sampling
+    data: DataParams
+    profiles: Annotated[dict[Str, dict[Str, Fraction]], Field(min_length=1)]
+    model: ModelParams
+    strategies: Annotated[list[Sampling], Field(min_length=1), AfterValidator(_unique)]
+    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)]
+    mono: _NoSettings
+    cross: _NoSettings
+    multi: _NoSettings
+    hybrid: _HybridSettings
+    train: TrainParams
+    eval: EvalParams
+    index: IndexParams
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _ParamsFile:
+        sources = self.data.sources
+        if self.data.train_source not in sources:
+            raise _invalid(
+                f"is not one of data.sources {sorted(sources)}",
+                "Pick a dataset listed under data.sources.",
+                key="data.train_source",
+                value=self.data.train_source,
             )
-        fractions[str(lang)] = _fraction(value, f"{where}.{lang}")
-    return Profile(name=name, default=default, fractions=fractions)
+        # Checked against every source, not only the training one, so that switching
+        # data.train_source keeps profiles valid; fractions of absent languages do not apply.
+        known = sorted({lang for source in sources.values() for lang in source.languages})
+        for name, fractions in self.profiles.items():
+            for lang, value in fractions.items():
+                if lang != "default" and lang not in known:
+                    raise _invalid(
+                        "is not a language of any data source",
+                        f"{_did_you_mean(lang, ['default', *known], f'profiles.{name}')}Profiles take `default` and the languages {known}.",
+                        key=f"profiles.{name}.{lang}",
+                        value=value,
+                    )
+        if self.sampling not in self.strategies:
+            raise _invalid(
+                f"is not among the trained strategies {[str(s) for s in self.strategies]}",
+                f"Add {self.sampling} to `strategies`, or pick one of those as the headline.",
+                key="sampling",
+                value=str(self.sampling),
+            )
+        return self
 
-
-def parse_params(raw: dict[str, Any]) -> Params:
-    """Validate a params mapping; raise :class:`MlretError` naming the first bad key."""
-    data_raw = _section(raw, "data", "params.yaml")
-    sources_raw = _section(data_raw, "sources", "data")
-    sources = {name: _parse_source(name, _section(sources_raw, name, "data.sources")) for name in sources_raw}
-    train_source = _get(data_raw, "train_source", str, "data")
-    if train_source not in sources:
-        raise MlretError(
-            f"data.train_source = {train_source!r} is not one of data.sources ({sorted(sources)}).",
-            "Pick a dataset listed under data.sources.",
+    def to_params(self) -> Params:
+        profiles = {
+            name: Profile(name, fractions.get("default", 1.0), {lang: f for lang, f in fractions.items() if lang != "default"})
+            for name, fractions in self.profiles.items()
+        }
+        return Params(
+            sampling=self.sampling,
+            data=self.data,
+            profiles=profiles,
+            model=self.model,
+            strategies=list(self.strategies),
+            seeds=list(self.seeds),
+            mono_ratio=self.hybrid.mono_ratio,
+            train=self.train,
+            eval=self.eval,
+            index=self.index,
         )
-    split_raw = _section(data_raw, "split", "data")
-    split = SplitParams(
-        train=_fraction(_get(split_raw, "train", float, "data.split"), "data.split.train"),
-        dev=_fraction(_get(split_raw, "dev", float, "data.split"), "data.split.dev"),
-        test=_fraction(_get(split_raw, "test", float, "data.split"), "data.split.test"),
-        seed=_get(split_raw, "seed", int, "data.split"),
-    )
-    if not math.isclose(split.train + split.dev + split.test, 1.0, abs_tol=1e-9):
-        raise MlretError(
-            f"data.split fractions add up to {split.train + split.dev + split.test:g}, not 1.",
-            "Make data.split.train + dev + test equal 1.",
-        )
-    if split.train == 0 or split.test == 0:
-        raise MlretError("data.split: train and test fractions must be positive.", "Give both a share of the articles.")
-    mirror = data_raw.get("mirror")
-    if mirror is not None and not isinstance(mirror, str):
-        raise MlretError(f"data.mirror = {mirror!r} is not a path.", "Set it to a folder path, or to null to download.")
-    retries = int(data_raw.get("download_retries", 3))
-    data = DataParams(mirror=mirror or None, train_source=train_source, sources=sources, split=split, download_retries=retries)
-
-    # Checked against every source, not only the training one, so that switching
-    # data.train_source keeps profiles valid; fractions of absent languages do not apply.
-    known_langs = {lang for source in sources.values() for lang in source.languages}
-    profiles_raw = _section(raw, "profiles", "params.yaml")
-    profiles = {str(name): _parse_profile(str(name), value, known_langs) for name, value in profiles_raw.items()}
-    if not profiles:
-        raise MlretError("profiles is empty.", "Define at least one profile, e.g. `balanced: {default: 1.0}`.")
-
-    model_raw = _section(raw, "model", "params.yaml")
-    pooling = _get(model_raw, "pooling", str, "model")
-    if pooling not in ("mean", "cls"):
-        raise MlretError(f"model.pooling = {pooling!r} is not `mean` or `cls`.", "Use `mean` (e5, sentence-transformers models) or `cls` (LaBSE).")
-    model = ModelParams(
-        name=_get(model_raw, "name", str, "model"),
-        pooling=pooling,
-        query_prefix=_get(model_raw, "query_prefix", str, "model"),
-        passage_prefix=_get(model_raw, "passage_prefix", str, "model"),
-        max_query_length=_get(model_raw, "max_query_length", int, "model"),
-        max_passage_length=_get(model_raw, "max_passage_length", int, "model"),
-        normalize=_get(model_raw, "normalize", bool, "model"),
-    )
-    for key in ("max_query_length", "max_passage_length"):
-        if getattr(model, key) < 4:
-            raise MlretError(f"model.{key} = {getattr(model, key)} is too small.", f"Set model.{key} to at least 4 tokens.")
-
-    sampling = _get(raw, "sampling", str, "params.yaml")
-    if sampling not in STRATEGIES:
-        raise MlretError(f"sampling = {sampling!r} is not one of {STRATEGIES}.", "Set `sampling` to mono, cross, multi or hybrid.")
-    strategies = _get(raw, "strategies", list, "params.yaml")
-    for name in strategies:
-        if name not in STRATEGIES:
-            raise MlretError(f"strategies: {name!r} is not one of {STRATEGIES}.", "List only mono, cross, multi or hybrid.")
-    for name in STRATEGIES:
-        _section(raw, name, "params.yaml")  # each training run depends on its strategy's own section
-    seeds = _get(raw, "seeds", list, "params.yaml")
-    if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
-        raise MlretError(f"seeds = {seeds!r} is not a non-empty list of integers.", "Write e.g. `seeds: [0, 1, 2]`.")
-    hybrid_raw = _section(raw, "hybrid", "params.yaml")
-    mono_ratio = _fraction(_get(hybrid_raw, "mono_ratio", float, "hybrid"), "hybrid.mono_ratio")
-    return Params(
-        sampling=sampling,
-        seed=_get(raw, "seed", int, "params.yaml"),
-        data=data,
-        profiles=profiles,
-        model=model,
-        strategies=[str(x) for x in strategies],
-        seeds=[int(x) for x in seeds],
-        mono_ratio=mono_ratio,
-        train=_parse_train(_section(raw, "train", "params.yaml")),
-        eval=_parse_eval(_section(raw, "eval", "params.yaml")),
-        index=parse_index_params(_section(raw, "index", "params.yaml")),
-    )
 
 
-def _parse_eval(raw: dict[str, Any]) -> EvalParams:
-    beir = raw.get("beir") or {}
-    if not isinstance(beir, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in beir.items()):
-        raise MlretError(f"eval.beir = {beir!r} is not a mapping of name -> folder.", "Write e.g. `beir: {miracl: /data/miracl}` (one subfolder per language).")
-    for name, folder in beir.items():
-        if not Path(folder).is_dir():
-            raise MlretError(f"eval.beir.{name}: folder {folder} does not exist.", "Point it at a folder holding one BEIR-layout subfolder per language.")
-    return EvalParams(batch_size=_positive(_get(raw, "batch_size", int, "eval"), "eval.batch_size"), beir=dict(beir))
+# ---------------------------------------------------------------------------
+# entry points
 
 
-def _positive(value: Any, where: str, kind: type = int) -> Any:
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
-        return value if value is None else kind(value)
-    raise MlretError(f"{where} = {value!r} must be a positive {kind.__name__}.", f"Set `{where}` to a value above 0.")
+def parse_params(raw: Any) -> Params:
+    """Validate a params mapping; raise one :class:`MlretError` naming the first bad key."""
+    try:
+        return _ParamsFile.model_validate(raw).to_params()
+    except ValidationError as err:
+        raise _as_mlret_error(err, _ParamsFile, ()) from None
 
 
-def _parse_train(raw: dict[str, Any]) -> TrainParams:
-    w = "train"
-    max_steps = _positive(raw.get("max_steps"), "train.max_steps")
-    epochs = _positive(raw.get("epochs"), "train.epochs", float)
-    if max_steps is None and epochs is None:
-        raise MlretError("train: neither max_steps nor epochs is set.", "Set train.max_steps (takes precedence) or train.epochs.")
-    precision = _get(raw, "precision", str, w)
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise MlretError(f"train.precision = {precision!r} is not auto, fp32, bf16 or fp16.", "Use `auto` unless you need bitwise-reproducible fp32.")
-    hard_negatives = _get(raw, "hard_negatives", int, w)
-    if hard_negatives < 0:
-        raise MlretError(f"train.hard_negatives = {hard_negatives} is negative.", "Use 0 (none) or a positive count.")
-    alpha = _get(raw, "sampling_alpha", float, w)
-    if alpha < 0:
-        raise MlretError(f"train.sampling_alpha = {alpha} is negative.", "Use 1.0 (proportional), below 1 to up-sample small languages, 0 for uniform.")
-    return TrainParams(
-        batch_size=_positive(_get(raw, "batch_size", int, w), "train.batch_size"),
-        max_steps=max_steps,
-        epochs=epochs,
-        learning_rate=_positive(_get(raw, "learning_rate", float, w), "train.learning_rate", float),
-        warmup_ratio=_fraction(_get(raw, "warmup_ratio", float, w), "train.warmup_ratio"),
-        weight_decay=_get(raw, "weight_decay", float, w),
-        max_grad_norm=_positive(_get(raw, "max_grad_norm", float, w), "train.max_grad_norm", float),
-        grad_accumulation=_positive(_get(raw, "grad_accumulation", int, w), "train.grad_accumulation"),
-        temperature=_positive(_get(raw, "temperature", float, w), "train.temperature", float),
-        symmetric=_get(raw, "symmetric", bool, w),
-        sampling_alpha=alpha,
-        hard_negatives=hard_negatives,
-        freeze_word_embeddings=_get(raw, "freeze_word_embeddings", bool, w),
-        max_query_length=_positive(_get(raw, "max_query_length", int, w), "train.max_query_length"),
-        max_passage_length=_positive(_get(raw, "max_passage_length", int, w), "train.max_passage_length"),
-        save_every=_positive(_get(raw, "save_every", int, w), "train.save_every"),
-        precision=precision,
-    )
+_INDEX = TypeAdapter(IndexParams)
+
+
+def parse_index_params(raw: Any) -> IndexParams:
+    """Validate the ``index:`` section alone; raise :class:`MlretError` naming ``index.<key>``."""
+    try:
+        return _INDEX.validate_python(raw)
+    except ValidationError as err:
+        raise _as_mlret_error(err, IndexParams, ("index",)) from None
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -398,8 +500,156 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MlretError(f"{path}: file not found.", "Run the stage from the repository root, where params.yaml lives.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise MlretError(f"{path}: cannot be read as text ({err}).", "Point at the params.yaml file itself, readable and UTF-8.") from None
     except yaml.YAMLError as err:
-        raise MlretError(f"{path}: not valid YAML ({err}).", "Fix the syntax at the position shown.") from None
+        message = " ".join(str(err).split())
+        raise MlretError(f"{path}: not valid YAML ({message}).", "Fix the syntax at the position shown.") from None
     if not isinstance(raw, dict):
         raise MlretError(f"{path}: expected a mapping at the top level.", "See the params.yaml shipped with the project.")
     return parse_params(raw)
+
+
+# ---------------------------------------------------------------------------
+# from pydantic's report to one MlretError
+
+_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
+_MAPPING = ("dict_type", "dataclass_type", "dataclass_exact_type", "model_type", "model_attributes_type")
+_KINDS = {  # error type prefix -> (what the value is not, how to write one)
+    "int_": ("an integer", "a whole number"),
+    "float_": ("a number", "a number"),
+    "bool_": ("true or false", "`true` or `false`"),
+    "string_type": ("a string", "a string (quote it)"),
+    "list_type": ("a list", "a list, e.g. `[a, b]`"),
+}
+_RETIRED = {
+    # Read by nothing, so `-S seed=1` changed nothing.
+    "seed": "Remove it: the training grid's seeds are `seeds: [...]` and the article split's is `data.split.seed`.",
+}
+_HINTS = {  # appended to the fix for these keys
+    "model.pooling": " (`mean` for e5 and sentence-transformers models, `cls` for LaBSE)",
+    "train.precision": " (`auto` unless you need bitwise-reproducible fp32)",
+    "index.type": " (`flat` is exact; `hnsw` and `ivf` are approximate)",
+    "profiles": ", e.g. `balanced: {default: 1.0}`",
+    "seeds": ", e.g. `seeds: [0, 1, 2]`",
+}
+
+
+def _as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) -> MlretError:
+    """The most useful problem of ``err``: an unknown key first, since it often explains a missing one."""
+    problems = err.errors(include_url=False)
+    first = min(problems, key=lambda p: p["type"] not in _UNKNOWN_KEY)
+    loc = tuple(part for part in first["loc"] if part != "[key]")
+    kind, value, ctx = first["type"], first.get("input"), first.get("ctx") or {}
+    path = _path(prefix + loc)
+    hint = _HINTS.get(path, "")
+    if kind == "mlret":
+        key = tuple(ctx["key"].split(".")) if ctx["key"] else ()
+        path = _path(prefix + loc + key)
+        what = f"{path} = {ctx['shown']} {ctx['reason']}." if ctx["shown"] else f"{path}: {ctx['reason']}."
+        return MlretError(what, ctx["fix"])
+    if kind in _UNKNOWN_KEY:
+        return _unknown_key(root, prefix, loc, value)
+    if kind == "missing":
+        return MlretError(f"{_path(prefix + loc[:-1])}: `{loc[-1]}` is missing.", f"Set `{path}` in params.yaml.")
+    if kind in _MAPPING:
+        return MlretError(f"{path} is not a mapping (got {_show(value)}).", f"Write `{path}` as a mapping of `key: value` entries.")
+    shown = f"{path} = {_show(value)}"
+    for start, (noun, example) in _KINDS.items():
+        if kind.startswith(start):
+            return MlretError(f"{shown} is not {noun}.", f"Give `{path}` {example}.")
+    if kind in ("enum", "literal_error"):
+        return MlretError(f"{shown} is not one of {ctx['expected']}.", f"Use one of {ctx['expected']}{hint}.")
+    if kind == "greater_than" and ctx["gt"] == 0:
+        noun = "integer" if _declared(root, loc) is int else "number"
+        return MlretError(f"{shown} must be a positive {noun}.", f"Set `{path}` to a value above 0.")
+    bounds = {  # error type -> (bound in ctx, reason, fix)
+        "greater_than": ("gt", "must be above {}", "a value above {}"),
+        "greater_than_equal": ("ge", "must be at least {}", "{} or more"),
+        "less_than": ("lt", "must be below {}", "a value below {}"),
+        "less_than_equal": ("le", "must be at most {}", "{} or less"),
+    }
+    if kind in bounds:
+        bound, reason, target = bounds[kind]
+        limit = _number(ctx[bound])
+        return MlretError(f"{shown} {reason.format(limit)}.", f"Set `{path}` to {target.format(limit)}.")
+    if kind == "finite_number":
+        return MlretError(f"{shown} is not a finite number.", f"Give `{path}` a finite number.")
+    if kind in ("too_short", "string_too_short"):
+        return MlretError(f"{path} is empty.", f"Give `{path}` at least one entry{hint}." if kind == "too_short" else f"Give `{path}` a value.")
+    return MlretError(f"{shown}: {first['msg']}.", "See the params.yaml shipped with the project for a valid value.")
+
+
+def _unknown_key(root: type, prefix: tuple[str, ...], loc: tuple[Any, ...], value: Any) -> MlretError:
+    what = f"{_path(prefix + loc)}: unknown key (set to {_show(value)})."
+    section, key = prefix + loc[:-1], str(loc[-1])
+    if not section and key in _RETIRED:
+        return MlretError(what, _RETIRED[key])
+    known = _known_keys(root, loc[:-1])
+    if not known:
+        return MlretError(what, f"Remove it: `{_path(section)}` takes no keys (leave it `{{}}`).")
+    guess = _did_you_mean(key, known, _path(section) if section else "")
+    return MlretError(what, f"{guess or 'Remove it. '}Keys of {_path(section)}: {', '.join(known)}.")
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) and text else (f".{part}" if text else str(part))
+    return text or "params.yaml"
+
+
+def _show(value: Any) -> str:
+    shown = repr(str(value) if isinstance(value, Enum) else value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _did_you_mean(key: str, known: list[str], parent: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"Did you mean `{parent + '.' if parent else ''}{close[0]}`? " if close else ""
+
+
+def _declared(root: type, loc: tuple[Any, ...]) -> Any:
+    """The type declared for the value at ``loc`` (None if the walk leaves the declarations)."""
+    kind: Any = _strip(root)
+    for part in loc:
+        fields = _fields_of(kind)
+        if fields is not None:
+            kind = fields.get(str(part))
+        elif get_origin(kind) in (dict, list):
+            kind = get_args(kind)[-1]
+        else:
+            return None
+        kind = _strip(kind)
+    return kind
+
+
+def _known_keys(root: type, loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at ``loc`` takes; a source's name is its key, so not one of them."""
+    kind = _declared(root, loc)
+    fields = _fields_of(kind) or {}
+    return [name for name in fields if not (kind is SourceParams and name == "name")]
+
+
+def _fields_of(kind: Any) -> dict[str, Any] | None:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return {name: info.annotation for name, info in kind.model_fields.items()}
+    pydantic_fields = getattr(kind, "__pydantic_fields__", None)
+    if isinstance(kind, type) and pydantic_fields is not None:
+        return {name: info.annotation for name, info in pydantic_fields.items()}
+    return None
+
+
+def _strip(kind: Any) -> Any:
+    """``T`` out of ``Annotated[T, ...]`` and ``T | None``."""
+    while True:
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        elif get_origin(kind) in (Union, types.UnionType):
+            kind = next(arg for arg in get_args(kind) if arg is not type(None))
+        else:
+            return kind

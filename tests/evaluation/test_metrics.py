@@ -293,20 +293,61 @@ def test_trec_writers_format_and_tie_order(tmp_path: Path):
 def test_rank_distance_hand_examples():
     assert M.rank_distance(np.array([2, 5, 9])) == 7
     assert M.mean_rank_distance([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]) == 4.0  # (7 + 1) / 2; [4] left out
+    np.testing.assert_array_equal(M.rank_distances([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]), [7.0, np.nan, 1.0])
     with pytest.raises(MlretError):
         M.rank_distance(np.array([4]))
     with pytest.raises(MlretError):
         M.mean_rank_distance([np.array([4]), np.array([1])])
 
 
+def test_mean_rank_distance_is_macro_over_groups():
+    # en: distances 2 and 8 (and one single-answer query, left out); ru: 2; zh: only a single-answer query.
+    ranks = [np.array([1, 2, 3]), np.array([1, 9]), np.array([3]), np.array([2, 4]), np.array([5])]
+    langs = np.array(["en", "en", "en", "ru", "zh"])
+    assert M.mean_rank_distance(ranks, by=[langs]) == pytest.approx(((2 + 8) / 2 + 2) / 2)  # 3.5
+    assert M.mean_rank_distance(ranks) == pytest.approx((2 + 8 + 2) / 3)  # one group: the per-query mean, 4
+
+
+def test_macro_mean_averages_within_groups_then_over_groups():
+    values = [1.0, 0.5, 0.25, 1.0, 0.0, 0.0]
+    query_lang = np.array(["en", "en", "en", "ru", "zh", "zh"])
+    pool_lang = np.array(["en", "en", "en", "ru", "zh", "en"])
+    assert M.macro_mean(values, [query_lang]) == pytest.approx((1.75 / 3 + 1.0 + 0.0) / 3)
+    # (zh, zh) and (zh, en) are two pairs: four groups, not three.
+    assert M.macro_mean(values, [query_lang, pool_lang]) == pytest.approx((1.75 / 3 + 1.0 + 0.0 + 0.0) / 4)
+    assert M.macro_mean(values) == pytest.approx(2.75 / 6)
+    with pytest.raises(MlretError, match="NaN"):
+        M.macro_mean([1.0, np.nan])
+    with pytest.raises(MlretError, match="one entry per query"):
+        M.macro_mean(values, [query_lang[:5]])
+    with pytest.raises(MlretError):
+        M.macro_mean([])
+
+
+def test_mean_average_precision_is_macro_over_groups():
+    ranks = [np.array([1]), np.array([2]), np.array([4]), np.array([1, 3])]  # AP 1, 1/2, 1/4, 5/6
+    pairs = [np.array(["en", "en", "en", "ru"]), np.array(["en", "en", "en", "en"])]
+    assert M.mean_average_precision(ranks, by=pairs) == pytest.approx((1.75 / 3 + 5 / 6) / 2)
+    assert M.mean_average_precision(ranks) == pytest.approx((1.75 + 5 / 6) / 4)
+
+
 def test_same_language_share_hand_example():
     top = np.array([["en", "de", "en"], ["de", "de", "fr"]])
+    np.testing.assert_allclose(M.same_language_shares(top, np.array(["en", "fr"]), k=3), [2 / 3, 1 / 3])
+    np.testing.assert_allclose(M.same_language_shares(top, np.array(["en", "fr"]), k=2), [1 / 2, 0.0])
     assert M.same_language_share_at_k(top, np.array(["en", "fr"]), k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert M.same_language_share_at_k(top, np.array(["en", "fr"]), k=2) == pytest.approx((1 / 2 + 0) / 2)
     with pytest.raises(MlretError):
         M.same_language_share_at_k(top, np.array(["en", "fr"]), k=10)
     with pytest.raises(MlretError):
         M.same_language_share_at_k(top, np.array(["en"]), k=2)
+
+
+def test_same_language_share_is_macro_over_query_languages():
+    top = np.array([["en", "en"], ["en", "de"], ["de", "de"], ["de", "de"]])
+    query_langs = np.array(["en", "en", "en", "de"])  # per query: 1, 1/2, 0 (en) and 1 (de)
+    assert M.same_language_share_at_k(top, query_langs, k=2, by=[query_langs]) == pytest.approx((1.5 / 3 + 1.0) / 2)
+    assert M.same_language_share_at_k(top, query_langs, k=2) == pytest.approx(2.5 / 4)
 
 
 # --------------------------------------------------------------------------- reference scorers

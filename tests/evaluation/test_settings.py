@@ -10,8 +10,8 @@ import pytest
 
 from conftest import paragraph_json, source_for, write_file
 from mlret.data.parallel import build_parallel
-from mlret.evaluation.metrics import expected_random_average_precision
-from mlret.evaluation.settings import pair_matrix, score_dataset, settings, summarise
+from mlret.evaluation.metrics import expected_random_average_precision, similarity_scores
+from mlret.evaluation.settings import AT_K_NAMES, pair_matrix, score_dataset, settings, summarise
 
 
 @pytest.fixture
@@ -19,6 +19,40 @@ def tables(tiny_xquad) -> tuple[pd.DataFrame, pd.DataFrame]:
     root, source = tiny_xquad
     data = build_parallel(source, root / source.name)
     return data.questions, data.candidates
+
+
+@pytest.fixture
+def unbalanced(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MLQA-R-like: not every language holds every question, and languages differ in size.
+
+    Two articles of two paragraphs. Per paragraph, en has 4 sentences and questions k = 0, 1, 2
+    (answer: sentence k), ru 3 sentences and k = 0, 1, zh 2 sentences and k = 0. So en has 12
+    questions and 16 candidates, ru 8 and 12, zh 4 and 8; pairs range from 12 queries (en→en) to 4
+    (anything with zh); question k = 0 has 3 relevant answers in the multilingual pool, k = 1 two,
+    k = 2 one. Averaging per pair first (macro) and per query (micro) therefore differ.
+    """
+    spec = {"en": (4, 3), "ru": (3, 2), "zh": (2, 1)}  # language -> (sentences, questions) per paragraph
+    for lang, (n_sentences, n_questions) in spec.items():
+        articles = [
+            {"title": f"{lang}-{a}", "paragraphs": [paragraph_json(lang, a, p, n_sentences, [(f"q{a}-{p}-{k}", k) for k in range(n_questions)]) for p in range(2)]}
+            for a in range(2)
+        ]
+        write_file(tmp_path / "unbalanced" / f"{lang}.json", {"version": "1.1", "data": articles})
+    data = build_parallel(source_for(tmp_path, "unbalanced", list(spec)), tmp_path / "unbalanced")
+    return data.questions, data.candidates
+
+
+def answer_embeddings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A question matches exactly its answer sentences; every other candidate is orthogonal to all queries."""
+    answers = set(questions.answer_candidate)
+    position = {c: pos for c, pos in zip(candidates.candidate_id, candidates[["article", "paragraph", "sentence"]].itertuples(index=False))}
+    dims = {key: i for i, key in enumerate(dict.fromkeys(position[c] for c in questions.answer_candidate))}
+    q = np.zeros((len(questions), len(dims) + len(candidates)), np.float32)
+    q[np.arange(len(questions)), [dims[position[c]] for c in questions.answer_candidate]] = 1
+    p = np.zeros_like(q, shape=(len(candidates), q.shape[1]))
+    for j, c in enumerate(candidates.candidate_id):
+        p[j, dims[position[c]] if c in answers else len(dims) + j] = 1
+    return q, p
 
 
 def perfect_embeddings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +125,87 @@ def test_language_pairs_without_shared_questions_are_skipped_and_counted(tmp_pat
     assert sorted(skipped) == [("ru", "zh"), ("zh", "ru")]
 
 
-def test_summary_averages_queries_within_a_pair_then_pairs() -> None:
-    rows = []
-    for lang, aps in (("en", [1.0, 1.0, 1.0, 0.0]), ("ru", [0.5])):
-        for ap in aps:
-            rows.append({"setting": "mono", "query_lang": lang, "pool_lang": lang, "ap": ap, "rank_distance": np.nan, "same_language_top10": np.nan,
-                         **dict.fromkeys(["mrr@10", "recall@1", "recall@5", "recall@10", "recall@100", "ndcg@10"], 0.0)})
-    summary = summarise(pd.DataFrame(rows), skipped=0)
-    assert summary["mono"]["map"] == pytest.approx((0.75 + 0.5) / 2)
-    assert summary["mono"]["queries"] == 5 and summary["mono"]["pairs"] == 2
+def hand_row(setting: str, query_lang: str, pool_lang: str, ranks: list[int], ap: float, same: float = np.nan, recall10: float = 0.0) -> dict:
+    return {"setting": setting, "query_lang": query_lang, "pool_lang": pool_lang, "qid": f"q{len(ranks)}{ranks[0]}", "n_relevant": len(ranks),
+            "ranks": ranks, "ap": ap, "rank_distance": ranks[-1] - ranks[0] if len(ranks) > 1 else np.nan, "same_language_top10": same,
+            **dict.fromkeys(AT_K_NAMES.values(), 0.0), "recall@10": recall10}
+
+
+def test_summary_is_the_macro_average_of_hand_computed_per_query_values() -> None:
+    rows = [
+        # mono: en holds three queries (AP 1, 1/2, 1/4), ru one (AP 1).
+        hand_row("mono", "en", "en", [1], 1.0, recall10=1.0), hand_row("mono", "en", "en", [2], 0.5, recall10=1.0),
+        hand_row("mono", "en", "en", [4], 0.25, recall10=0.0), hand_row("mono", "ru", "ru", [1], 1.0, recall10=0.0),
+        # multi: en rank distances 2 and 8 plus a single-answer query; ru 2; zh only a single-answer query.
+        hand_row("multi", "en", "all", [1, 2, 3], 1.0, same=1.0), hand_row("multi", "en", "all", [1, 9], (1 + 2 / 9) / 2, same=0.5),
+        hand_row("multi", "en", "all", [3], 1 / 3, same=0.0), hand_row("multi", "ru", "all", [2, 4], 0.5, same=0.2),
+        hand_row("multi", "zh", "all", [5], 0.2, same=0.9),
+    ]
+    summary = summarise(pd.DataFrame(rows), skipped=3)
+    assert summary["mono"]["map"] == pytest.approx(((1 + 0.5 + 0.25) / 3 + 1.0) / 2)  # per query it would be 0.6875
+    assert summary["mono"]["recall@10"] == pytest.approx((2 / 3 + 0.0) / 2)  # per query: 0.5
+    assert summary["mono"]["queries"] == 4 and summary["mono"]["pairs"] == 2
+    assert summary["multi"]["map"] == pytest.approx(((1 + (1 + 2 / 9) / 2 + 1 / 3) / 3 + 0.5 + 0.2) / 3)
+    # en (2 + 8) / 2 = 5, ru 2, zh has none: (5 + 2) / 2. Per query it would be 4, the largest 8.
+    assert summary["multi"]["rank_distance"] == pytest.approx(3.5)
+    assert summary["multi"]["same_language_top10"] == pytest.approx((1.5 / 3 + 0.2 + 0.9) / 3)  # per query: 0.52
+    assert summary["skipped_cross_pairs"] == 3
+
+
+def test_unbalanced_answer_embeddings_give_hand_computed_rank_distance(unbalanced) -> None:
+    questions, candidates = unbalanced
+    per_query, skipped = score_dataset(questions, candidates, *answer_embeddings(questions, candidates))
+    assert skipped == [] and (per_query.ap == 1.0).all()
+    sizes = per_query.groupby(["setting", "query_lang", "pool_lang"]).size()
+    assert sizes[("mono", "en", "en")] == 12 and sizes[("cross", "en", "ru")] == 8 and sizes[("cross", "ru", "zh")] == 4
+    multi = per_query[per_query.setting == "multi"]
+    # A question in k languages has its answers at ranks 1..k: rank distance k - 1, undefined for k = 1.
+    assert (multi.ranks.map(list) == multi.n_relevant.map(lambda k: list(range(1, k + 1)))).all()
+    assert multi.groupby("query_lang").n_relevant.agg(sorted).map(tuple).to_dict() == {
+        "en": (1,) * 4 + (2,) * 4 + (3,) * 4, "ru": (2,) * 4 + (3,) * 4, "zh": (3,) * 4}
+    # en: four queries at 2, four at 1 (four undefined) = 1.5; ru 1.5; zh 2. Macro 5/3; per query 32/20; the largest 2.
+    assert summarise(per_query, 0)["multi"]["rank_distance"] == pytest.approx(5 / 3)
+
+
+def test_language_biased_embeddings_give_hand_computed_same_language_share(unbalanced) -> None:
+    """Every text is its language's unit vector: a query scores 1 on its language's candidates, 0 elsewhere.
+
+    Its top 10 are its own language's candidates first (16 en, 12 ru, only 8 zh), so the share is
+    1 for en and ru queries and 8/10 for zh queries.
+    """
+    questions, candidates = unbalanced
+    langs = {lang: i for i, lang in enumerate(sorted(candidates.lang.unique()))}
+    q = np.eye(3, dtype=np.float32)[questions.lang.map(langs)]
+    p = np.eye(3, dtype=np.float32)[candidates.lang.map(langs)]
+    per_query, _ = score_dataset(questions, candidates, q, p)
+    multi = per_query[per_query.setting == "multi"]
+    assert multi.groupby("query_lang").same_language_top10.agg(set).to_dict() == {"en": {1.0}, "ru": {1.0}, "zh": {0.8}}
+    assert per_query[per_query.setting != "multi"].same_language_top10.isna().all()
+    assert summarise(per_query, 0)["multi"]["same_language_top10"] == pytest.approx((1 + 1 + 0.8) / 3)  # per query: 23.2 / 24
+
+
+def test_summary_of_random_embeddings_matches_a_plain_macro_average(unbalanced) -> None:
+    """Per-query values checked against a stable argsort; setting values against dictionaries of lists."""
+    questions, candidates = unbalanced
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((len(questions), 8)).astype(np.float32)
+    p = rng.standard_normal((len(candidates), 8)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    per_query, _ = score_dataset(questions, candidates, q, p)
+    multi = per_query[per_query.setting == "multi"]
+    order = np.argsort(-similarity_scores(q, p), axis=1, kind="stable")
+    for row, query in zip(multi.itertuples(), multi.qid):
+        i = np.flatnonzero((questions.qid == query).to_numpy() & (questions.lang == row.query_lang).to_numpy())[0]
+        assert row.same_language_top10 == pytest.approx(np.mean(candidates.lang.to_numpy()[order[i, :10]] == row.query_lang))
+        if row.n_relevant >= 2:
+            assert row.rank_distance == max(row.ranks) - min(row.ranks)
+    summary = summarise(per_query, 0)
+    for setting, group in per_query.groupby("setting"):
+        for column, name in [("ap", "map"), ("recall@10", "recall@10"), ("ndcg@10", "ndcg@10"), ("mrr@10", "mrr@10")]:
+            by_pair: dict[tuple[str, str], list[float]] = {}
+            for lang, pool, value in zip(group.query_lang, group.pool_lang, group[column]):
+                by_pair.setdefault((lang, pool), []).append(value)
+            macro = sum(sum(v) / len(v) for v in by_pair.values()) / len(by_pair)
+            assert summary[setting][name] == pytest.approx(macro, abs=1e-12)
+            assert abs(macro - group[column].mean()) > 1e-6  # the fixture tells macro and per-query averages apart

@@ -141,7 +141,8 @@ def test_bf16_close_to_fp32(tiny_checkpoint: Path, make_params: MakeParams) -> N
     fp32 = _encoder(tiny_checkpoint, make_params()).encode(TEXTS, "passage")
     bf16 = _encoder(tiny_checkpoint, make_params(), precision="bf16").encode(TEXTS, "passage")
     assert bf16.dtype == np.float32
-    assert (fp32 * bf16).sum(1).min() > 0.99
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran
+    assert (fp32 * bf16).sum(1).min() >= 0.99999  # measured 0.9999999: the tiny random model barely feels the rounding
 
 
 def test_precision_choice() -> None:

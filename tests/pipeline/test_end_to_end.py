@@ -49,7 +49,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = save_tiny_checkpoint(root / "tiny-model")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(
-        mirror=str(mirror),
+        mirror="../mirror",  # relative, as in the committed params: found from DVC's temporary workspaces too
         train_source="tiny-xquad",
         split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
         sources={
@@ -88,6 +88,12 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     again = run([str(BIN / "dvc"), "repro"], repo)
     assert ran_stages(again.stdout) == set(), "a second repro with nothing changed must do no work"
 
+    # Byte-code written by running the code (tests, stages) is not a change of any stage's deps.
+    run([str(BIN / "python"), "-m", "compileall", "-q", "src", "stages"], repo)
+    assert any((repo / "src" / "mlret" / "training").glob("__pycache__/*.pyc"))
+    status = run([str(BIN / "dvc"), "status"], repo)
+    assert "up to date" in status.stdout, status.stdout
+
     search = run([str(BIN / "python"), "-m", "mlret.search", "--model", "models/hybrid/lowres/0", "--dataset", "tiny-mlqa", "-k", "3", "where a1 p0 s1?"], repo)
     assert len(search.stdout.strip().splitlines()) == 3
 
@@ -112,3 +118,18 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     assert "hybrid.mono_ratio" in shown.stdout and "data.train_source" in shown.stdout
     diff = run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all"], repo)
     assert "metrics/report.json" in diff.stdout
+
+
+@pytest.mark.slow
+def test_experiment_in_a_temporary_workspace_finds_the_mirror(repo: Path) -> None:
+    """`--temp` (and the queue) run in .dvc/tmp/exps/…, where a relative mirror path points nowhere."""
+    if not (repo / "reports" / "summary.md").exists():
+        run([str(BIN / "dvc"), "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results before the temporary experiment", "--allow-empty"], repo)
+
+    # A changed download param re-runs `download` inside the temporary workspace, offline.
+    temp = run([str(BIN / "dvc"), "exp", "run", "--temp", "-S", "sampling=mono", "-S", "data.download_retries=2"], repo)
+    assert {"download", "report"} <= ran_stages(temp.stdout)
+    shown = run([str(BIN / "dvc"), "exp", "show", "--csv"], repo)
+    assert "mono" in shown.stdout

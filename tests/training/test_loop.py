@@ -10,55 +10,16 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_training import MODEL, TRAIN, CrashAfterCheckpoint, Interrupted, build_workspace, spec_for, weights
 from transformers import AutoModel
 
-from mlret.artifacts import write_table
-from mlret.data.parallel import build_parallel
-from mlret.data.splits import build_splits
-from mlret.params import ModelParams, Profile, SplitParams, TrainParams
-from mlret.training.loop import RunSpec, Trainer, train_run
-from mlret.training.samplers import Sampling
-
-MODEL = ModelParams("tiny", "mean", "query : ", "passage : ", 16, 16, True)
-TRAIN = TrainParams(
-    batch_size=4, max_steps=6, epochs=None, learning_rate=1e-3, warmup_ratio=0.2, weight_decay=0.01,
-    max_grad_norm=1.0, grad_accumulation=1, temperature=0.05, symmetric=False, sampling_alpha=1.0,
-    hard_negatives=1, freeze_word_embeddings=False, max_query_length=16, max_passage_length=16,
-    save_every=3, precision="fp32",
-)
+from mlret.training.loop import train_run
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     """data/parallel and data/splits of the tiny dataset, plus models/base, laid out as the pipeline does."""
-    from conftest import write_dataset
-
-    root = tmp_path_factory.mktemp("ws")
-    source = write_dataset(root / "raw", "tiny-xquad", ["en", "ru", "zh"])
-    data = build_parallel(source, root / "raw" / "tiny-xquad")
-    parallel = root / "data" / "parallel" / "tiny-xquad"
-    write_table(parallel / "candidates.parquet", data.candidates)
-    write_table(parallel / "questions.parquet", data.questions)
-    build_splits(parallel, SplitParams(0.5, 1 / 6, 1 / 3, 7), {"lowres": Profile("lowres", 1.0, {"zh": 0.5})}, root / "data" / "splits", root / "m.json")
-    (root / "models").mkdir()
-    (root / "models" / "base").symlink_to(tiny_checkpoint)
-    return root
-
-
-def spec_for(root: Path, out: Path, strategy: str = "hybrid", seed: int = 0) -> RunSpec:
-    run = f"{strategy}/lowres/{seed}"
-    return RunSpec(
-        strategy=Sampling(strategy), profile="lowres", seed=seed,
-        train_table=root / "data" / "splits" / "lowres" / "train.parquet",
-        candidates_table=root / "data" / "parallel" / "tiny-xquad" / "candidates.parquet",
-        base_model=root / "models" / "base",
-        out_dir=out / "models" / run, resume_dir=out / "checkpoints" / run,
-        log_path=out / "plots" / f"{run}.csv", metrics_path=out / "metrics" / f"{run}.json",
-    )
-
-
-def weights(spec: RunSpec) -> dict[str, torch.Tensor]:
-    return load_file(str(spec.out_dir / "model.safetensors"))
+    return build_workspace(tmp_path_factory.mktemp("ws"), tiny_checkpoint)
 
 
 def test_run_writes_a_loadable_checkpoint_log_and_metrics(workspace: Path, tmp_path: Path) -> None:
@@ -86,18 +47,6 @@ def test_same_seed_gives_bitwise_identical_weights(workspace: Path, tmp_path: Pa
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-class Interrupted(Exception):
-    pass
-
-
-class CrashAfterCheckpoint(Trainer):
-    """The real trainer, stopped right after its first resumable checkpoint (a simulated kill)."""
-
-    def _save_resume(self) -> None:
-        super()._save_resume()
-        raise Interrupted
-
-
 def test_an_interrupted_run_resumes_to_the_same_weights(workspace: Path, tmp_path: Path) -> None:
     straight = spec_for(workspace, tmp_path / "straight")
     train_run(straight, MODEL, TRAIN, mono_ratio=0.5)
@@ -107,7 +56,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(workspace: Path, tmp_pat
     with pytest.raises(Interrupted):
         CrashAfterCheckpoint(resumed, MODEL, TRAIN, 0.5).run()
     assert not resumed.out_dir.exists(), "no model may appear before the run completes"
-    assert (resumed.resume_dir / "trainer_state.pt").is_file()
+    assert (resumed.resume_dir / "trainer_state.json").is_file() and (resumed.resume_dir / "trainer_state.safetensors").is_file()
     train_run(resumed, MODEL, TRAIN, mono_ratio=0.5)
     ws, wr = weights(straight), weights(resumed)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)

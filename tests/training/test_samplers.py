@@ -157,3 +157,34 @@ def test_a_restored_sampler_continues_the_same_stream(pool: PairPool) -> None:
     second = BatchSampler(pool, "hybrid", batch_size=4, hard_negatives=1, seed=999)
     second.load_state_dict(saved)
     assert [second.next_batch() for _ in range(20)] == expected
+
+
+def expected_shares(pairs: list[tuple[str, str]], alpha: float) -> dict[tuple[str, str], float]:
+    """Nested profiles: a pair (x, y) has as many questions as the smaller of its two languages."""
+    weights = {(x, y): min(AVAILABLE[x], AVAILABLE[y]) ** alpha for x, y in pairs}
+    total = sum(weights.values())
+    return {pair: w / total for pair, w in weights.items()}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
+def test_cross_batch_language_pairs_follow_n_to_the_alpha(alpha: float) -> None:
+    pool = PairPool(training_table(shared_answers=False))
+    _, drawn = batches(pool, "cross", 4000, alpha=alpha)
+    observed = Counter((b.pairs[0].query_lang, b.pairs[0].passage_lang) for b in drawn)
+    expected = expected_shares([(x, y) for x in AVAILABLE for y in AVAILABLE if x != y], alpha)
+    for pair, share in expected.items():
+        # Twelve pairs, 4000 batches: a share's standard deviation is at most 0.008; allow 0.025.
+        assert abs(observed[pair] / 4000 - share) < 0.025, (pair, share, observed)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
+def test_multi_pair_languages_follow_n_to_the_alpha(alpha: float) -> None:
+    # Two pairs a batch: every bucket has room for both, so no draw is retried and the shares are exact.
+    pool = PairPool(training_table(shared_answers=False))
+    _, drawn = batches(pool, "multi", 4000, alpha=alpha, batch_size=2)
+    observed = Counter((p.query_lang, p.passage_lang) for b in drawn for p in b.pairs)
+    assert sum(observed.values()) == 8000
+    expected = expected_shares([(x, y) for x in AVAILABLE for y in AVAILABLE], alpha)
+    for pair, share in expected.items():
+        # Sixteen pairs, 8000 draws: a share's standard deviation is at most 0.006; allow 0.02.
+        assert abs(observed[pair] / 8000 - share) < 0.02, (pair, share, observed)

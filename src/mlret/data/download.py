@@ -3,12 +3,22 @@
 Every byte that enters the pipeline is checked against the SHA-256 in
 params.yaml, so a truncated download, an edited mirror or an upstream change
 stops the pipeline instead of silently shifting every number downstream.
+
+The stage never changes its inputs: each file is first copied (or downloaded)
+to a hidden temporary file inside the stage's own output folder, verified
+there, and renamed into place only when its checksum matches. On a mismatch
+only that temporary copy is deleted, so a wrong checksum in params.yaml cannot
+destroy a good file of a shared mirror.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import secrets
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
@@ -16,9 +26,16 @@ from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
 from urllib3.util.retry import Retry
 
-from mlret.artifacts import write_bytes
 from mlret.errors import MlretError
 from mlret.params import DataParams, SourceParams
+
+log = logging.getLogger(__name__)
+
+MIRROR_ENV = "MLRET_DATA_MIRROR"
+# DVC runs `dvc exp run --temp` and queued experiments in a fresh copy of the
+# repository under <repo>/.dvc/tmp/exps/ (dvc/repo/experiments/utils.py: EXEC_TMP_DIR;
+# executor/local.py: TempDirExecutor.from_stash_entry).
+TEMP_WORKSPACE_MARKER = "/.dvc/tmp/exps/"
 
 
 def sha256_of(path: Path) -> str:
@@ -29,17 +46,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(path: Path, expected: str, key: str, origin: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
-        path.unlink(missing_ok=True)
-        raise MlretError(
-            f"{origin}: checksum {actual[:12]}… does not match the expected {expected[:12]}… (params.yaml {key}).",
-            "The file may be truncated or modified; restore a good copy in data.mirror, "
-            "or set data.mirror to null to download it again.",
-        )
-
-
 def _session(retries: int) -> requests.Session:
     session = requests.Session()
     retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
@@ -48,22 +54,52 @@ def _session(retries: int) -> requests.Session:
     return session
 
 
-def _download(session: requests.Session, url: str, target: Path) -> None:
+def _download(session: requests.Session, url: str, handle_path: Path) -> None:
     try:
-        with session.get(url, stream=True, timeout=60) as response:
+        with session.get(url, stream=True, timeout=60) as response, handle_path.open("wb") as handle:
             response.raise_for_status()
             total = int(response.headers.get("content-length", 0)) or None
-            chunks = []
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=handle_path.name, leave=False) as bar:
                 for chunk in response.iter_content(chunk_size=1 << 16):
-                    chunks.append(chunk)
+                    handle.write(chunk)
                     bar.update(len(chunk))
     except requests.RequestException as err:
         raise MlretError(
             f"{url}: download failed ({type(err).__name__}: {err}).",
             "Check the network, or set data.mirror in params.yaml to a folder holding {dataset}/{lang}.json.",
         ) from None
-    write_bytes(target, b"".join(chunks))
+
+
+def _copy(origin: Path, temp: Path) -> None:
+    with origin.open("rb") as source, temp.open("wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+
+
+def _mismatch(origin: str, actual: str, expected: str, key: str, from_mirror: bool) -> MlretError:
+    where = "data.mirror (left untouched)" if from_mirror else "the download"
+    return MlretError(
+        f"{origin}: SHA-256 {actual} does not match params.yaml {key} = {expected}.",
+        f"If {key} is wrong, put the right digest there; if the file is wrong, restore a good copy "
+        f"in {where}, or set data.mirror to null (and unset {MIRROR_ENV}) to download it again.",
+    )
+
+
+def _verified(target: Path, fill: Callable[[Path], None], expected: str, key: str, origin: str, from_mirror: bool) -> None:
+    """Fill a hidden temporary file beside ``target``, check it, and only then rename it to ``target``.
+
+    Whatever happens, the only file this deletes is its own temporary one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        temp.touch(exist_ok=False)
+        fill(temp)
+        actual = sha256_of(temp)
+        if actual != expected:
+            raise _mismatch(origin, actual, expected, key, from_mirror)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def fetch_source(source: SourceParams, mirror: Path | None, out_dir: Path, retries: int) -> list[Path]:
@@ -80,29 +116,46 @@ def fetch_source(source: SourceParams, mirror: Path | None, out_dir: Path, retri
                     f"{origin}: missing from the mirror (expected for data.sources.{source.name}).",
                     "Restore the file in the mirror, or set data.mirror to null to download from the canonical URL.",
                 )
-            _check(origin, source.sha256[lang], key, str(origin))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(origin, target)
+            _verified(target, lambda temp, o=origin: _copy(o, temp), source.sha256[lang], key, str(origin), from_mirror=True)
         else:
             assert session is not None
-            _download(session, source.url_for(lang), target)
-            _check(target, source.sha256[lang], key, source.url_for(lang))
+            url = source.url_for(lang)
+            _verified(target, lambda temp, u=url: _download(session, u, temp), source.sha256[lang], key, url, from_mirror=False)
         written.append(target)
     return written
 
 
-def resolve_mirror(mirror: str | None) -> Path | None:
-    """The mirror folder if configured and present; ``None`` means download over HTTPS."""
-    if mirror is None:
+def original_repository_root(cwd: Path) -> Path:
+    """The repository a DVC temporary experiment workspace was copied from; ``cwd`` itself otherwise."""
+    text = cwd.as_posix()
+    at = text.find(TEMP_WORKSPACE_MARKER)
+    return cwd if at < 0 else Path(text[:at] or "/")
+
+
+def resolve_mirror(mirror: str | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """Where the mirror should be, from params and the environment; ``None`` means download.
+
+    ``MLRET_DATA_MIRROR`` (when set and not empty) wins over ``data.mirror``. A
+    relative path is taken from the repository root, which is the working
+    directory DVC runs stages in (``cwd``); inside a temporary experiment
+    workspace (``dvc exp run --temp``, ``dvc queue``) it is taken from the
+    original repository instead, because the workspace lies four or five folders
+    deeper and the relative mirror would not resolve there. Pure: it reads no
+    file and no global state, so the rule is testable on made-up paths.
+    """
+    chosen = env.get(MIRROR_ENV) or mirror
+    if not chosen:
         return None
-    path = Path(mirror)
-    return path if path.is_dir() else None
+    path = Path(chosen)
+    return path if path.is_absolute() else original_repository_root(cwd) / path
 
 
 def download_all(data: DataParams, out_dir: str | Path) -> dict[str, list[Path]]:
-    mirror = resolve_mirror(data.mirror)
-    if data.mirror is not None and mirror is None:
-        print(f"data.mirror {data.mirror} is not a folder here; downloading from the canonical URLs.")
+    wanted = resolve_mirror(data.mirror, os.environ, Path.cwd())
+    mirror = wanted if wanted is not None and wanted.is_dir() else None
+    if wanted is not None and mirror is None:
+        given = f"{MIRROR_ENV}={os.environ[MIRROR_ENV]}" if os.environ.get(MIRROR_ENV) else f"data.mirror {data.mirror}"
+        log.warning("warning: %s (%s) is not a folder here; downloading from the canonical URLs.", given, wanted)
     return {
         name: fetch_source(source, mirror, Path(out_dir) / name, data.download_retries)
         for name, source in sorted(data.sources.items())

@@ -13,6 +13,13 @@ What happens to bad input, case by case (the README repeats this table):
 * a question with no answer, or whose answer starts outside every sentence:
   **dropped**, counted in the metrics and warned about: the question has no
   retrievable answer, but the rest of the file is sound.
+* a question whose answer text is missing from the sentence its start falls
+  in (by ``sentence_breaks``) but present in another sentence of the
+  paragraph: **dropped**, counted and warned about. The breaks do not match
+  the sentences there (e.g. two swapped breaks of equal length), so the label
+  would name the wrong candidate. An answer found in no sentence at all cannot
+  be checked this way and is kept: a known XQuAD-R ``tr`` answer carries an
+  encoding artefact that its sentence text does not.
 * an answer that runs past the end of its sentence: **kept** (LAReQA's rule:
   the sentence holding the answer start is the answer) and flagged.
 * a sentence whose text differs from ``context[start:end]`` (a known upstream
@@ -23,6 +30,7 @@ What happens to bad input, case by case (the README repeats this table):
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,8 @@ from typing import Any
 import pandas as pd
 
 from mlret.errors import MlretError
+
+log = logging.getLogger(__name__)
 
 BOM = "\ufeff"
 
@@ -66,6 +76,18 @@ def _answer_sentence(breaks: list[list[int]], start: int) -> int | None:
         if begin <= start < end:
             return index
     return None
+
+
+def _misplaced_answer(sentences: list[str], breaks: list[list[int]], index: int, start: int, answer: str) -> int | None:
+    """The sentence that really holds the answer, when it is not the one the breaks assign.
+
+    Only the part of the answer inside the assigned break is looked for, so an
+    answer that runs past its sentence (kept by LAReQA's rule) is not a violation.
+    """
+    head = answer[: breaks[index][1] - start]
+    if not head or head in sentences[index]:
+        return None
+    return next((j for j, sentence in enumerate(sentences) if j != index and head in sentence), None)
 
 
 def read_language_file(path: str | Path, lang: str) -> LanguageFile:
@@ -113,14 +135,23 @@ def read_language_file(path: str | Path, lang: str) -> LanguageFile:
                 answers = _field(qa, "answers", list, f"{where}, question {qid}")
                 if not answers:
                     flags["dropped_no_answer"] += 1
-                    print(f"warning: {where}, question {qid}: no answer; dropped.")
+                    log.warning("warning: %s, question %s: no answer; dropped.", where, qid)
                     continue
                 start = _field(answers[0], "answer_start", int, f"{where}, question {qid}")
                 answer = _field(answers[0], "text", str, f"{where}, question {qid}")
                 index = _answer_sentence(breaks, start)
                 if index is None:
                     flags["dropped_answer_outside_sentences"] += 1
-                    print(f"warning: {where}, question {qid}: answer start {start} is outside every sentence; dropped.")
+                    log.warning("warning: %s, question %s: answer start %d is outside every sentence; dropped.", where, qid, start)
+                    continue
+                actual = _misplaced_answer(sentences, breaks, index, start, answer)
+                if actual is not None:
+                    flags["dropped_answer_not_in_sentence"] += 1
+                    log.warning(
+                        "warning: %s, question %s: answer %r starts in sentence %d by sentence_breaks but its text is "
+                        "in sentence %d; the breaks do not match the sentences; dropped.",
+                        where, qid, answer, index, actual,
+                    )
                     continue
                 crosses = start + len(answer) > breaks[index][1]
                 flags["answer_crosses_sentence"] += int(crosses)

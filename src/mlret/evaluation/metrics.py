@@ -51,6 +51,13 @@ can be compared with the paper's.
 *Same-language share@k.* The fraction of a query's top-k results that are in
 the query's language, averaged over queries. ``k=10`` by default.
 
+*Setting averages* (:func:`macro_mean`). Every setting-level number (mAP,
+rank distance, same-language share, the @k metrics) is macro: per-query values
+are averaged within each (query language, pool language) pair, then over
+pairs, so a language with more questions does not weigh more. The aggregate
+functions below take the pair labels as ``by``; without them all queries form
+one group.
+
 *@k metrics* (MRR@10, Recall@1/5/10/100, nDCG@10). These are computed by
 ir-measures (trec_eval through pytrec_eval; MRR@k through the MS MARCO
 scorer) from a TREC-style run and qrels, with binary relevance. Recall@k
@@ -307,11 +314,33 @@ def average_precision(ranks: np.ndarray) -> float:
     return float(np.mean(np.arange(1, r.size + 1, dtype=np.float64) / r))
 
 
-def mean_average_precision(ranks_per_query: Sequence[np.ndarray]) -> float:
-    """mAP: the unweighted mean of :func:`average_precision` over queries."""
+def mean_average_precision(ranks_per_query: Sequence[np.ndarray], by: Sequence[np.ndarray] | None = None) -> float:
+    """mAP: :func:`average_precision` averaged over queries, macro over the groups ``by`` (see :func:`macro_mean`)."""
     if len(ranks_per_query) == 0:
         raise MlretError("mean average precision of zero queries is undefined")
-    return float(np.mean([average_precision(r) for r in ranks_per_query]))
+    return macro_mean([average_precision(r) for r in ranks_per_query], by)
+
+
+def macro_mean(values: Sequence[float] | np.ndarray, by: Sequence[np.ndarray] | None = None) -> float:
+    """The setting average: the mean over queries within each group, then the unweighted mean over groups.
+
+    ``by`` holds one label array per grouping key (the pipeline passes query
+    language and pool language), each with one label per query; ``None`` puts
+    every query in one group. Averaging per language pair first keeps a
+    language with more questions from weighing more. Groups are visited in
+    sorted label order and summed as pandas does, so the number is the same
+    bit for bit wherever it is computed. A non-finite value means a per-query
+    metric was undefined and not filtered out upstream, so it is refused.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise MlretError(f"a setting average needs a non-empty 1-D array of per-query values, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise MlretError(f"{int((~np.isfinite(v)).sum())} per-query values are NaN or infinite", "leave out queries for which the metric is undefined")
+    keys = [np.zeros(v.size, dtype=np.int8)] if by is None else [np.asarray(b) for b in by]
+    if not keys or any(k.shape != v.shape for k in keys):
+        raise MlretError(f"group labels must have one entry per query ({v.size}), got shapes {[k.shape for k in keys]}")
+    return float(pd.Series(v).groupby(keys, sort=True).mean().mean())
 
 
 def expected_random_average_precision(n_relevant: int, pool_size: int) -> float:
@@ -346,20 +375,28 @@ def rank_distance(ranks: np.ndarray) -> int:
     return int(r[-1] - r[0])
 
 
-def mean_rank_distance(ranks_per_query: Sequence[np.ndarray]) -> float:
-    """Setting-level rank distance: mean of :func:`rank_distance` over queries with >= 2 relevant candidates.
+def rank_distances(ranks_per_query: Sequence[np.ndarray]) -> NDArray[np.float64]:
+    """Per-query :func:`rank_distance`, NaN where a query has a single relevant candidate (undefined)."""
+    return np.array([rank_distance(r) if np.asarray(r).size >= 2 else np.nan for r in ranks_per_query], dtype=np.float64)
+
+
+def mean_rank_distance(ranks_per_query: Sequence[np.ndarray], by: Sequence[np.ndarray] | None = None) -> float:
+    """Setting-level rank distance: :func:`rank_distance` averaged over queries with >= 2 relevant candidates,
+    macro over the groups ``by`` (see :func:`macro_mean`).
 
     Queries with a single relevant candidate have no spread to measure and are
-    left out of this mean (they still count for mAP).
+    left out of this mean (they still count for mAP); a group left with no
+    query is left out of the macro average.
     """
-    distances = [rank_distance(r) for r in ranks_per_query if np.asarray(r).size >= 2]
-    if not distances:
+    distances = rank_distances(ranks_per_query)
+    defined = ~np.isnan(distances)
+    if not defined.any():
         raise MlretError("no query has two or more relevant candidates, so rank distance is undefined")
-    return float(np.mean(distances))
+    return macro_mean(distances[defined], None if by is None else [np.asarray(b)[defined] for b in by])
 
 
-def same_language_share_at_k(top_k_langs: np.ndarray, query_langs: np.ndarray, k: int = 10) -> float:
-    """Mean over queries of the fraction of the top ``k`` results in the query's own language.
+def same_language_shares(top_k_langs: np.ndarray, query_langs: np.ndarray, k: int = 10) -> NDArray[np.float64]:
+    """Per query, the fraction of its top ``k`` results written in the query's own language.
 
     Language bias seen from the top of the ranking. On an 11-way parallel pool
     a language-agnostic retriever has about ``1/11`` of its top results in the
@@ -376,7 +413,12 @@ def same_language_share_at_k(top_k_langs: np.ndarray, query_langs: np.ndarray, k
         raise MlretError(f"query_langs must have shape ({langs.shape[0]},), got {qlangs.shape}")
     if langs.shape[1] < k:
         raise MlretError(f"top_k_langs holds only {langs.shape[1]} results per query, fewer than k={k}", f"retrieve at least {k} per query")
-    return float(np.mean(langs[:, :k] == qlangs[:, None]))
+    return (langs[:, :k] == qlangs[:, None]).mean(axis=1)
+
+
+def same_language_share_at_k(top_k_langs: np.ndarray, query_langs: np.ndarray, k: int = 10, by: Sequence[np.ndarray] | None = None) -> float:
+    """Setting-level same-language share: :func:`same_language_shares` averaged over queries, macro over ``by``."""
+    return macro_mean(same_language_shares(top_k_langs, query_langs, k), by)
 
 
 # --------------------------------------------------------------------------- runs, qrels and @k metrics

@@ -8,8 +8,9 @@
   relevant = the question's answer in every language where it exists.
 
 Relevance comes from the alignment alone (see :mod:`mlret.data.parallel`).
-Every number is computed by :mod:`mlret.evaluation.metrics`; this module only
-decides which queries, which pool, and which candidates are relevant.
+Every number, per query and per setting, is computed by
+:mod:`mlret.evaluation.metrics`; this module only decides which queries, which
+pool, and which candidates are relevant.
 """
 
 from __future__ import annotations
@@ -93,13 +94,13 @@ def score_setting(
             "n_relevant": [len(r) for r in setting.relevant],
             "ranks": [r.tolist() for r in ranks],
             "ap": [M.average_precision(r) for r in ranks],
-            "rank_distance": [float(M.rank_distance(r)) if len(r) >= 2 else np.nan for r in ranks],
+            "rank_distance": M.rank_distances(ranks),
         }
     )
     if setting.name == "multi":
         pool_langs = candidates.lang.to_numpy()[setting.pool_rows]
-        kk = min(SAME_LANGUAGE_K, k)
-        frame["same_language_top10"] = (pool_langs[top[:, :kk]] == setting.query_lang).mean(axis=1)
+        query_langs = np.full(len(qids), setting.query_lang, dtype=object)
+        frame["same_language_top10"] = M.same_language_shares(pool_langs[top], query_langs, min(SAME_LANGUAGE_K, k))
     else:
         frame["same_language_top10"] = np.nan
     for measure, column in AT_K_NAMES.items():
@@ -123,18 +124,20 @@ def score_dataset(
 
 
 def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
-    """Setting-level numbers: each metric averaged over queries within a (query, pool) language pair,
-    then over pairs (macro), so a language with more questions does not weigh more."""
+    """Setting-level numbers, each the macro average of :mod:`mlret.evaluation.metrics` over
+    (query language, pool language) pairs, so a language with more questions does not weigh more."""
     out: dict[str, object] = {}
-    metric_columns = ["ap", *AT_K_NAMES.values()]
     for name, group in per_query.groupby("setting", sort=True):
-        by_pair = group.groupby(["query_lang", "pool_lang"])[metric_columns].mean()
-        summary = {("map" if c == "ap" else c): float(by_pair[c].mean()) for c in metric_columns}
-        summary["pairs"] = int(len(by_pair))
+        by = [group.query_lang.to_numpy(), group.pool_lang.to_numpy()]
+        ranks = [np.asarray(r) for r in group.ranks]
+        summary: dict[str, float | int] = {"map": M.mean_average_precision(ranks, by)}
+        summary |= {column: M.macro_mean(group[column].to_numpy(), by) for column in AT_K_NAMES.values()}
+        summary["pairs"] = int(group.groupby(["query_lang", "pool_lang"]).ngroups)
         summary["queries"] = int(len(group))
         if name == "multi":
-            summary["rank_distance"] = float(group.groupby("query_lang").rank_distance.mean().mean())
-            summary["same_language_top10"] = float(group.groupby("query_lang").same_language_top10.mean().mean())
+            if (group.n_relevant >= 2).any():
+                summary["rank_distance"] = M.mean_rank_distance(ranks, by)
+            summary["same_language_top10"] = M.macro_mean(group.same_language_top10.to_numpy(), by)
         out[str(name)] = summary
     out["skipped_cross_pairs"] = skipped
     return out

@@ -28,6 +28,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -222,21 +223,33 @@ class BatchSampler:
         return chosen
 
     def state_dict(self) -> dict[str, object]:
-        """Everything needed to continue the stream exactly where it stopped (for resumable training)."""
+        """Everything needed to continue the stream exactly where it stopped, as plain JSON data.
+
+        Plain data (language pairs as two-element lists, no tuples as keys) so a
+        resumable checkpoint can store it as JSON instead of a pickle.
+        """
         return {
             "rng": self.rng.bit_generator.state,
-            "queues": {pair: list(queue) for pair, queue in self.queues.items()},
-            "pair_counts": dict(self.pair_counts),
+            "queues": [[x, y, list(queue)] for (x, y), queue in self.queues.items()],
+            "pair_counts": [[x, y, n] for (x, y), n in self.pair_counts.items()],
             "kind_counts": dict(self.kind_counts),
             "short_batches": self.short_batches,
         }
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.queues = {tuple(pair): deque(queue) for pair, queue in state["queues"].items()}  # type: ignore[attr-defined,misc]
-        self.pair_counts = Counter(state["pair_counts"])  # type: ignore[arg-type]
-        self.kind_counts = Counter(state["kind_counts"])  # type: ignore[arg-type]
-        self.short_batches = int(state["short_batches"])  # type: ignore[arg-type]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; all or nothing (a malformed state raises and changes nothing)."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        queues = {(str(x), str(y)): deque(str(q) for q in queue) for x, y, queue in state["queues"]}
+        pair_counts = Counter({(str(x), str(y)): int(n) for x, y, n in state["pair_counts"]})
+        kind_counts = Counter({str(kind): int(n) for kind, n in state["kind_counts"].items()})
+        short_batches = int(state["short_batches"])
+        unknown = [pair for pair, queue in queues.items() if pair not in self.pool.buckets or not set(queue) <= set(self.pool.buckets[pair])]
+        if unknown:
+            raise ValueError(f"sampler state names language pairs or questions this training table lacks: {unknown[:3]}")
+        self.rng = rng
+        self.queues, self.pair_counts, self.kind_counts = queues, pair_counts, kind_counts
+        self.short_batches = short_batches
 
     def language_share(self) -> dict[str, float]:
         """Realised share of each language over both sides (query and passage) of the pairs drawn so far."""
