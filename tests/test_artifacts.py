@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlret.artifacts import read_json, read_table, write_bytes, write_json, write_table
+from mlret.artifacts import atomic_path, current_umask, read_json, read_table, set_default_modes, write_bytes, write_json, write_table
 
 FRAME = pd.DataFrame({"qid": ["q1", "q2"], "lang": ["ru", "zh"], "text": ["река течёт", "河流"]})
 
@@ -94,3 +94,76 @@ def test_errors_that_name_a_folder_keep_it(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError) as err:
         write_json(tmp_path / "metrics" / "eval" / "base.json", {})
     assert err.value.filename == str(tmp_path / "metrics" / "eval")
+
+
+def test_atomic_path_for_writers_that_want_a_name(tmp_path: Path, umask: None) -> None:
+    os.umask(0o022)
+    path = tmp_path / "index" / "all.faiss"
+    with atomic_path(path) as tmp:
+        assert tmp.parent == path.parent and tmp.name.startswith(".all.faiss.") and tmp.stat().st_size == 0
+        with open(tmp, "wb") as handle:  # what FAISS and np.save do with a name
+            handle.write(b"index bytes")
+        assert not path.exists()
+    assert path.read_bytes() == b"index bytes" and stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["all.faiss"]
+
+
+def test_atomic_path_keeps_the_name_of_another_file_that_failed(tmp_path: Path) -> None:
+    path = tmp_path / "out.parquet"
+    path.write_bytes(b"previous")
+    with pytest.raises(FileNotFoundError) as err, atomic_path(path):
+        (tmp_path / "missing-input.json").read_bytes()
+    assert err.value.filename == str(tmp_path / "missing-input.json")
+    assert path.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_names_up_to_the_file_system_limit(tmp_path: Path) -> None:
+    longest = tmp_path / ("n" * 250 + ".json")  # 255 bytes: legal, but no room for a temporary suffix
+    write_json(longest, [1])
+    assert read_json(longest) == [1]
+    too_long = tmp_path / ("n" * 300 + ".json")
+    with pytest.raises(OSError) as err:
+        write_json(too_long, [1])
+    assert err.value.errno == errno.ENAMETOOLONG and err.value.filename == str(too_long)
+
+
+def test_current_umask_reads_without_changing(umask: None) -> None:
+    os.umask(0o027)
+    assert current_umask() == 0o027
+    assert current_umask() == 0o027  # still set
+    assert os.umask(0o022) == 0o027
+
+
+def test_set_default_modes_opens_private_trees(tmp_path: Path, umask: None) -> None:
+    os.umask(0o022)
+    root = tmp_path / "checkpoint"
+    (root / "sub").mkdir(parents=True)
+    weights, nested = root / "model.safetensors", root / "sub" / "tokenizer.json"
+    outside = tmp_path / "private.key"
+    for file in (weights, nested, outside):
+        file.write_bytes(b"x")
+        file.chmod(0o600)
+    (root / "link").symlink_to(outside)
+    root.chmod(0o700)
+    os.umask(0o027)
+    set_default_modes(root)
+    assert stat.S_IMODE(root.stat().st_mode) == stat.S_IMODE((root / "sub").stat().st_mode) == 0o750
+    assert stat.S_IMODE(weights.stat().st_mode) == stat.S_IMODE(nested.stat().st_mode) == 0o640
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600  # not changed through the link
+
+
+def test_failing_to_create_the_temporary_file_names_the_artifact(tmp_path: Path) -> None:
+    """No file descriptor left (EMFILE) stands in for a read-only folder, which root could still write."""
+    path = tmp_path / "metrics.json"
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        with pytest.raises(OSError) as err:
+            write_json(path, {"map": 0.5})
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert err.value.errno == errno.EMFILE
+    assert err.value.filename == str(path)  # not the hidden temporary name
+    assert list(tmp_path.iterdir()) == []

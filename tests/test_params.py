@@ -79,6 +79,11 @@ def test_unknown_keys_are_rejected_at_every_level(path: str, key: str, value: ob
     assert suggestion in err.fix
 
 
+def test_the_keys_listed_for_a_source_are_those_written_in_params_yaml() -> None:
+    err = rejection(edit_at("data/sources/xquad-r", "urll", "x"))
+    assert err.fix.endswith("Keys of data.sources.xquad-r: url, sha256, expected_questions.")
+
+
 def test_a_misspelt_key_is_reported_rather_than_the_key_it_leaves_missing() -> None:
     def rename(raw: dict) -> None:
         raw["train"]["batchsize"] = raw["train"].pop("batch_size")
@@ -178,7 +183,7 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("data", train_source="tydi"), r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$"),
         (update("", strategies=["mono", "cross"]), r"^sampling = 'hybrid' is not among the trained strategies \['mono', 'cross'\]\.$"),
         (update("", strategies=["hybrid", "mono", "hybrid"]), r"^strategies = \['hybrid', 'mono', 'hybrid'\] repeats \['hybrid'\]\.$"),
-        (update("", seeds=[0, 1, 0]), r"^seeds = \['0', '1', '0'\] repeats \['0'\]\.$"),
+        (update("", seeds=[0, 1, 0]), r"^seeds = \[0, 1, 0\] repeats \[0\]\.$"),
         # missing keys and sections
         (drop("model", "max_query_length"), r"^model: `max_query_length` is missing\.$"),
         (drop("", "hybrid"), r"^params.yaml: `hybrid` is missing\.$"),

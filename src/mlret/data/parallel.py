@@ -160,7 +160,7 @@ def align(files: list[LanguageFile]) -> Alignment:
     weak = _sole_links(article_list, article_links)
     conflicting = {qid: [article_list[i] for i in article_links[qid]] for qid in sorted(weak)}
     article_labels = _components(len(article_list), (g for q, g in article_links.items() if q not in weak))
-    paragraph_labels = _components(len(paragraph_nodes), paragraph_links.values())
+    paragraph_labels = _components(len(paragraph_nodes), (g for q, g in paragraph_links.items() if q not in weak))
     article_id = {node: article_labels[i] for node, i in article_nodes.items()}
     paragraph_id = {node: paragraph_labels[i] for node, i in paragraph_nodes.items()}
     merges = {

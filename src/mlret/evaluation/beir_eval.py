@@ -58,7 +58,7 @@ def score_beir(folder: str | Path, emb_dir: str | Path, index_params: IndexParam
         corpus = np.load(Path(emb_dir) / lang_dir.name / "corpus.npy")
         if len(queries) != len(data.queries) or len(corpus) != len(data.corpus):
             raise MlretError(f"{emb_dir}/{lang_dir.name}: embeddings do not match the benchmark files (they changed after encoding).", "Re-run the encode stage.")
-        k = min(10, len(corpus))
+        k = min(100, len(corpus))
         top, scores = search(build_index(corpus, index_params), queries, k, pool_embeddings=corpus)
         run = M.top_k_run(data.queries.query_id.tolist(), top, data.corpus.doc_id.tolist(), scores)
         result = M.evaluate_at_k(run, data.qrels, BEIR_MEASURES)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlret.artifacts import set_default_modes
 from mlret.errors import MlretError
 from mlret.params import ModelParams
 
@@ -50,6 +51,7 @@ def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
             net, tokenizer = _load_pretrained(model.name)
             net.save_pretrained(target)  # transformers >= 5 writes safetensors only
             tokenizer.save_pretrained(target)
+        set_default_modes(target)  # safetensors writes its weights 0600
         _replace_dir(target, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -217,6 +219,7 @@ def save_checkpoint(
             (target / name).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if state is not None:
             torch.save(state, target / "trainer_state.pt")
+        set_default_modes(target)  # safetensors writes its weights 0600
         _replace_dir(target, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,14 @@ from mlret.reporting.summary import summary_markdown
 from mlret.reporting.tables import METRICS, results_markdown, results_table, robustness_table
 
 
-def low_resource_languages(params: Params) -> dict[str, set[str]]:
-    """Per profile, the languages it keeps below their full share."""
-    return {name: {lang for lang, f in profile.fractions.items() if f < 1.0} | ({"*"} if profile.default < 1.0 else set())
-            for name, profile in params.profiles.items()}
+def low_resource_languages(params: Params, languages: Iterable[str]) -> dict[str, set[str]]:
+    """Per profile, the evaluated languages it keeps below their full share.
+
+    Asked per language rather than read off the listed fractions, so a profile
+    whose ``default`` is below 1 makes every unlisted language low-resource.
+    """
+    langs = sorted(set(languages))
+    return {name: {lang for lang in langs if profile.fraction(lang) < 1.0} for name, profile in params.profiles.items()}
 
 
 def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
@@ -44,7 +49,7 @@ def build_report(
     models = model_names(params.strategies, list(params.profiles), params.seeds)
     results = load_results(eval_root, models, params.data.eval_sources)
     table = results_table(results, headline=params.sampling)
-    robustness = robustness_table(results, low_resource_languages(params))
+    robustness = robustness_table(results, low_resource_languages(params, results.query_lang))
     write_bytes(out_dir / "results.csv", table.to_csv(index=False, float_format="%.6g").encode("utf-8"))
     write_bytes(out_dir / "robustness.csv", robustness.to_csv(index=False, float_format="%.6g").encode("utf-8"))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))

@@ -62,7 +62,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from mlret.artifacts import read_table, write_bytes, write_json
+from mlret.artifacts import read_table, set_default_modes, write_bytes, write_json
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.data.splits import TRAIN_COLUMNS
 from mlret.distributed import any_rank, rank_and_world
@@ -382,6 +382,7 @@ class Trainer:
             save_file(tensors, str(staging / STATE_TENSORS))
             state["tensors_sha256"] = file_sha256(staging / STATE_TENSORS)
             (staging / STATE_JSON).write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
+            set_default_modes(staging)  # mkdtemp and safetensors create private modes
             _swap_in(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
