@@ -196,17 +196,13 @@ def save_checkpoint(
     tokenizer: PreTrainedTokenizerBase,
     out_dir: str | Path,
     extra: dict[str, object] | None = None,
-    state: dict[str, object] | None = None,
 ) -> Path:
     """Write a checkpoint that :func:`load_checkpoint` reads, in one rename.
 
     ``extra`` files are written as JSON beside the weights (e.g. the exact
-    training params); ``state`` is the trainer's own resumable state, saved with
-    ``torch.save`` as ``trainer_state.pt`` and only ever read back by this project.
+    training params). Nothing here is pickled.
     """
     import json
-
-    import torch
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +213,6 @@ def save_checkpoint(
         tokenizer.save_pretrained(target)
         for name, payload in (extra or {}).items():
             (target / name).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if state is not None:
-            torch.save(state, target / "trainer_state.pt")
         set_default_modes(target)  # safetensors writes its weights 0600
         _replace_dir(target, out_dir)
     finally:

@@ -1,0 +1,142 @@
+"""Run the whole pipeline on a tiny fp32 configuration at two git revisions and compare the numbers.
+
+A refactor must not move any number. On CPU in fp32 the pipeline is bitwise deterministic, so the
+evaluation metrics, per-query scores and report of two revisions must be identical; timings, memory
+and counters that a revision adds are ignored.
+
+    .venv/bin/python benchmarks/same_numbers.py 6ca15c3 HEAD
+
+Each revision is exported with `git archive` into a temporary folder, given the tiny configuration
+built from its own tests/conftest.py (hand-made datasets in three scripts, a random BertModel with
+hidden size 32) and run with `dvc repro`, its own src/ first on PYTHONPATH. Prints each compared file
+and the first difference, and exits 1 when a number moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VOLATILE = ("seconds", "wall", "rss", "memory", "pairs_per_s", "device", "threads", "time", "_per_s")
+
+
+def export(rev: str, dest: Path) -> Path:
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", rev]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True, env=git_env(dest))
+    return dest
+
+
+def git_env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ, "HOME": str(home.parent), "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "PYTHONPATH": str(home / "src"), "OMP_NUM_THREADS": "1",
+    }
+
+
+def configure(repo: Path, work: Path) -> None:
+    """The tiny configuration, built by the revision's own fixtures so each side reads its own format."""
+    sys.path.insert(0, str(repo / "tests"))
+    sys.path.insert(0, str(repo / "src"))
+    try:
+        from conftest import save_tiny_checkpoint, write_dataset  # type: ignore[import-not-found]
+
+        mirror = work / "mirror"
+        sources = {
+            "tiny-xquad": write_dataset(mirror, "tiny-xquad", ["en", "ru", "zh", "ar"], n_articles=8),
+            "tiny-mlqa": write_dataset(mirror, "tiny-mlqa", ["ar", "en", "zh"], n_articles=3),
+        }
+        model = save_tiny_checkpoint(work / "tiny-model")
+    finally:
+        for name in [m for m in sys.modules if m == "conftest" or m == "mlret" or m.startswith("mlret.")]:
+            del sys.modules[name]
+        del sys.path[:2]
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["data"].update(
+        mirror=str(mirror), train_source="tiny-xquad", split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
+        sources={n: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions} for n, s in sources.items()},
+    )
+    params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5, "ar": 0.25}}
+    params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
+    params["train"].update(batch_size=4, max_steps=6, save_every=3, max_query_length=16, max_passage_length=16, precision="fp32", freeze_word_embeddings=False)
+    params["eval"]["batch_size"] = 8
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def run_pipeline(rev: str, work: Path) -> Path:
+    repo = export(rev, work / "repo")
+    configure(repo, work)
+    result = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=git_env(repo), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"dvc repro failed at {rev}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return repo
+
+
+def numbers(value: object, prefix: str = "") -> dict[str, object]:
+    """Flatten a metrics JSON, dropping measurements of the machine rather than of the model."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            if not any(word in str(key) for word in VOLATILE):
+                out |= numbers(item, f"{prefix}{key}.")
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def compare(old: Path, new: Path) -> int:
+    moved = 0
+    for path in sorted((old / "metrics").rglob("*.json")):
+        rel = path.relative_to(old)
+        before, after = numbers(json.loads(path.read_text())), numbers(json.loads((new / rel).read_text()))
+        diff = [k for k in before if k in after and not same(before[k], after[k])]
+        dropped = [k for k in before if k not in after]
+        print(f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} missing, {len(set(after) - set(before))} new")
+        for key in (diff + dropped)[:3]:
+            print(f"    {key}: {before.get(key)} -> {after.get(key)}")
+        moved += len(diff) + len(dropped)
+    for path in sorted((old / "data" / "eval").rglob("per_query.parquet")):
+        rel = path.relative_to(old)
+        a, b = pd.read_parquet(path), pd.read_parquet(new / rel)
+        equal = a.equals(b[a.columns]) if set(a.columns) <= set(b.columns) else False
+        print(f"{rel}: {len(a)} rows, {'identical' if equal else 'DIFFERENT'}")
+        moved += not equal
+    return moved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old", help="git revision before the change")
+    parser.add_argument("new", help="git revision after the change")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        old = run_pipeline(args.old, Path(tmp) / "old")
+        new = run_pipeline(args.new, Path(tmp) / "new")
+        moved = compare(old, new)
+    print("no number moved" if moved == 0 else f"{moved} numbers or tables moved")
+    raise SystemExit(1 if moved else 0)
+
+
+if __name__ == "__main__":
+    main()
