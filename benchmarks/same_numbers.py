@@ -46,7 +46,7 @@ def git_env(home: Path) -> dict[str, str]:
     return {
         **os.environ, "HOME": str(home.parent), "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
         "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "PYTHONPATH": str(home / "src"), "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(home / "src"), "OMP_NUM_THREADS": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 
 
