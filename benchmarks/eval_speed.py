@@ -5,16 +5,17 @@ against 13,002 candidate sentences. Embeddings are random, L2-normalised,
 384-d float32, and every query has 11 relevant candidates (its answer in each
 language). Cases:
 
-* ``exact_ranks``: :func:`mlret.evaluation.metrics.exact_ranks`, then mAP and
+* ``exact_ranks``: :func:`mlret.scoring.ranking.exact_ranks`, then mAP and
   mean rank distance. These are the exact full-pool numbers the study reports.
-* ``exact_top_k``: :func:`mlret.evaluation.metrics.exact_top_k`, top-100 in our
+* ``exact_top_k``: :func:`mlret.scoring.ranking.exact_top_k`, top-100 in our
   tie order (the run the @k metrics are computed from).
 * ``faiss``: FAISS ``IndexFlatIP`` top-100 (exact inner-product search).
 * ``numpy_argsort``: the plain baseline. A float32 matmul per chunk, then
   ``np.argsort`` of every row, keeping the first 100.
 * ``agreement`` (not timed for memory): does FAISS's top-100 equal ours, and
-  do @k metrics from FAISS, from ``exact_top_k`` and from ``exact_ranks``
-  agree?
+  do @k metrics from FAISS and from ``exact_top_k`` agree? (That
+  ``exact_top_k`` and ``exact_ranks`` give identical @k metrics is a test,
+  tests/scoring/test_runs.py.)
 
 Each case runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) is its
 own. "extra" is that peak minus the RSS once the embeddings exist. Run:
@@ -97,23 +98,24 @@ def faiss_top_k(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 def run_case(name: str) -> dict:
-    from mlret.evaluation import metrics as M
+    from mlret.scoring.measures import expected_random_average_precision, macro_mean, mean_average_precision, mean_rank_distance, same_language_shares
+    from mlret.scoring.ranking import exact_ranks, exact_top_k
 
     queries, pool, relevant, lang = make_setting()
     base = rss_now_mib()
     out: dict = {"case": name}
     t0 = time.perf_counter()
     if name == "exact_ranks":
-        ranks = M.exact_ranks(queries, pool, relevant, chunk_size=CHUNK)
+        ranks = exact_ranks(queries, pool, relevant, chunk_size=CHUNK)
         t1 = time.perf_counter()
-        out["mAP"] = M.mean_average_precision(ranks)
-        out["rank_distance"] = M.mean_rank_distance(ranks)
+        out["mAP"] = mean_average_precision(ranks)
+        out["rank_distance"] = mean_rank_distance(ranks)
         out["seconds_ranks"] = t1 - t0
         out["seconds_map"] = time.perf_counter() - t1
-        out["chance_mAP"] = M.expected_random_average_precision(N_LANGS, len(pool))
+        out["chance_mAP"] = expected_random_average_precision(N_LANGS, len(pool))
     elif name == "exact_top_k":
-        indices, _ = M.exact_top_k(queries, pool, K, chunk_size=CHUNK)
-        out["same_language_share@10"] = M.same_language_share_at_k(lang[indices[:, :10]], lang, k=10)
+        indices, _ = exact_top_k(queries, pool, K, chunk_size=CHUNK)
+        out["same_language_share@10"] = macro_mean(same_language_shares(lang[indices[:, :10]], lang, k=10))
     elif name == "faiss":
         import faiss
 
@@ -122,7 +124,7 @@ def run_case(name: str) -> dict:
     elif name == "numpy_argsort":
         numpy_top_k(queries, pool, K)
     elif name == "agreement":
-        return agreement(M, queries, pool, relevant)
+        return agreement(queries, pool, relevant)
     else:
         raise SystemExit(f"unknown case {name}")
     out["seconds"] = time.perf_counter() - t0
@@ -131,26 +133,26 @@ def run_case(name: str) -> dict:
     return out
 
 
-def agreement(M, queries, pool, relevant) -> dict:
+def agreement(queries, pool, relevant) -> dict:
+    from mlret.scoring.ranking import exact_top_k
+    from mlret.scoring.runs import evaluate_at_k, qrels_frame, top_k_run
+
     qids = [f"q{i}" for i in range(len(queries))]
     dids = [f"c{j}" for j in range(len(pool))]
-    qrels = M.qrels_frame(qids, relevant, dids)
-    ours, our_scores = M.exact_top_k(queries, pool, K, chunk_size=CHUNK)
+    qrels = qrels_frame(qids, relevant, dids)
+    ours, our_scores = exact_top_k(queries, pool, K, chunk_size=CHUNK)
     theirs, their_scores = faiss_top_k(queries, pool, K)
     same_lists = np.all(ours == theirs, axis=1)
-    ranks = M.exact_ranks(queries, pool, relevant, chunk_size=CHUNK)
     t0 = time.perf_counter()
-    exact_run = M.evaluate_at_k(M.top_k_run(qids, ours, dids, our_scores), qrels)
+    exact_run = evaluate_at_k(top_k_run(qids, ours, dids, our_scores), qrels)
     seconds_eval = time.perf_counter() - t0
-    from_ranks = M.evaluate_at_k(M.exact_ranks_to_run(qids, ranks, relevant, dids, depth=K), qrels)
-    faiss_run = M.evaluate_at_k(M.top_k_run(qids, theirs, dids, their_scores), qrels)
+    faiss_run = evaluate_at_k(top_k_run(qids, theirs, dids, their_scores), qrels)
     differs = (faiss_run.per_query != exact_run.per_query).any(axis=1)
     return {
         "case": "agreement",
         "queries_with_identical_top100": float(same_lists.mean()),
         "positions_differing": float((ours != theirs).mean()),
         "max_abs_score_diff_faiss_vs_ours": float(np.max(np.abs(their_scores - our_scores)[ours == theirs])),
-        "exact_top_k_vs_exact_ranks_identical": bool(exact_run.per_query.equals(from_ranks.per_query)),
         "queries_whose_at_k_metrics_differ_faiss_vs_exact": int(differs.sum()),
         "max_abs_mean_diff_faiss_vs_exact": max(abs(faiss_run.mean[m] - exact_run.mean[m]) for m in exact_run.mean),
         "mean_at_k_exact": exact_run.mean,

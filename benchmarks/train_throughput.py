@@ -9,9 +9,11 @@ of params.yaml (bf16 autocast where the CPU has it, word embeddings frozen if
 weight trainable. `--same-settings` gives sentence-transformers our frozen
 embeddings and autocast too, to separate the two effects.
 
-    python benchmarks/train_throughput.py --steps 10 --profile balanced
+    python benchmarks/train_throughput.py --steps 10 --profile balanced \
+        --train-table data/splits/balanced/train.parquet \
+        --candidates data/parallel/xquad-r/candidates.parquet --base-model models/base
 
-Needs `dvc repro split base_model` first (models/base, data/splits).
+Needs `dvc repro split base_model` first (models/base, data/splits). Writes nothing.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mlret.params import load_params
+from mlret.params import STRATEGIES, Strategy, load_params
 from mlret.training.loop import RunSpec, Trainer
-from mlret.training.samplers import Sampling
 
 
 def peak_rss_mb() -> float:
@@ -67,14 +69,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--profile", default="balanced")
-    parser.add_argument("--strategy", default="hybrid", choices=[s.value for s in Sampling])
+    parser.add_argument("--strategy", default="hybrid", choices=STRATEGIES)
+    parser.add_argument("--train-table", required=True, type=Path, help="the profile's training table")
+    parser.add_argument("--candidates", required=True, type=Path, help="the training source's candidates table")
+    parser.add_argument("--base-model", required=True, type=Path, help="the checkpoint both sides train")
     parser.add_argument("--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast")
     args = parser.parse_args()
 
     params = load_params()
     train = dataclasses.replace(params.train, max_steps=args.warmup + args.steps, save_every=10**9)
-    spec = RunSpec.for_run(Sampling(args.strategy), args.profile, 0, params)
-    ours = Trainer(spec, params.model, train, params.mono_ratio, device="cpu")
+    unused = Path(tempfile.mkdtemp())  # the benchmark steps the trainer by hand, so it writes no outputs
+    spec = RunSpec(
+        settings=params.strategy_settings[Strategy(args.strategy)], profile=args.profile, seed=0,
+        train_table=args.train_table, candidates_table=args.candidates, base_model=args.base_model,
+        out_dir=unused / "model", resume_dir=unused / "checkpoint", log_path=unused / "log.csv", metrics_path=unused / "metrics.json",
+    )
+    ours = Trainer(spec, params.model, train, device="cpu")
     prefixes = (params.model.query_prefix, params.model.passage_prefix)
 
     # The same batches for both sides, drawn once.

@@ -1,41 +1,33 @@
-"""Stage `encode`: embed every evaluation corpus with one model (base, or strategy/profile/seed).
+"""Stage `encode`: embed every evaluation corpus with one model (the base model, or a trained one).
 
-Several GPUs: torchrun --nproc_per_node 4 stages/encode.py --model hybrid/lowres/0
+Several GPUs: torchrun --nproc_per_node 4 stages/encode.py models/hybrid/lowres/0 data/parallel data/splits/articles.json data/embeddings/hybrid/lowres/0
 """
 
 import argparse
-from pathlib import Path
 
-from mlret.distributed import distributed
+from mlret.data.corpora import EvalCorpora, add_corpora_arguments
+from mlret.distributed import distributed, rank_and_world
+from mlret.encoding.corpora import encode_corpora
 from mlret.errors import cli_errors
+from mlret.models.encoder import Encoder
 from mlret.params import load_params
-from mlret.retrieval.embeddings import encode_corpora
 
 
 @cli_errors
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="`base` or `{strategy}/{profile}/{seed}` under --models-root")
-    parser.add_argument("--models-root", default="models")
-    parser.add_argument("--parallel-root", default="data/parallel")
-    parser.add_argument("--articles", default="data/splits/articles.json", help="the training source's split by article")
-    parser.add_argument("--embeddings-root", default="data/embeddings")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="the model's checkpoint folder (models/base, models/{strategy}/{profile}/{seed})")
+    add_corpora_arguments(parser)
+    parser.add_argument("out_dir", help="this model's embeddings (data/embeddings/{model})")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     args = parser.parse_args()
     params = load_params()
+    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles)
     with distributed():
-        encode_corpora(
-            Path(args.models_root) / args.model,
-            params.model,
-            params.data.eval_sources,
-            params.data.train_source,
-            parallel_root=args.parallel_root,
-            articles_path=args.articles,
-            out_dir=Path(args.embeddings_root) / args.model,
-            batch_size=params.eval.batch_size,
-            device=args.device,
-            beir=params.eval.beir,
-        )
+        encoder = Encoder(args.checkpoint, params.model, batch_size=params.eval.batch_size, device=args.device)
+        encoded = encode_corpora(encoder, corpora, args.out_dir)
+        if rank_and_world()[0] == 0:
+            print(f"encoded {sum(encoded.values())} texts of {len(encoded)} corpora with {args.checkpoint} -> {args.out_dir}")
 
 
 if __name__ == "__main__":

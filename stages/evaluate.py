@@ -1,37 +1,24 @@
-"""Stage `evaluate`: FAISS indexes and mono/cross/multilingual scores for one model."""
+"""Stage `evaluate`: mono/cross/multilingual scores (and BEIR scores) of one model, from its embeddings."""
 
 import argparse
 
+from mlret.data.corpora import EvalCorpora, add_corpora_arguments
 from mlret.errors import cli_errors
-from mlret.evaluation.evaluate import evaluate_model
 from mlret.params import load_params
+from mlret.scoring.evaluate import evaluate_model
 
 
 @cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="`base` or `{strategy}/{profile}/{seed}`")
-    parser.add_argument("--parallel-root", default="data/parallel")
-    parser.add_argument("--articles", default="data/splits/articles.json", help="the training source's split by article")
-    parser.add_argument("--embeddings-root", default="data/embeddings")
-    parser.add_argument("--index-root", default="data/index")
-    parser.add_argument("--eval-root", default="data/eval")
-    parser.add_argument("--metrics-root", default="metrics/eval")
+    add_corpora_arguments(parser)
+    parser.add_argument("embeddings_dir", help="this model's embeddings (data/embeddings/{model})")
+    parser.add_argument("eval_dir", help="this model's per-query results (data/eval/{model})")
+    parser.add_argument("metrics_path", help="this model's summary metrics (metrics/eval/{model}.json)")
     args = parser.parse_args()
     params = load_params()
-    evaluate_model(
-        args.model,
-        params.data.eval_sources,
-        params.data.train_source,
-        params.index,
-        parallel_root=args.parallel_root,
-        articles_path=args.articles,
-        embeddings_root=args.embeddings_root,
-        index_root=args.index_root,
-        eval_root=args.eval_root,
-        metrics_root=args.metrics_root,
-        beir=params.eval.beir,
-    )
+    evaluate_model(EvalCorpora.from_params(params, args.parallel_root, args.articles), args.embeddings_dir, args.eval_dir, args.metrics_path)
+    print(f"evaluated {args.embeddings_dir} -> {args.metrics_path}")
 
 
 if __name__ == "__main__":

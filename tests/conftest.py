@@ -25,7 +25,7 @@ def sentence_text(lang: str, article: int, paragraph: int, sentence: int) -> str
     return f"{WORDS[lang]} a{article} p{paragraph} s{sentence} ends here."
 
 
-def paragraph_json(lang: str, article: int, paragraph: int, n_sentences: int, qids: list[tuple[str, int]], bom: bool = False) -> dict[str, Any]:
+def _paragraph_json(lang: str, article: int, paragraph: int, n_sentences: int, qids: list[tuple[str, int]], bom: bool = False) -> dict[str, Any]:
     """A paragraph whose ``qids`` are (id, answer sentence index) pairs."""
     sentences = [sentence_text(lang, article, paragraph, s) for s in range(n_sentences)]
     if bom:
@@ -49,7 +49,7 @@ def paragraph_json(lang: str, article: int, paragraph: int, n_sentences: int, qi
     return {"context": context, "sentences": sentences, "sentence_breaks": breaks, "qas": qas}
 
 
-def write_dataset(
+def _write_dataset(
     root: Path,
     name: str,
     langs: list[str],
@@ -65,18 +65,18 @@ def write_dataset(
             paragraphs = []
             for p in range(n_paragraphs):
                 qids = [(f"q{a}-{p}-{k}", k % n_sentences) for k in range(questions_per_paragraph)]
-                paragraphs.append(paragraph_json(lang, a, p, n_sentences, qids))
+                paragraphs.append(_paragraph_json(lang, a, p, n_sentences, qids))
             articles.append({"title": f"{lang}-{a}", "paragraphs": paragraphs})
-        write_file(root / name / f"{lang}.json", {"version": "1.1", "data": articles})
-    return source_for(root, name, langs)
+        _write_file(root / name / f"{lang}.json", {"version": "1.1", "data": articles})
+    return _source_for(root, name, langs)
 
 
-def write_file(path: Path, payload: dict[str, Any]) -> None:
+def _write_file(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
 
 
-def source_for(root: Path, name: str, langs: list[str]) -> SourceParams:
+def _source_for(root: Path, name: str, langs: list[str]) -> SourceParams:
     """SourceParams whose checksums and question counts describe the files as written."""
     sha, counts = {}, {}
     for lang in langs:
@@ -90,7 +90,7 @@ def source_for(root: Path, name: str, langs: list[str]) -> SourceParams:
 @pytest.fixture
 def tiny_xquad(tmp_path: Path) -> tuple[Path, SourceParams]:
     """Three languages in three scripts, six articles, 24 questions per language."""
-    return tmp_path, write_dataset(tmp_path, "tiny-xquad", ["en", "ru", "zh"])
+    return tmp_path, _write_dataset(tmp_path, "tiny-xquad", ["en", "ru", "zh"])
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def build_tiny_model(vocab_size: int):
     return BertModel(config).eval()
 
 
-def save_tiny_checkpoint(path: Path) -> Path:
+def _save_tiny_checkpoint(path: Path) -> Path:
     tokenizer = build_tiny_tokenizer()
     build_tiny_model(len(tokenizer)).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -145,7 +145,7 @@ def save_tiny_checkpoint(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint directory; treat it as read-only (copy it to change it)."""
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+    return _save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
 
 def _model_params(name: str = "unused", **overrides: object):
@@ -168,15 +168,15 @@ def make_params():
 # ---------------------------------------------------------------------------
 # A tiny benchmark in BEIR layout, one folder per language.
 
-BEIR_LANGS = {
+_BEIR_LANGS = {
     "en": {"title": "River", "text": "A river flows.", "q": "where does the river flow?"},
     "ru": {"title": "Река", "text": "Река течёт.", "q": "куда течёт река?"},
 }
 
 
-def write_beir_language(root: Path, lang: str) -> Path:
+def _write_beir_language(root: Path, lang: str) -> Path:
     """Three docs (one without title, one with an empty title), three queries (one unjudged), graded qrels."""
-    words = BEIR_LANGS[lang]
+    words = _BEIR_LANGS[lang]
     folder = root / lang
     (folder / "qrels").mkdir(parents=True)
     corpus = [
@@ -189,8 +189,8 @@ def write_beir_language(root: Path, lang: str) -> Path:
         {"_id": f"{lang}-q2", "text": words["q"] + " 2"},
         {"_id": f"{lang}-q3", "text": "never judged"},
     ]
-    write_jsonl(folder / "corpus.jsonl", corpus)
-    write_jsonl(folder / "queries.jsonl", queries)
+    _write_jsonl(folder / "corpus.jsonl", corpus)
+    _write_jsonl(folder / "queries.jsonl", queries)
     (folder / "qrels" / "test.tsv").write_text(
         "query-id\tcorpus-id\tscore\n"
         f"{lang}-q1\t{lang}-d1\t1\n"
@@ -202,5 +202,36 @@ def write_beir_language(root: Path, lang: str) -> Path:
     return folder
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# The helpers above, as fixtures: test modules in any folder receive them as
+# parameters (a conftest.py is not importable once several folders have their
+# own). Each returns the helper itself; session-scoped, since helpers and
+# constants hold no state.
+
+HELPERS: dict[str, object] = {
+    "write_dataset": _write_dataset,
+    "paragraph_json": _paragraph_json,
+    "write_file": _write_file,
+    "source_for": _source_for,
+    "save_tiny_checkpoint": _save_tiny_checkpoint,
+    "write_beir_language": _write_beir_language,
+    "write_jsonl": _write_jsonl,
+    "beir_langs": _BEIR_LANGS,
+    "model_params": _model_params,
+}
+
+
+def _helper_fixture(name: str, helper: object):
+    @pytest.fixture(scope="session", name=name)
+    def fixture() -> object:
+        return helper
+
+    return fixture
+
+
+for _name, _helper in HELPERS.items():
+    globals()[f"_{_name}_fixture"] = _helper_fixture(_name, _helper)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlret.artifacts import atomic_path, current_umask, read_json, read_table, set_default_modes, write_bytes, write_json, write_table
+from mlret.artifacts import atomic_path, current_umask, read_json, read_table, set_default_modes, staged_dir, write_bytes, write_json, write_table
 
 FRAME = pd.DataFrame({"qid": ["q1", "q2"], "lang": ["ru", "zh"], "text": ["река течёт", "河流"]})
 
@@ -167,3 +167,36 @@ def test_failing_to_create_the_temporary_file_names_the_artifact(tmp_path: Path)
     assert err.value.errno == errno.EMFILE
     assert err.value.filename == str(path)  # not the hidden temporary name
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("previous", ["nothing", "folder", "file", "link"])
+def test_a_staged_folder_replaces_whatever_was_there_in_one_rename(previous: str, tmp_path: Path, umask: None) -> None:
+    os.umask(0o022)
+    target, elsewhere = tmp_path / "models" / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("not ours to delete")
+    target.parent.mkdir()
+    if previous == "folder":
+        target.mkdir()
+        (target / "stale").write_text("old")
+    elif previous == "file":
+        target.write_text("old")
+    elif previous == "link":
+        target.symlink_to(elsewhere)
+    with staged_dir(target) as folder:
+        (folder / "weights").write_bytes(b"new")
+        os.chmod(folder / "weights", 0o600)  # as safetensors writes them
+    assert sorted(p.name for p in target.iterdir()) == ["weights"] and not target.is_symlink()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755 and stat.S_IMODE((target / "weights").stat().st_mode) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["run"], "no staging or old folder is left behind"
+    assert (elsewhere / "keep").read_text() == "not ours to delete", "a replaced link's target is kept"
+
+
+def test_a_failed_staged_folder_leaves_the_target_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "weights").write_bytes(b"old")
+    with pytest.raises(RuntimeError), staged_dir(target) as folder:
+        (folder / "weights").write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and (target / "weights").read_bytes() == b"old"

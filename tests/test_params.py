@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mlret.errors import MlretError
-from mlret.params import STRATEGIES, IndexParams, Profile, Sampling, SplitParams, TrainParams, load_params, parse_params
+from mlret.params import STRATEGIES, CrossSettings, HybridSettings, IndexParams, MonoSettings, MultiSettings, Profile, SplitParams, Strategy, TrainParams, load_params, parse_params
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -37,7 +37,10 @@ def test_shipped_params_are_valid_and_describe_the_lareqa_release() -> None:
     assert params.profiles["lowres"].fraction("th") == 0.05 and params.profiles["lowres"].fraction("en") == 1.0
     assert params.profiles["lowres"].name == "lowres" and "default" not in params.profiles["lowres"].fractions
     assert xquad.name == "xquad-r" and xquad.url_for("th").endswith("/xquad-r/th.json")
-    assert params.mono_ratio == 0.5 and params.sampling in params.strategies
+    assert params.strategy_settings == {
+        Strategy.MONO: MonoSettings(), Strategy.CROSS: CrossSettings(), Strategy.MULTI: MultiSettings(), Strategy.HYBRID: HybridSettings(0.5)
+    }
+    assert params.sampling in params.strategies
     assert not hasattr(params, "seed")
 
 
@@ -156,6 +159,7 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", sampling_alpha=-0.5), r"^train.sampling_alpha = -0.5 must be at least 0\.$"),
         (update("train", warmup_ratio=1.5), r"^train.warmup_ratio = 1.5 must be at most 1\.$"),
         (update("model", max_query_length=2), r"^model.max_query_length = 2 must be at least 4\.$"),
+        (update("train", max_passage_length=3), r"^train.max_passage_length = 3 must be at least 4\.$"),
         (update("index", hnsw_m=0), r"^index.hnsw_m = 0 must be a positive integer\.$"),
         (update("hybrid", mono_ratio=1.2), r"^hybrid.mono_ratio = 1.2 must be at most 1\.$"),
         (update("profiles/lowres", th=1.5), r"^profiles.lowres.th = 1.5 must be at most 1\.$"),
@@ -234,10 +238,10 @@ def test_profiles_stay_valid_when_the_training_source_changes() -> None:
 def test_choices_read_and_serialise_as_plain_strings() -> None:
     """Reports print and store the headline strategy; an enum repr there would break run names and metrics."""
     params = load_params(SHIPPED)
-    assert params.sampling is Sampling.HYBRID and params.sampling == "hybrid"
+    assert params.sampling is Strategy.HYBRID and params.sampling == "hybrid"
     assert f"{params.sampling}/lowres/0" == "hybrid/lowres/0" and str(params.train.precision) == "auto"
     assert json.dumps({"headline": params.sampling, "pooling": params.model.pooling}) == '{"headline": "hybrid", "pooling": "mean"}'
-    assert STRATEGIES == ("mono", "cross", "multi", "hybrid") and [s.value for s in Sampling] == list(STRATEGIES)
+    assert STRATEGIES == ("mono", "cross", "multi", "hybrid") and [s.value for s in Strategy] == list(STRATEGIES)
 
 
 def test_objects_built_in_code_are_validated_like_the_file() -> None:
@@ -292,3 +296,11 @@ def test_unreadable_files_fail_with_one_message(tmp_path: Path, content: str | b
 def test_a_directory_is_not_a_params_file(tmp_path: Path) -> None:
     with pytest.raises(MlretError, match="cannot be read as text"):
         load_params(tmp_path)
+
+
+def test_a_strategy_is_keyed_to_its_own_settings_only() -> None:
+    """The settings object says which strategy it configures; a run cannot get another strategy's settings."""
+    params = load_params(SHIPPED)
+    assert all(settings.strategy is strategy for strategy, settings in params.strategy_settings.items())
+    with pytest.raises(MlretError, match=r"^strategy_settings.hybrid: holds the settings of mono\.\n"):
+        dataclasses.replace(params, strategy_settings={**params.strategy_settings, Strategy.HYBRID: MonoSettings()})

@@ -1,8 +1,9 @@
-"""Reading and writing the pipeline's artifacts (Parquet tables, JSON metrics).
+"""Reading and writing the pipeline's artifacts (Parquet tables, JSON metrics, folders such as checkpoints).
 
 Stages hand data to each other only through these files. Writes are atomic
-(temporary file, then rename) so an interrupted stage never leaves a file that
-looks complete; files get the mode the umask gives any new file (0644 under the
+(temporary file or folder, then rename; :func:`atomic_path` and
+:func:`staged_dir` are the only two ways the package writes an artifact) so an
+interrupted stage never leaves a file or folder that looks complete; files get the mode the umask gives any new file (0644 under the
 usual 022), and a failed write (full disk, read-only folder) names the artifact
 it was writing. Reads check the columns a stage relies on and say which
 upstream stage to re-run when they are missing.
@@ -15,6 +16,8 @@ import errno
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,43 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             raise
     except OSError as err:
         raise _naming_target(err, path, tmp) from err
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """A fresh, empty folder beside ``target`` that replaces ``target`` in one rename when the block succeeds.
+
+    For artifacts that are folders (model checkpoints, resumable training
+    state): the block fills the yielded folder, which then gets the modes
+    ``mkdir`` and ``open`` would give (writers such as safetensors create
+    private files) and takes ``target``'s place. ``target`` is never half
+    written: if the block fails, the folder is deleted and ``target`` keeps its
+    previous content.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        set_default_modes(staging)
+        _replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move the folder ``new`` to ``target``, replacing whatever ``target`` was (a folder, a file or a link)."""
+    if not (target.exists() or target.is_symlink()):
+        new.rename(target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    target.rename(old)
+    new.rename(target)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import BEIR_LANGS as LANGS
-from conftest import write_beir_language as write_language
-from conftest import write_jsonl
 from mlret.data.beir import load_beir
 from mlret.errors import MlretError
 
+
 @pytest.fixture
-def beir_root(tmp_path: Path) -> Path:
-    for lang in LANGS:
-        write_language(tmp_path, lang)
+def beir_root(tmp_path: Path, beir_langs, write_beir_language) -> Path:
+    for lang in beir_langs:
+        write_beir_language(tmp_path, lang)
     return tmp_path
 
 
-@pytest.mark.parametrize("lang", sorted(LANGS))
-def test_loads_each_language(beir_root: Path, lang: str, capsys: pytest.CaptureFixture[str]) -> None:
-    words = LANGS[lang]
-    data = load_beir(beir_root / lang)
+@pytest.mark.parametrize("lang", ["en", "ru"])  # the languages of the `beir_langs` fixture
+def test_loads_each_language(beir_root: Path, lang: str, beir_langs, caplog: pytest.LogCaptureFixture) -> None:
+    words = beir_langs[lang]
+    with caplog.at_level(logging.WARNING, logger="mlret.data.beir"):
+        data = load_beir(beir_root / lang)
     assert data.corpus.to_dict("list") == {
         "doc_id": [f"{lang}-d1", f"{lang}-d2", f"{lang}-d3"],
         "text": [f"{words['title']} {words['text']}", "no title here", words["text"] + " 2"],
@@ -34,8 +34,8 @@ def test_loads_each_language(beir_root: Path, lang: str, capsys: pytest.CaptureF
     )
     pd.testing.assert_frame_equal(data.qrels, expected_qrels)
     assert data.dropped_queries == 1
-    out = capsys.readouterr().out
-    assert out.startswith("warning:") and "1 of 3 queries have no positive judgement" in out
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].getMessage().startswith("warning:") and "1 of 3 queries have no positive judgement" in caplog.text
 
 
 def test_query_judged_only_non_relevant_is_dropped_with_its_qrels(beir_root: Path) -> None:
@@ -47,7 +47,7 @@ def test_query_judged_only_non_relevant_is_dropped_with_its_qrels(beir_root: Pat
     assert "en-q3" not in set(data.qrels["query_id"])
 
 
-def test_numeric_ids_and_other_split(beir_root: Path) -> None:
+def test_numeric_ids_and_other_split(beir_root: Path, write_jsonl) -> None:
     folder = beir_root / "en"
     write_jsonl(folder / "corpus.jsonl", [{"_id": 7, "title": "T", "text": "x"}])
     write_jsonl(folder / "queries.jsonl", [{"_id": 1, "text": "q"}])

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import paragraph_json, source_for, write_file
 from mlret.artifacts import read_json, read_table
 from mlret.data.parallel import FLAGS, QUESTION_COLUMNS, build_parallel, parallelise_all
 from mlret.errors import MlretError
@@ -25,7 +24,7 @@ def test_candidates_and_questions_align_across_languages(tiny_xquad) -> None:
     assert data.counts["ru"]["questions"] == 24 and data.counts["ru"]["candidates"] == 36
 
 
-def test_non_parallel_files_are_aligned_through_shared_question_ids(tmp_path: Path) -> None:
+def test_non_parallel_files_are_aligned_through_shared_question_ids(tmp_path: Path, paragraph_json, write_file, source_for) -> None:
     """MLQA-R-like: each language orders its articles differently and holds a subset of questions."""
     en = [
         {"title": "A", "paragraphs": [paragraph_json("en", 0, 0, 2, [("qa", 0)])]},
@@ -59,21 +58,26 @@ def test_count_mismatch_with_published_release_fails_loudly(tiny_xquad) -> None:
 # Question ids filed under another article in one language.
 
 
-def move_question(path: Path, qid: str, to_article: int) -> None:
-    """Move question ``qid`` to the same paragraph position of another article of that file (its offsets stay valid)."""
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    for article in payload["data"]:
-        for p, paragraph in enumerate(article["paragraphs"]):
-            for qa in list(paragraph["qas"]):
-                if qa["id"] == qid:
-                    paragraph["qas"].remove(qa)
-                    payload["data"][to_article]["paragraphs"][p]["qas"].append(qa)
-                    write_file(path, payload)
-                    return
-    raise AssertionError(f"{qid} not found")
+@pytest.fixture
+def move_question(write_file):
+    """Moves question ``qid`` to the same paragraph position of another article of its file (its offsets stay valid)."""
+
+    def move(path: Path, qid: str, to_article: int) -> None:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        for article in payload["data"]:
+            for p, paragraph in enumerate(article["paragraphs"]):
+                for qa in list(paragraph["qas"]):
+                    if qa["id"] == qid:
+                        paragraph["qas"].remove(qa)
+                        payload["data"][to_article]["paragraphs"][p]["qas"].append(qa)
+                        write_file(path, payload)
+                        return
+        raise AssertionError(f"{qid} not found")
+
+    return move
 
 
-def test_a_single_moved_question_does_not_merge_two_articles(tiny_xquad, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_single_moved_question_does_not_merge_two_articles(tiny_xquad, caplog: pytest.LogCaptureFixture, source_for, move_question) -> None:
     root, source = tiny_xquad
     move_question(root / source.name / "ru.json", "q1-0-0", to_article=2)
     data = build_parallel(source_for(root, source.name, ["en", "ru", "zh"]), root / source.name)
@@ -90,7 +94,7 @@ def test_a_single_moved_question_does_not_merge_two_articles(tiny_xquad, caplog:
     assert "ru file article 2" in caplog.text and "en file article 1" in caplog.text
 
 
-def test_articles_linked_by_two_question_ids_merge_and_are_reported(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_articles_linked_by_two_question_ids_merge_and_are_reported(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, source_for, move_question) -> None:
     root, source = tiny_xquad
     for qid in ("q1-0-0", "q1-0-1"):
         move_question(root / source.name / "ru.json", qid, to_article=2)
@@ -109,7 +113,7 @@ def test_articles_linked_by_two_question_ids_merge_and_are_reported(tiny_xquad, 
 # Every data row of the bad-input table, through to metrics/data.json.
 
 
-def test_every_bad_input_count_reaches_the_metrics(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_every_bad_input_count_reaches_the_metrics(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, write_file, source_for, move_question) -> None:
     root, source = tiny_xquad
     folder = root / source.name
     files = {lang: json.loads((folder / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("en", "ru", "zh")}

@@ -3,10 +3,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlret.artifacts import read_json
+from mlret.artifacts import read_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.data.splits import apply_profile, build_splits, question_ranking, split_articles, training_rows, validate_profile
-from mlret.artifacts import write_table
 from mlret.errors import MlretError
 from mlret.params import Profile, SplitParams
 
@@ -66,11 +65,15 @@ def test_build_splits_outputs_are_article_disjoint_and_deterministic(parallel_di
     articles = read_json(outputs[0] / "articles.json")
     assert not set(articles["train"]) & set(articles["test"]) and not set(articles["dev"]) & set(articles["test"])
     train = pd.read_parquet(outputs[0] / "balanced" / "train.parquet")
-    dev = pd.read_parquet(outputs[0] / "dev.parquet")
-    assert set(train.article) == set(articles["train"]) and set(dev.article) == set(articles["dev"])
-    for name in ("balanced/train.parquet", "lowres/train.parquet", "dev.parquet", "articles.json"):
+    assert set(train.article) == set(articles["train"])
+    written = sorted(p.relative_to(outputs[0]).as_posix() for p in outputs[0].rglob("*") if p.is_file())
+    assert written == ["articles.json", "balanced/train.parquet", "lowres/train.parquet", "metrics.json"]
+    for name in written:
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes()
     metrics = read_json(outputs[0] / "metrics.json")
+    # 6 articles of 4 questions: train 3, dev 1, test 2 (fractions 1/2, 1/6, 1/3).
+    assert metrics["articles"] == {"train": 3, "dev": 1, "test": 2}
+    assert (metrics["dev_questions"], metrics["test_questions"]) == (4, 8)
     assert metrics["profiles"]["lowres"]["questions_per_language"] == {"en": 12, "ru": 12, "zh": 3}
     # 3 qids with 3 languages, 9 with 2: mono 3*3 + 9*2 = 27, cross 3*6 + 9*2 = 36.
     assert metrics["profiles"]["lowres"]["pairs"] == {"monolingual": 27, "cross_lingual": 36}

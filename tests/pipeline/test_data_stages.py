@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,20 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 MIRROR = REPO.parent / "shared" / "data" / "lareqa"
 
 
-def copy_repository(dest: Path) -> Path:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (REPO / name).is_file():
-            shutil.copy2(REPO / name, target)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    return dest
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not MIRROR.is_dir(), reason=f"LAReQA mirror not found at {MIRROR}")
-def test_dvc_repro_split_on_the_mirror(tmp_path: Path) -> None:
+def test_dvc_repro_split_on_the_mirror(tmp_path: Path, copy_repository) -> None:
     repo = copy_repository(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["mirror"] = "no/such/mirror"  # the environment variable must win over it

@@ -73,7 +73,7 @@ def covered(path: Path, deps: list[str]) -> bool:
 
 def test_the_closure_follows_imports_through_packages() -> None:
     closure = {p.relative_to(ROOT).as_posix() for p in import_closure(ROOT / "stages" / "report.py")}
-    assert {"src/mlret/__init__.py", "src/mlret/params.py", "src/mlret/reporting/__init__.py", "src/mlret/reporting/report.py"} <= closure
+    assert {"src/mlret/__init__.py", "src/mlret/params/__init__.py", "src/mlret/reporting/__init__.py", "src/mlret/reporting/report.py"} <= closure
     assert "src/mlret/training/loop.py" not in closure
 
 
@@ -83,6 +83,14 @@ def test_every_imported_module_is_a_declared_dependency(stage: str) -> None:
     assert covered(script, deps), f"dvc.yaml stage {stage}: its script {script.name} is not a dep"
     missing = sorted(p.relative_to(ROOT).as_posix() for p in import_closure(script) if not covered(p, deps))
     assert not missing, f"dvc.yaml stage {stage}: add these modules to its deps: {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(stage_scripts()))
+def test_every_declared_code_dependency_exists(stage: str) -> None:
+    """A module moved or deleted must leave the deps too (dvc would stop on the missing path)."""
+    _, deps = stage_scripts()[stage]
+    stale = [dep for dep in deps if dep.startswith(("src/", "stages/")) and not (ROOT / dep).exists()]
+    assert not stale, f"dvc.yaml stage {stage}: these deps no longer exist: {stale}"
 
 
 def test_byte_code_is_not_hashed() -> None:

@@ -16,9 +16,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import save_tiny_checkpoint, write_dataset
-from test_data_stages import copy_repository
-
 BIN = Path(sys.executable).parent
 
 
@@ -33,12 +30,20 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def commit_results(repo: Path, message: str) -> None:
+    """Commit the pipeline's results (running it first when no earlier test did): experiments are compared with them."""
+    if not (repo / "reports" / "summary.md").exists():
+        run([str(BIN / "dvc"), "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", message, "--allow-empty"], repo)
+
+
 def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_dataset, save_tiny_checkpoint) -> Path:
     root = tmp_path_factory.mktemp("e2e")
     repo = copy_repository(root / "repo")
     mirror = root / "mirror"
@@ -100,10 +105,7 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
 
 @pytest.mark.slow
 def test_experiments_rerun_only_what_changed(repo: Path) -> None:
-    if not (repo / "reports" / "summary.md").exists():
-        run([str(BIN / "dvc"), "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "baseline results", "--allow-empty"], repo)
+    commit_results(repo, "baseline results")
 
     headline = run([str(BIN / "dvc"), "exp", "run", "-S", "sampling=mono"], repo)
     assert ran_stages(headline.stdout) == {"report"}
@@ -123,10 +125,7 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
 @pytest.mark.slow
 def test_experiment_in_a_temporary_workspace_finds_the_mirror(repo: Path) -> None:
     """`--temp` (and the queue) run in .dvc/tmp/exps/…, where a relative mirror path points nowhere."""
-    if not (repo / "reports" / "summary.md").exists():
-        run([str(BIN / "dvc"), "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "results before the temporary experiment", "--allow-empty"], repo)
+    commit_results(repo, "results before the temporary experiment")
 
     # A changed download param re-runs `download` inside the temporary workspace, offline.
     temp = run([str(BIN / "dvc"), "exp", "run", "--temp", "-S", "sampling=mono", "-S", "data.download_retries=2"], repo)

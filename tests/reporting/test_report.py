@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,9 @@ import pytest
 
 from mlret.artifacts import write_table
 from mlret.data.parallel import build_parallel
-from mlret.evaluation.settings import score_dataset, summarise
+from mlret.scoring.settings import score_dataset, summarise
 from mlret.params import Profile, load_params
 from mlret.reporting.report import build_report
-from test_stats import holm_by_hand
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
@@ -36,9 +37,7 @@ def noisy_embeddings(questions: pd.DataFrame, candidates: pd.DataFrame, noise: f
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import write_dataset
-
+def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
     root = tmp_path_factory.mktemp("report")
     source = write_dataset(root / "raw", "tiny", ["en", "ru", "zh"], n_articles=6, questions_per_paragraph=3)
     data = build_parallel(source, root / "raw" / "tiny")
@@ -69,7 +68,7 @@ def test_results_table_ranks_the_better_strategy_first(report_dir: Path) -> None
     assert multi.loc["mono", "p_vs_headline_holm"] < 0.05 and multi.loc["mono", "delta_vs_headline"] > 0
 
 
-def test_results_csv_holds_the_evaluate_numbers_and_one_holm_family(report_dir: Path) -> None:
+def test_results_csv_holds_the_evaluate_numbers_and_one_holm_family(report_dir: Path, holm_by_hand) -> None:
     table = pd.read_csv(report_dir / "reports" / "results.csv")
     for row in table.itertuples():
         models = ["base"] if row.strategy == "base" else [f"{row.strategy}/{row.profile}/{seed}" for seed in (0, 1)]
@@ -99,3 +98,10 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     # zh is the low-resource language: zh→zh, en→zh, zh→en, ru→zh, zh→ru, zh→all involve it; the other 6 pairs do not.
     assert robustness.groupby(["strategy", "pairs"]).n_pairs.sum().to_dict() == {
         (s, p): 6 for s in ("hybrid", "mono") for p in ("with low-resource language", "high-resource only")}
+
+
+def test_the_report_loads_neither_torch_nor_faiss() -> None:
+    """The report stage reads tables only; pulling in the encoder or index libraries would slow it and couple it to them."""
+    probe = "import sys, mlret.reporting.report; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'faiss'}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

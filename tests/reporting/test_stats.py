@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
 from mlret.reporting.stats import bootstrap_interval, holm, paired_permutation_pvalue, weighted_mean
-
-
-def exact_sign_flip_pvalue(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
-    """Two-sided p-value of the weighted sum of differences over all 2^n sign flips."""
-    d = (a - b) * weights
-    observed = abs(d.sum())
-    flips = [abs(np.dot(signs, d)) for signs in itertools.product((1.0, -1.0), repeat=len(d))]
-    return float(np.mean([f >= observed * (1 - 1e-12) for f in flips]))
-
-
-def holm_by_hand(p: list[float]) -> list[float]:
-    """Sort, multiply the i-th smallest by (m - i), carry the running maximum, cap at 1."""
-    order = np.argsort(p, kind="stable")
-    adjusted, running = np.empty(len(p)), 0.0
-    for i, j in enumerate(order):
-        running = max(running, min(1.0, (len(p) - i) * p[j]))
-        adjusted[j] = running
-    return adjusted.tolist()
 
 
 def test_bootstrap_interval_resamples_the_weighted_mean() -> None:
@@ -48,7 +28,7 @@ def test_bootstrap_of_a_constant_is_the_constant() -> None:
     assert bootstrap_interval(np.array([0.4, 0.4, 0.4]), np.array([1.0, 2.0, 3.0])) == pytest.approx((0.4, 0.4))
 
 
-def test_permutation_pvalue_is_the_exact_weighted_sign_flip_test() -> None:
+def test_permutation_pvalue_is_the_exact_weighted_sign_flip_test(exact_sign_flip_pvalue) -> None:
     """Five queries: 2^5 = 32 sign flips, fewer than the resamples, so scipy enumerates them all.
 
     Differences (1, 1, 1, 1, -1) with weights (10, 10, 10, 10, 1): the observed sum is 39, and only
@@ -73,7 +53,7 @@ def test_paired_test_separates_a_consistent_difference_from_noise() -> None:
     assert paired_permutation_pvalue(a, a, np.ones(200)) == 1.0
 
 
-def test_holm_hand_examples() -> None:
+def test_holm_hand_examples(holm_by_hand) -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm_by_hand([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.2, 0.001, 0.5, 0.04]) == pytest.approx([0.4, 0.004, 0.5, 0.12])

@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 
 from mlret.artifacts import write_table
-from mlret.evaluation.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
+from mlret.scoring.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
 from mlret.params import Profile, load_params
-from mlret.reporting.collect import load_results, model_names
+from mlret.reporting.collect import load_results, model_names, pair_map
 from mlret.reporting.report import low_resource_languages
 from mlret.reporting.stats import bootstrap_interval
 from mlret.reporting.tables import results_table, robustness_table
-from test_stats import exact_sign_flip_pvalue, holm_by_hand
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = {"en": 6, "ru": 2}  # 8 queries per setting: 2^8 sign flips, fewer than the resamples, so tests are exact
@@ -116,7 +115,7 @@ def test_bootstrap_interval_resamples_seed_averaged_queries_with_their_weights(f
     assert (row.map_ci_low, row.map_ci_high) != bootstrap_interval(q.ap.to_numpy(), np.ones(len(q)))
 
 
-def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, table) -> None:
+def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, table, exact_sign_flip_pvalue, holm_by_hand) -> None:
     _, by_model = frames
     tested = table[table.p_vs_headline.notna()]
     assert len(tested) == 4 and set(tested.strategy) == {"mono"}  # 2 profiles × 2 settings; base and hybrid untested
@@ -173,3 +172,19 @@ def test_low_resource_languages_follow_each_profile_fraction() -> None:
         "scarce": Profile("scarce", 0.2, {"en": 1.0}),  # every language but en is low-resource
     }})
     assert low_resource_languages(params, ["en", "ru", "zh", "en"]) == {"balanced": set(), "lowres": {"zh"}, "scarce": {"ru", "zh"}}
+
+
+def test_pair_map_averages_every_query_and_seed_of_a_pair() -> None:
+    """en→ru: 0.2 and 0.6 (seed 0), 0.7 (seed 1): mean 0.5, not the median 0.6 nor a mean of seed means 0.55."""
+    rows = pd.DataFrame({
+        "setting": ["cross"] * 4 + ["mono"],
+        "seed": [0, 0, 1, 0, 0],
+        "query_lang": ["en", "en", "en", "ru", "en"],
+        "pool_lang": ["ru", "ru", "ru", "en", "en"],
+        "ap": [0.2, 0.6, 0.7, 0.9, 0.3],
+    })
+    assert pair_map(rows).to_dict() == pytest.approx({("en", "en"): 0.3, ("en", "ru"): 0.5, ("ru", "en"): 0.9})
+    by_setting = pair_map(rows, by=["setting"])
+    assert by_setting[("cross", "en", "ru")] == pytest.approx(0.5) and ("mono", "en", "en") in by_setting.index
+    matrix = pair_map(rows).unstack("pool_lang")  # the heatmap's X×Y layout: rows query language, columns pool language
+    assert matrix.loc["ru", "en"] == pytest.approx(0.9) and np.isnan(matrix.loc["ru", "ru"])

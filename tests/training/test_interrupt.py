@@ -14,25 +14,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_training import MODEL, TRAIN, build_workspace, same_weights, spec_for, weights
 
-from mlret.training.loop import STATE_JSON, Trainer, TrainingInterrupted, train_run
+from mlret.training.loop import train_run
+from mlret.training.state import STATE_JSON
 
 STEPS = 30
-SCRIPT = Path(__file__).with_name("tiny_training.py")
-LONG = dataclasses.replace(TRAIN, max_steps=STEPS)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, build_workspace) -> Path:
     return build_workspace(tmp_path_factory.mktemp("ws"), tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
-def reference(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+def long_train(tiny_train):
+    return dataclasses.replace(tiny_train, max_steps=STEPS)
+
+
+@pytest.fixture(scope="module")
+def reference(workspace: Path, tmp_path_factory: pytest.TempPathFactory, spec_for, weights, tiny_model, long_train) -> dict[str, torch.Tensor]:
     """Weights of the same run, never interrupted."""
     spec = spec_for(workspace, tmp_path_factory.mktemp("straight"))
-    train_run(spec, MODEL, LONG, mono_ratio=0.5)
+    train_run(spec, tiny_model, long_train)
     return weights(spec)
 
 
@@ -44,52 +47,49 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def saved_step(out: Path) -> int:
-    return json.loads((spec_for(Path("."), out).resume_dir / STATE_JSON).read_text())["step"]
+def saved_step(spec) -> int:
+    return json.loads((spec.resume_dir / STATE_JSON).read_text())["step"]
 
 
-def resume_and_compare(workspace: Path, out: Path, reference: dict[str, torch.Tensor], caplog: pytest.LogCaptureFixture) -> None:
-    stopped_at = saved_step(out)
-    spec = spec_for(workspace, out)
-    with caplog.at_level(logging.WARNING, logger="mlret.training.loop"):
-        metrics = train_run(spec, MODEL, LONG, mono_ratio=0.5)
-    assert f"resuming from step {stopped_at} " in caplog.text
-    assert metrics["steps"] == STEPS
-    assert same_weights(weights(spec), reference)
+@pytest.fixture
+def resume_and_compare(reference: dict[str, torch.Tensor], caplog: pytest.LogCaptureFixture, weights, same_weights, tiny_model, long_train):
+    """Resume the stopped run; it must continue from its checkpoint and end with the uninterrupted run's weights."""
+
+    def resume(spec) -> None:
+        stopped_at = saved_step(spec)
+        with caplog.at_level(logging.WARNING, logger="mlret.training.loop"):
+            metrics = train_run(spec, tiny_model, long_train)
+        assert f"resuming from step {stopped_at} " in caplog.text
+        assert metrics["steps"] == STEPS
+        assert same_weights(weights(spec), reference)
+
+    return resume
 
 
-def test_sigterm_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    out = tmp_path / "run"
-    first = spec_for(workspace, out).resume_dir / STATE_JSON
-    with subprocess.Popen([sys.executable, str(SCRIPT), str(workspace), str(out), str(STEPS), "0.1"], stderr=subprocess.PIPE, text=True) as proc:
+def test_sigterm_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(
+    workspace: Path, tmp_path: Path, spec_for, slow_training_command, resume_and_compare, tiny_model, long_train
+) -> None:
+    spec = spec_for(workspace, tmp_path / "run")
+    first = spec.resume_dir / STATE_JSON
+    command = slow_training_command(spec, tiny_model, long_train, 0.1, tmp_path / "slow")
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as proc:
         wait_for(lambda: first.is_file() or proc.poll() is not None, "the first checkpoint")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "error: training stopped by SIGTERM after step" in stderr and "Traceback" not in stderr
-    assert 3 <= saved_step(out) < STEPS, "stopped mid-run, after the first checkpoint"
-    assert not spec_for(workspace, out).out_dir.exists()
-    resume_and_compare(workspace, out, reference, caplog)
+    assert 3 <= saved_step(spec) < STEPS, "stopped mid-run, after the first checkpoint"
+    assert not spec.out_dir.exists()
+    resume_and_compare(spec)
 
 
-class SigintAtStep(Trainer):
-    """The real trainer; at step 5 a real SIGINT arrives, as from Ctrl-C in the terminal."""
-
-    def train_step(self) -> tuple[float, float, int]:
-        result = super().train_step()
-        if self.step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
-
-
-def test_sigint_stops_after_the_current_step_with_a_checkpoint(workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    out = tmp_path / "run"
+def test_sigint_stops_after_the_current_step_with_a_checkpoint(workspace: Path, tmp_path: Path, spec_for, interrupt_at, resume_and_compare, tiny_model, long_train) -> None:
+    spec = spec_for(workspace, tmp_path / "run")
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    with pytest.raises(TrainingInterrupted, match="SIGINT after step 5"):
-        SigintAtStep(spec_for(workspace, out), MODEL, LONG, 0.5).run()
+    interrupt_at(spec, tiny_model, long_train, step=5)
     assert {signum: signal.getsignal(signum) for signum in previous} == previous, "the handlers are put back"
-    assert saved_step(out) == 5
-    resume_and_compare(workspace, out, reference, caplog)
+    assert saved_step(spec) == 5
+    resume_and_compare(spec)
     assert {signum: signal.getsignal(signum) for signum in previous} == previous, "and after a run that completes"
 
 
@@ -101,19 +101,22 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def test_training_under_dvc_stops_when_dvc_is_killed(workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_training_under_dvc_stops_when_dvc_is_killed(
+    workspace: Path, tmp_path: Path, spec_for, slow_training_command, resume_and_compare, tiny_model, long_train
+) -> None:
     """DVC does not pass a SIGTERM on to its stage command; the run notices that its launcher is gone."""
-    out = tmp_path / "run"
-    first = spec_for(workspace, out).resume_dir / STATE_JSON
+    spec = spec_for(workspace, tmp_path / "run")
+    first = spec.resume_dir / STATE_JSON
     launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"  # stands in for `dvc repro`
     env = {**os.environ, "DVC_STAGE": "train@hybrid-lowres-0"}
+    command = slow_training_command(spec, tiny_model, long_train, 0.1, tmp_path / "slow")
     with open(tmp_path / "stderr", "w") as stderr:
-        dvc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, str(SCRIPT), str(workspace), str(out), str(STEPS), "0.1"], env=env, stderr=stderr)
+        dvc = subprocess.Popen([sys.executable, "-c", launcher, *command], env=env, stderr=stderr)
     wait_for(lambda: first.is_file() or dvc.poll() is not None, "the first checkpoint")
-    pid = int((out / "pid").read_text())
+    pid = int((tmp_path / "slow" / "pid").read_text())
     dvc.kill()
     dvc.wait()
     wait_for(lambda: process_gone(pid), "the orphaned training to stop")
     assert "error: training stopped by the exit of the process that started it" in (tmp_path / "stderr").read_text()
-    assert 3 <= saved_step(out) < STEPS
-    resume_and_compare(workspace, out, reference, caplog)
+    assert 3 <= saved_step(spec) < STEPS
+    resume_and_compare(spec)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from mlret.errors import MlretError
-from mlret.training.samplers import BatchSampler, PairPool, Sampling
+from mlret.params import CrossSettings, HybridSettings, MonoSettings, MultiSettings, Strategy, StrategySettings
+from mlret.training.samplers import BatchKind, BatchSampler, PairPool
 
 # Questions available per language: en has all 40, ru 20, zh 10, ar 5 (nested, as the profiles make them).
 AVAILABLE = {"en": 40, "ru": 20, "zh": 10, "ar": 5}
@@ -37,13 +38,18 @@ def pool() -> PairPool:
     return PairPool(training_table())
 
 
-def batches(pool: PairPool, strategy: str, n: int, **kwargs) -> tuple[BatchSampler, list]:
-    sampler = BatchSampler(pool, strategy, batch_size=kwargs.pop("batch_size", 4), seed=kwargs.pop("seed", 0), **kwargs)
+def settings(strategy: str, mono_ratio: float = 0.5) -> StrategySettings:
+    """A strategy's settings as params.yaml gives them."""
+    return {"mono": MonoSettings(), "cross": CrossSettings(), "multi": MultiSettings(), "hybrid": HybridSettings(mono_ratio)}[strategy]
+
+
+def batches(pool: PairPool, strategy: str, n: int, mono_ratio: float = 0.5, **kwargs) -> tuple[BatchSampler, list]:
+    sampler = BatchSampler(pool, settings(strategy, mono_ratio), batch_size=kwargs.pop("batch_size", 4), seed=kwargs.pop("seed", 0), **kwargs)
     return sampler, [sampler.next_batch() for _ in range(n)]
 
 
-@pytest.mark.parametrize("strategy", list(Sampling))
-def test_no_batch_repeats_a_question_or_an_answer_sentence(pool: PairPool, strategy: Sampling) -> None:
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_no_batch_repeats_a_question_or_an_answer_sentence(pool: PairPool, strategy: Strategy) -> None:
     _, drawn = batches(pool, strategy.value, 300, batch_size=6, hard_negatives=2)
     for batch in drawn:
         qids = [p.qid for p in batch.pairs]
@@ -79,8 +85,18 @@ def test_multi_batches_mix_languages_within_a_batch(pool: PairPool) -> None:
     assert any(p.query_lang != p.passage_lang for b in drawn for p in b.pairs)
 
 
+def test_answer_groups_link_questions_through_any_shared_sentence_in_any_language() -> None:
+    """q0 ~ q1 share an English answer, q1 ~ q2 a Russian one: all three are one group; q3 is its own."""
+    answers = {("q0", "en"): "en:a", ("q1", "en"): "en:a", ("q1", "ru"): "ru:b", ("q2", "ru"): "ru:b", ("q2", "en"): "en:c", ("q3", "en"): "en:d"}
+    rows = pd.DataFrame(
+        [{"qid": q, "lang": lang, "query": q, "positive": a, "positive_id": a, "hard_negative_ids": []} for (q, lang), a in answers.items()]
+    )
+    group = PairPool(rows).group_of
+    assert group["q0"] == group["q1"] == group["q2"] != group["q3"]
+
+
 def test_every_pair_exists_in_the_profile(pool: PairPool) -> None:
-    for strategy in Sampling:
+    for strategy in Strategy:
         _, drawn = batches(pool, strategy.value, 100)
         for p in (p for b in drawn for p in b.pairs):
             assert (p.qid, p.query_lang) in pool.rows.index and (p.qid, p.passage_lang) in pool.rows.index
@@ -89,12 +105,12 @@ def test_every_pair_exists_in_the_profile(pool: PairPool) -> None:
 def test_hybrid_builds_mono_batches_at_the_configured_ratio(pool: PairPool) -> None:
     sampler, drawn = batches(pool, "hybrid", 3000, mono_ratio=0.3)
     kinds = Counter(b.kind for b in drawn)
-    assert set(kinds) == {Sampling.MONO, Sampling.CROSS}
+    assert set(kinds) == {BatchKind.MONO, BatchKind.CROSS}
     # Binomial standard deviation sqrt(0.3 * 0.7 / 3000) = 0.0084; allow four of them.
-    assert abs(kinds[Sampling.MONO] / 3000 - 0.3) < 0.034
+    assert abs(kinds[BatchKind.MONO] / 3000 - 0.3) < 0.034
     for b in drawn:
         same = {p.query_lang == p.passage_lang for p in b.pairs}
-        assert same == ({True} if b.kind is Sampling.MONO else {False})
+        assert same == ({True} if b.kind is BatchKind.MONO else {False})
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
@@ -119,9 +135,9 @@ def test_small_languages_give_short_batches_that_are_counted(pool: PairPool) -> 
 
 def test_a_language_pair_visits_all_its_questions_before_repeating() -> None:
     pool = PairPool(training_table(shared_answers=False))
-    sampler = BatchSampler(pool, "cross", batch_size=5, seed=3)
-    sampler.choices[Sampling.CROSS].pairs = [("zh", "en")]
-    sampler.choices[Sampling.CROSS].probs = np.array([1.0])
+    sampler = BatchSampler(pool, CrossSettings(), batch_size=5, seed=3)
+    sampler.choices[BatchKind.CROSS].pairs = [("zh", "en")]
+    sampler.choices[BatchKind.CROSS].probs = np.array([1.0])
     first_epoch = [p.qid for _ in range(2) for p in sampler.next_batch().pairs]
     assert sorted(first_epoch) == sorted(f"q{i}" for i in range(10))
 
@@ -145,16 +161,16 @@ def test_language_share_counts_both_sides(pool: PairPool) -> None:
 def test_cross_needs_two_languages_for_the_same_questions() -> None:
     rows = training_table()
     with pytest.raises(MlretError, match="no cross pairs"):
-        BatchSampler(PairPool(rows[rows.lang == "en"]), "cross", batch_size=4)
+        BatchSampler(PairPool(rows[rows.lang == "en"]), CrossSettings(), batch_size=4)
 
 
 def test_a_restored_sampler_continues_the_same_stream(pool: PairPool) -> None:
-    first = BatchSampler(pool, "hybrid", batch_size=4, hard_negatives=1, seed=11)
+    first = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=11)
     for _ in range(17):
         first.next_batch()
     saved = first.state_dict()
     expected = [first.next_batch() for _ in range(20)]
-    second = BatchSampler(pool, "hybrid", batch_size=4, hard_negatives=1, seed=999)
+    second = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=999)
     second.load_state_dict(saved)
     assert [second.next_batch() for _ in range(20)] == expected
 

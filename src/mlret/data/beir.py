@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ from mlret.errors import MlretError
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_HEADER = ["query-id", "corpus-id", "score"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,10 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     keep = queries["query_id"].isin(judged)
     dropped = int((~keep).sum())
     if dropped:
-        print(f"warning: {queries_path}: {dropped} of {len(queries)} queries have no positive judgement in {qrels_path}; dropped (BEIR evaluates judged queries only).")
+        log.warning(
+            "warning: %s: %d of %d queries have no positive judgement in %s; dropped (BEIR evaluates judged queries only).",
+            queries_path, dropped, len(queries), qrels_path,
+        )
     return BeirDataset(
         corpus=pd.DataFrame({"doc_id": doc_ids, "text": doc_texts}),
         queries=queries[keep].reset_index(drop=True),

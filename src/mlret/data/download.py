@@ -102,25 +102,40 @@ def _verified(target: Path, fill: Callable[[Path], None], expected: str, key: st
         temp.unlink(missing_ok=True)
 
 
-def fetch_source(source: SourceParams, mirror: Path | None, out_dir: Path, retries: int) -> list[Path]:
-    """Materialise ``out_dir/{lang}.json`` for every language of one dataset."""
-    written = []
-    session = None if mirror is not None else _session(retries)
-    for lang in tqdm(source.languages, desc=f"download {source.name}", unit="file"):
-        target = out_dir / f"{lang}.json"
-        key = f"data.sources.{source.name}.sha256.{lang}"
-        if mirror is not None:
+Filler = Callable[[Path], None]
+
+
+def _origins(source: SourceParams, mirror: Path | None, retries: int) -> Callable[[str], tuple[Filler, str]]:
+    """Per language, what fills the temporary file and where its bytes come from (for messages)."""
+    if mirror is not None:
+        def from_mirror(lang: str) -> tuple[Filler, str]:
             origin = mirror / source.name / f"{lang}.json"
             if not origin.is_file():
                 raise MlretError(
                     f"{origin}: missing from the mirror (expected for data.sources.{source.name}).",
                     "Restore the file in the mirror, or set data.mirror to null to download from the canonical URL.",
                 )
-            _verified(target, lambda temp, o=origin: _copy(o, temp), source.sha256[lang], key, str(origin), from_mirror=True)
-        else:
-            assert session is not None
-            url = source.url_for(lang)
-            _verified(target, lambda temp, u=url: _download(session, u, temp), source.sha256[lang], key, url, from_mirror=False)
+            return (lambda temp: _copy(origin, temp)), str(origin)
+
+        return from_mirror
+    session = _session(retries)
+
+    def from_url(lang: str) -> tuple[Filler, str]:
+        url = source.url_for(lang)
+        return (lambda temp: _download(session, url, temp)), url
+
+    return from_url
+
+
+def fetch_source(source: SourceParams, mirror: Path | None, out_dir: Path, retries: int) -> list[Path]:
+    """Materialise ``out_dir/{lang}.json`` for every language of one dataset."""
+    written = []
+    origin_of = _origins(source, mirror, retries)
+    for lang in tqdm(source.languages, desc=f"download {source.name}", unit="file"):
+        target = out_dir / f"{lang}.json"
+        fill, origin = origin_of(lang)
+        key = f"data.sources.{source.name}.sha256.{lang}"
+        _verified(target, fill, source.sha256[lang], key, origin, from_mirror=mirror is not None)
         written.append(target)
     return written
 

@@ -90,10 +90,9 @@ def _misplaced_answer(sentences: list[str], breaks: list[list[int]], index: int,
     return next((j for j, sentence in enumerate(sentences) if j != index and head in sentence), None)
 
 
-def read_language_file(path: str | Path, lang: str) -> LanguageFile:
-    path = Path(path)
+def _load(path: Path) -> Any:
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MlretError(f"{path}: file not found.", "Run `dvc repro download` first.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -103,62 +102,80 @@ def read_language_file(path: str | Path, lang: str) -> LanguageFile:
             "The file is truncated or corrupt; delete it and run `dvc repro download`.",
         ) from None
 
-    flags: Counter[str] = Counter()
-    sentence_rows: list[tuple[int, int, int, str]] = []
-    question_rows: list[tuple[str, int, int, str, int, bool]] = []
-    seen: dict[str, str] = {}
-    raw_questions = 0
+
+@dataclass
+class _Rows:
+    """What reading one file gathers, paragraph by paragraph, in file coordinates."""
+
+    flags: Counter[str] = field(default_factory=Counter)
+    sentences: list[tuple[int, int, int, str]] = field(default_factory=list)
+    questions: list[tuple[str, int, int, str, int, bool]] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # qid -> where it was first read
+    raw_questions: int = 0
+
+
+def _read_paragraph(rows: _Rows, paragraph: Any, a: int, p: int, where: str) -> None:
+    context = _field(paragraph, "context", str, where)
+    sentences = _field(paragraph, "sentences", list, where)
+    breaks = _field(paragraph, "sentence_breaks", list, where)
+    if len(sentences) != len(breaks):
+        raise MlretError(
+            f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks.",
+            "The paragraph cannot be split into candidates; re-download the file or fix that paragraph.",
+        )
+    for s, (sentence, (begin, end)) in enumerate(zip(sentences, breaks)):
+        if context[begin:end] != sentence:
+            rows.flags["sentence_text_mismatch"] += 1
+        rows.sentences.append((a, p, s, clean_text(sentence)))
+    for qa in _field(paragraph, "qas", list, where):
+        _read_question(rows, qa, a, p, where, sentences, breaks)
+
+
+def _read_question(rows: _Rows, qa: Any, a: int, p: int, where: str, sentences: list[str], breaks: list[list[int]]) -> None:
+    """Keep the question with its answer sentence, or count and warn about why it is dropped."""
+    rows.raw_questions += 1
+    qid = str(_field(qa, "id", str, where))
+    if qid in rows.seen:
+        raise MlretError(
+            f"{where}: question id {qid} appears twice in this file (first at {rows.seen[qid]}).",
+            "Question ids must be unique per language for cross-lingual alignment; remove the duplicate.",
+        )
+    rows.seen[qid] = f"article {a}, paragraph {p}"
+    answers = _field(qa, "answers", list, f"{where}, question {qid}")
+    if not answers:
+        rows.flags["dropped_no_answer"] += 1
+        log.warning("warning: %s, question %s: no answer; dropped.", where, qid)
+        return
+    start = _field(answers[0], "answer_start", int, f"{where}, question {qid}")
+    answer = _field(answers[0], "text", str, f"{where}, question {qid}")
+    index = _answer_sentence(breaks, start)
+    if index is None:
+        rows.flags["dropped_answer_outside_sentences"] += 1
+        log.warning("warning: %s, question %s: answer start %d is outside every sentence; dropped.", where, qid, start)
+        return
+    actual = _misplaced_answer(sentences, breaks, index, start, answer)
+    if actual is not None:
+        rows.flags["dropped_answer_not_in_sentence"] += 1
+        log.warning(
+            "warning: %s, question %s: answer %r starts in sentence %d by sentence_breaks but its text is "
+            "in sentence %d; the breaks do not match the sentences; dropped.",
+            where, qid, answer, index, actual,
+        )
+        return
+    crosses = start + len(answer) > breaks[index][1]
+    rows.flags["answer_crosses_sentence"] += int(crosses)
+    rows.questions.append((qid, a, p, clean_text(_field(qa, "question", str, f"{where}, question {qid}")), index, crosses))
+
+
+def read_language_file(path: str | Path, lang: str) -> LanguageFile:
+    path = Path(path)
+    payload = _load(path)
+    rows = _Rows()
     for a, article in enumerate(_field(payload, "data", list, str(path))):
         for p, paragraph in enumerate(_field(article, "paragraphs", list, f"{path}: article {a}")):
-            where = f"{path}: article {a}, paragraph {p}"
-            context = _field(paragraph, "context", str, where)
-            sentences = _field(paragraph, "sentences", list, where)
-            breaks = _field(paragraph, "sentence_breaks", list, where)
-            if len(sentences) != len(breaks):
-                raise MlretError(
-                    f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks.",
-                    "The paragraph cannot be split into candidates; re-download the file or fix that paragraph.",
-                )
-            for s, (sentence, (begin, end)) in enumerate(zip(sentences, breaks)):
-                if context[begin:end] != sentence:
-                    flags["sentence_text_mismatch"] += 1
-                sentence_rows.append((a, p, s, clean_text(sentence)))
-            for qa in _field(paragraph, "qas", list, where):
-                raw_questions += 1
-                qid = str(_field(qa, "id", str, where))
-                if qid in seen:
-                    raise MlretError(
-                        f"{where}: question id {qid} appears twice in this file (first at {seen[qid]}).",
-                        "Question ids must be unique per language for cross-lingual alignment; remove the duplicate.",
-                    )
-                seen[qid] = f"article {a}, paragraph {p}"
-                answers = _field(qa, "answers", list, f"{where}, question {qid}")
-                if not answers:
-                    flags["dropped_no_answer"] += 1
-                    log.warning("warning: %s, question %s: no answer; dropped.", where, qid)
-                    continue
-                start = _field(answers[0], "answer_start", int, f"{where}, question {qid}")
-                answer = _field(answers[0], "text", str, f"{where}, question {qid}")
-                index = _answer_sentence(breaks, start)
-                if index is None:
-                    flags["dropped_answer_outside_sentences"] += 1
-                    log.warning("warning: %s, question %s: answer start %d is outside every sentence; dropped.", where, qid, start)
-                    continue
-                actual = _misplaced_answer(sentences, breaks, index, start, answer)
-                if actual is not None:
-                    flags["dropped_answer_not_in_sentence"] += 1
-                    log.warning(
-                        "warning: %s, question %s: answer %r starts in sentence %d by sentence_breaks but its text is "
-                        "in sentence %d; the breaks do not match the sentences; dropped.",
-                        where, qid, answer, index, actual,
-                    )
-                    continue
-                crosses = start + len(answer) > breaks[index][1]
-                flags["answer_crosses_sentence"] += int(crosses)
-                question_rows.append((qid, a, p, clean_text(_field(qa, "question", str, f"{where}, question {qid}")), index, crosses))
-
-    sentences_frame = pd.DataFrame(sentence_rows, columns=["file_article", "file_paragraph", "sentence", "text"])
+            _read_paragraph(rows, paragraph, a, p, f"{path}: article {a}, paragraph {p}")
+    sentences_frame = pd.DataFrame(rows.sentences, columns=["file_article", "file_paragraph", "sentence", "text"])
     questions_frame = pd.DataFrame(
-        question_rows, columns=["qid", "file_article", "file_paragraph", "text", "answer_sentence", "answer_crosses_sentence"]
+        rows.questions, columns=["qid", "file_article", "file_paragraph", "text", "answer_sentence", "answer_crosses_sentence"]
     )
-    return LanguageFile(lang, path, sentences_frame, questions_frame, raw_questions, flags)
+    return LanguageFile(lang, path, sentences_frame, questions_frame, rows.raw_questions, rows.flags)

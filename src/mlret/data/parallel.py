@@ -132,6 +132,38 @@ def candidate_id(lang: str, file_article: int, file_paragraph: int, sentence: in
     return f"{lang}:{file_article}:{file_paragraph}:{sentence}"
 
 
+def _file_tables(
+    f: LanguageFile, article_id: dict[tuple[str, int], int], paragraph_id: dict[tuple[str, int, int], int], weak: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One language file's candidates and questions, in language-independent (article, paragraph) indices."""
+    s = f.sentences
+    cand = pd.DataFrame(
+        {
+            "candidate_id": [candidate_id(f.lang, a, p, i) for a, p, i in zip(s.file_article, s.file_paragraph, s.sentence)],
+            "lang": f.lang,
+            "article": [article_id[(f.lang, a)] for a in s.file_article],
+            "paragraph": [paragraph_id[(f.lang, a, p)] for a, p in zip(s.file_article, s.file_paragraph)],
+            "sentence": s.sentence,
+            "text": s.text,
+        }
+    )
+    q = f.questions[~f.questions.qid.isin(weak)]
+    ques = pd.DataFrame(
+        {
+            "qid": q.qid,
+            "lang": f.lang,
+            "text": q.text,
+            "article": [article_id[(f.lang, a)] for a in q.file_article],
+            "paragraph": [paragraph_id[(f.lang, a, p)] for a, p in zip(q.file_article, q.file_paragraph)],
+            "answer_candidate": [
+                candidate_id(f.lang, a, p, i) for a, p, i in zip(q.file_article, q.file_paragraph, q.answer_sentence)
+            ],
+            "answer_crosses_sentence": q.answer_crosses_sentence.astype(bool),
+        }
+    )
+    return cand, ques
+
+
 def align(files: list[LanguageFile]) -> Alignment:
     """Give every paragraph language-independent (article, paragraph) indices.
 
@@ -168,35 +200,8 @@ def align(files: list[LanguageFile]) -> Alignment:
         for component, langs in sorted(_merged_groups(article_list, article_labels).items())
     }
 
-    candidate_parts, question_parts = [], []
-    for f in files:
-        s = f.sentences
-        cand = pd.DataFrame(
-            {
-                "candidate_id": [candidate_id(f.lang, a, p, i) for a, p, i in zip(s.file_article, s.file_paragraph, s.sentence)],
-                "lang": f.lang,
-                "article": [article_id[(f.lang, a)] for a in s.file_article],
-                "paragraph": [paragraph_id[(f.lang, a, p)] for a, p in zip(s.file_article, s.file_paragraph)],
-                "sentence": s.sentence,
-                "text": s.text,
-            }
-        )
-        q = f.questions[~f.questions.qid.isin(weak)]
-        ques = pd.DataFrame(
-            {
-                "qid": q.qid,
-                "lang": f.lang,
-                "text": q.text,
-                "article": [article_id[(f.lang, a)] for a in q.file_article],
-                "paragraph": [paragraph_id[(f.lang, a, p)] for a, p in zip(q.file_article, q.file_paragraph)],
-                "answer_candidate": [
-                    candidate_id(f.lang, a, p, i) for a, p, i in zip(q.file_article, q.file_paragraph, q.answer_sentence)
-                ],
-                "answer_crosses_sentence": q.answer_crosses_sentence.astype(bool),
-            }
-        )
-        candidate_parts.append(cand)
-        question_parts.append(ques)
+    parts = [_file_tables(f, article_id, paragraph_id, weak) for f in files]
+    candidate_parts, question_parts = [c for c, _ in parts], [q for _, q in parts]
     candidates = pd.concat(candidate_parts, ignore_index=True)[CANDIDATE_COLUMNS]
     questions = pd.concat(question_parts, ignore_index=True)[QUESTION_COLUMNS]
     order = ["lang", "article", "paragraph"]

@@ -10,6 +10,10 @@ Two decisions carry the experiment's validity:
   question kept at 5% is kept at 25% (nested across profiles), low-resource
   languages share the same questions (as when one subset of a dataset is
   translated), and two runs with the same seed keep the same rows.
+
+The dev articles are held out and listed in ``articles.json`` (with their
+question count in the metrics); no table is written for them, since no stage
+trains or evaluates on them.
 """
 
 from __future__ import annotations
@@ -131,17 +135,18 @@ def build_splits(
 
     all_train = training_rows(train_questions, candidates)
     ranking = question_ranking(all_train.qid.tolist(), split.seed)
-    metrics: dict[str, object] = {"articles": {k: len(v) for k, v in articles.as_dict().items()}, "profiles": {}}
+    profile_metrics: dict[str, object] = {}
     for name, profile in profiles.items():
         rows = apply_profile(all_train, profile, ranking)
         write_table(out_dir / name / "train.parquet", rows)
-        metrics["profiles"][name] = {  # type: ignore[index]
+        profile_metrics[name] = {
             "questions_per_language": {str(k): int(v) for k, v in rows.groupby("lang").qid.nunique().items()},
             "pairs": pair_counts(rows),
         }
-    dev = training_rows(questions[questions.article.isin(articles.dev)], candidates)
-    write_table(out_dir / "dev.parquet", dev)
     write_json(out_dir / "articles.json", articles.as_dict())
-    metrics["dev_questions"] = int(dev.qid.nunique())
-    metrics["test_questions"] = int(questions[questions.article.isin(articles.test)].qid.nunique())
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, {
+        "articles": {k: len(v) for k, v in articles.as_dict().items()},
+        "profiles": profile_metrics,
+        "dev_questions": int(questions[questions.article.isin(articles.dev)].qid.nunique()),
+        "test_questions": int(questions[questions.article.isin(articles.test)].qid.nunique()),
+    })

@@ -35,18 +35,16 @@ from tqdm.auto import tqdm
 
 from mlret.errors import MlretError
 from mlret.models.loading import load_checkpoint
-from mlret.params import ModelParams
+from mlret.params import ModelParams, Pooling, Precision
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-Kind = Literal["query", "passage"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+Side = Literal["query", "passage"]  # which prefix and truncation length a text gets
+_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
-def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling | str) -> torch.Tensor:
     """One vector per sequence: mean over real (unmasked) tokens, or the first token.
 
     Computed in fp32 whatever the input dtype, since a bf16 sum over a hundred
@@ -54,12 +52,13 @@ def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling:
     assumes right padding (the first position is the [CLS]/<s> token).
     """
     hidden = last_hidden_state.float()
-    if pooling == "mean":
+    if pooling == Pooling.MEAN:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-    if pooling == "cls":
+    if pooling == Pooling.CLS:
         return hidden[:, 0]
-    raise MlretError(f"pooling = {pooling!r} is not `mean` or `cls`.", "Set model.pooling to `mean` or `cls` in params.yaml.")
+    choices = [p.value for p in Pooling]
+    raise MlretError(f"pooling = {pooling!r} is not one of {choices}.", f"Set model.pooling to one of {choices} in params.yaml.")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -72,12 +71,13 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(precision: Precision | str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
-    if precision not in _PRECISIONS:
-        raise MlretError(f"precision = {precision!r} is not one of {_PRECISIONS}.", "Use auto, fp32, bf16 or fp16.")
-    if precision != "auto":
-        return _DTYPES[precision]
+    choices = [p.value for p in Precision]
+    if precision not in choices:
+        raise MlretError(f"precision = {precision!r} is not one of {choices}.", f"Use one of {choices}.")
+    if precision != Precision.AUTO:
+        return _DTYPES[Precision(precision)]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
@@ -106,7 +106,7 @@ class Encoder:
         *,
         device: str | None = None,
         batch_size: int | None = None,
-        precision: Precision = "auto",
+        precision: Precision | str = Precision.AUTO,
         show_progress: bool = True,
     ) -> None:
         net, tokenizer = load_checkpoint(checkpoint)
@@ -121,7 +121,7 @@ class Encoder:
         *,
         device: str | None = None,
         batch_size: int | None = None,
-        precision: Precision = "auto",
+        precision: Precision | str = Precision.AUTO,
         show_progress: bool = True,
     ) -> Encoder:
         """Wrap a model already in memory (e.g. the one being trained) without a round trip to disk."""
@@ -136,11 +136,9 @@ class Encoder:
         model: ModelParams,
         device: str | None,
         batch_size: int | None,
-        precision: str,
+        precision: Precision | str,
         show_progress: bool,
     ) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise MlretError(f"batch_size = {batch_size} must be at least 1.", "Pass a positive batch size.")
         if tokenizer.pad_token_id is None:
             raise MlretError("the checkpoint's tokenizer has no padding token.", "Save the tokenizer with a pad_token set.")
         pool(torch.zeros(1, 1, 1), torch.ones(1, 1), model.pooling)  # fail now on a bad pooling, not mid-run
@@ -156,19 +154,38 @@ class Encoder:
     def dim(self) -> int:
         return int(self.net.config.hidden_size)
 
-    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[list[int]]:
-        """Token ids exactly as :meth:`encode` feeds them: prefix added, truncated, special tokens on."""
-        prefix, max_length = self._side(kind)
+    def tokenize(self, texts: Sequence[str], side: Side) -> list[list[int]]:
+        """Token ids exactly as :meth:`encode` (and training) feed them: the side's prefix added, truncated to its length, special tokens on."""
+        prefix, max_length = self._side(side)
         if isinstance(texts, str):
-            raise MlretError("encode() got one string, not a sequence of strings.", "Wrap it in a list: encode([text], kind).")
+            raise MlretError("encode() got one string, not a sequence of strings.", "Wrap it in a list: encode([text], side).")
         if not texts:
             return []
         enc = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, padding=False)
         return list(enc["input_ids"])
 
-    def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+    def pad(self, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` of a batch of :meth:`tokenize` output, right-padded, on the device.
+
+        Built directly: tokenizer.pad() is slower and its padding side depends
+        on the tokenizer's saved config, which `cls` pooling must not.
+        """
+        width = max(len(x) for x in batch)
+        input_ids = torch.full((len(batch), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return input_ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+
+    def vectors(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per sequence from the network's output: the model's pooling, normalised if it says so."""
+        vectors = pool(last_hidden_state, attention_mask, self.model.pooling)
+        return F.normalize(vectors, p=2.0, dim=-1) if self.model.normalize else vectors
+
+    def encode(self, texts: Sequence[str], side: Side) -> np.ndarray:
         """Embed ``texts`` as queries or passages; rows follow the input order."""
-        ids = self.tokenize(texts, kind)
+        ids = self.tokenize(texts, side)
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out
@@ -177,41 +194,27 @@ class Encoder:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
         with torch.inference_mode(), self._autocast(), tqdm(
-            total=len(ids), unit="text", desc={"query": "encode queries", "passage": "encode passages"}.get(kind, "encode"), disable=not self.show_progress
+            total=len(ids), unit="text", desc={"query": "encode queries", "passage": "encode passages"}[side], disable=not self.show_progress
         ) as bar:
             for rows in self._batches(order):
-                input_ids, mask = self._pad([ids[i] for i in rows])
+                input_ids, mask = self.pad([ids[i] for i in rows])
                 hidden = self.net(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                vectors = pool(hidden, mask, self.model.pooling)
-                if self.model.normalize:
-                    vectors = F.normalize(vectors, p=2.0, dim=-1)
-                out[rows] = vectors.cpu().numpy()
+                out[rows] = self.vectors(hidden, mask).cpu().numpy()
                 bar.update(len(rows))
         return out
 
     # -----------------------------------------------------------------------
 
-    def _side(self, kind: str) -> tuple[str, int]:
-        if kind == "query":
+    def _side(self, side: str) -> tuple[str, int]:
+        if side == "query":
             return self.model.query_prefix, self.model.max_query_length
-        if kind == "passage":
+        if side == "passage":
             return self.model.passage_prefix, self.model.max_passage_length
-        raise MlretError(f"kind = {kind!r} is not `query` or `passage`.", "Pass kind='query' for questions and kind='passage' for the texts searched.")
+        raise MlretError(f"side = {side!r} is not `query` or `passage`.", "Pass side='query' for questions and side='passage' for the texts searched.")
 
     def _batches(self, order: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, len(order), self.batch_size):
             yield order[start : start + self.batch_size]
-
-    def _pad(self, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        # Right padding, built directly: tokenizer.pad() is slower and its
-        # padding side depends on the tokenizer's saved config, which `cls` pooling must not.
-        width = max(len(x) for x in batch)
-        input_ids = torch.full((len(batch), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        return input_ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         # One context around the whole run: autocast caches the low-precision

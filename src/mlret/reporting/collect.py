@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlret.artifacts import read_table
 from mlret.errors import MlretError
-from mlret.evaluation.settings import PER_QUERY_COLUMNS
+from mlret.scoring.settings import PER_QUERY_COLUMNS
 
 BASE = "base"
 
@@ -41,6 +41,15 @@ def load_results(eval_root: str | Path, models: list[str], datasets: list[str]) 
     pair_size = results.groupby([*keys, "pair"]).qid.transform("size")
     n_pairs = results.groupby(keys).pair.transform("nunique")
     return results.assign(weight=1.0 / (pair_size * n_pairs))
+
+
+def pair_map(rows: pd.DataFrame, by: list[str] | None = None) -> pd.Series:
+    """Mean AP of each (query language, pool language) pair over every row given, seeds included.
+
+    The report's one X×Y aggregation: the heatmaps unstack it into a matrix,
+    the robustness table takes its difference between profiles.
+    """
+    return rows.groupby([*(by or []), "query_lang", "pool_lang"]).ap.mean()
 
 
 def _split(model: str) -> tuple[str, str, int]:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlret.reporting.collect import BASE  # noqa: E402
+from mlret.reporting.collect import BASE, pair_map  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -26,7 +26,7 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     written = []
     pairs = results[results.setting != "multi"]
     for (dataset, strategy, profile), group in pairs.groupby(["dataset", "strategy", "profile"], sort=True):
-        matrix = group.groupby(["query_lang", "pool_lang"]).ap.mean().unstack("pool_lang")
+        matrix = pair_map(group).unstack("pool_lang")
         fig, ax = plt.subplots(figsize=(1 + 0.55 * len(matrix.columns), 0.8 + 0.5 * len(matrix.index)))
         image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(matrix.columns)), matrix.columns)

@@ -38,20 +38,20 @@ def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
     return out
 
 
-def build_report(
-    params: Params,
-    eval_root: str | Path = "data/eval",
-    out_dir: str | Path = "reports",
-    metrics_path: str | Path = "metrics/report.json",
-    plots_dir: str | Path = "plots/report",
-) -> None:
+def _csv(frame: pd.DataFrame) -> bytes:
+    """Six significant digits: enough for every reported number, stable under float noise in diffs."""
+    return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
+
+
+def build_report(params: Params, *, eval_root: str | Path, out_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path) -> None:
+    """Every output of the `report` stage, at the paths dvc.yaml gives its script."""
     out_dir = Path(out_dir)
     models = model_names(params.strategies, list(params.profiles), params.seeds)
     results = load_results(eval_root, models, params.data.eval_sources)
     table = results_table(results, headline=params.sampling)
     robustness = robustness_table(results, low_resource_languages(params, results.query_lang))
-    write_bytes(out_dir / "results.csv", table.to_csv(index=False, float_format="%.6g").encode("utf-8"))
-    write_bytes(out_dir / "robustness.csv", robustness.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    write_bytes(out_dir / "results.csv", _csv(table))
+    write_bytes(out_dir / "robustness.csv", _csv(robustness))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))
     write_bytes(out_dir / "summary.md", summary_markdown(table, robustness, params.sampling).encode("utf-8"))
     figures = out_dir / "figures"
@@ -63,5 +63,5 @@ def build_report(
     robustness_bars(robustness, figures)
     # Long-format data behind the bar charts, for `dvc plots show/diff` across experiments.
     bars = table[["dataset", "setting", "strategy", "profile", "map"]].assign(run=lambda t: t.strategy + "/" + t.profile)
-    write_bytes(Path(plots_dir) / "map.csv", bars.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    write_bytes(Path(plots_dir) / "map.csv", _csv(bars))
     write_json(metrics_path, {"headline": params.sampling, **headline_metrics(table, params.sampling)})

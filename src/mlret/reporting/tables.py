@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlret.reporting.collect import BASE
+from mlret.reporting.collect import BASE, pair_map
 from mlret.reporting.stats import bootstrap_interval, holm, paired_permutation_pvalue, weighted_mean
 
 #: Reported metric -> per-query column. Rank distance is reported for the multilingual setting only.
@@ -20,7 +20,7 @@ def _per_query(group: pd.DataFrame, column: str) -> pd.DataFrame:
     return rows.groupby(QUERY_KEY).agg(value=(column, "mean"), weight=("weight", "first"))
 
 
-def results_table(results: pd.DataFrame, headline: str = "hybrid") -> pd.DataFrame:
+def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
     """One row per dataset × setting × strategy × profile; base model first in each block."""
     rows = []
     for (dataset, setting), block in results.groupby(["dataset", "setting"], sort=True):
@@ -69,14 +69,14 @@ def robustness_table(results: pd.DataFrame, low_resource: dict[str, set[str]], r
         ref = group[group.profile == reference]
         if ref.empty:
             continue
-        ref_pairs = ref.groupby(["setting", "query_lang", "pool_lang"]).ap.mean()
+        ref_pairs = pair_map(ref, by=["setting"])
         for profile, low in low_resource.items():
             if profile == reference:
                 continue
             mine = group[group.profile == profile]
             if mine.empty:
                 continue
-            delta = (mine.groupby(["setting", "query_lang", "pool_lang"]).ap.mean() - ref_pairs).dropna().reset_index()
+            delta = (pair_map(mine, by=["setting"]) - ref_pairs).dropna().reset_index()
             involves = delta.query_lang.isin(low) | delta.pool_lang.isin(low)
             for label, part in (("with low-resource language", delta[involves]), ("high-resource only", delta[~involves])):
                 if part.empty:

@@ -1,24 +1,17 @@
 """Fine-tune one (strategy, profile, seed): the body of the `train` stage.
 
 The loop is deliberately plain PyTorch: the sampler decides what a batch holds,
-:class:`~mlret.training.loss.InfoNCELoss` scores it, and the model is embedded
-with the same pooling as :class:`~mlret.models.encoder.Encoder`, so what is
-trained is exactly what is later evaluated.
+:class:`~mlret.training.loss.InfoNCELoss` scores it, and texts are tokenised,
+padded and pooled by :class:`~mlret.models.encoder.Encoder`, the code that
+later encodes for evaluation, so what is trained is exactly what is evaluated.
 
 Reproducibility: with ``train.precision: fp32`` on CPU, the same params and
 seed give bitwise-identical weights, and a run resumed from a checkpoint ends
 with the same weights as one that was never interrupted (sampler, RNG,
-optimiser and schedule state are all saved). Outputs appear in one rename, so
-DVC never caches a half-written model.
-
-A checkpoint belongs to one *run identity*: a SHA-256 over everything that
-decides the result (the params the stage depends on, strategy, profile, seed,
-the bytes of the training and candidate tables and of the base model, the
-state format). A checkpoint of any other identity, or one that cannot be read,
-is discarded with a warning and the run starts from scratch: resuming it would
-silently mix two experiments. The state is stored without pickle (tensors in
-safetensors, the rest in JSON), and the identity is read from the JSON before
-any tensor is loaded.
+optimiser and schedule state are all saved; see :mod:`mlret.training.state`).
+Outputs appear in one rename, so DVC never caches a half-written model. A
+checkpoint of another run identity, or one that cannot be read, is discarded
+with a warning and the run starts from scratch.
 
 SIGTERM or SIGINT (and, under DVC, the exit of the ``dvc`` process that
 started the run) stops training after the current step, saves a resumable
@@ -36,19 +29,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
 import random
 import resource
 import shutil
-import signal
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,27 +44,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from mlret.artifacts import read_table, set_default_modes, write_bytes, write_json
+from mlret.artifacts import read_table, write_bytes, write_json
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.data.splits import TRAIN_COLUMNS
 from mlret.distributed import any_rank, rank_and_world
 from mlret.errors import MlretError
-from mlret.models.encoder import pool, resolve_precision
+from mlret.models.encoder import Encoder, Side
 from mlret.models.loading import load_checkpoint, save_checkpoint
-from mlret.params import ModelParams, Params, TrainParams
+from mlret.params import ModelParams, Strategy, StrategySettings, TrainParams
 from mlret.training.loss import InfoNCELoss
-from mlret.training.samplers import Batch, BatchSampler, PairPool, Sampling
+from mlret.training.samplers import Batch, BatchSampler, PairPool
+from mlret.training.state import (
+    Unusable,
+    cpu_copy,
+    pack_optimizer,
+    pack_rng,
+    read_state,
+    run_identity,
+    set_rng_states,
+    unpack_optimizer,
+    unpack_rng,
+    write_state,
+)
+from mlret.training.stop import StopRequests
 
 LOG_COLUMNS = ["step", "loss", "learning_rate", "pairs_per_s"]
-STATE_FORMAT = 2  # bump when the resumable state changes shape; older checkpoints then restart cleanly
-STATE_JSON = "trainer_state.json"  # identity, counters, log, schedule, sampler, CPU RNG states
-STATE_TENSORS = "trainer_state.safetensors"  # weights, optimiser moments, torch RNG states
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +89,13 @@ class TrainingInterrupted(MlretError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Which run this is and where its files go."""
+    """Which run this is and where its files are, as the stage's arguments (from dvc.yaml) give them.
 
-    strategy: Sampling
+    The strategy is the type of ``settings``, so a run cannot pair one strategy
+    with another's settings.
+    """
+
+    settings: StrategySettings
     profile: str
     seed: int
     train_table: Path
@@ -107,24 +106,9 @@ class RunSpec:
     log_path: Path
     metrics_path: Path
 
-    @classmethod
-    def for_run(cls, strategy: Sampling, profile: str, seed: int, params: Params, root: Path = Path(".")) -> RunSpec:
-        """The pipeline's file layout for one run (dvc.yaml names the same paths)."""
-        if profile not in params.profiles:
-            raise MlretError(f"--profile {profile!r} is not defined; params.yaml has {sorted(params.profiles)}.", "Pick one of those, or add it under `profiles`.")
-        run = f"{strategy.value}/{profile}/{seed}"
-        return cls(
-            strategy=strategy,
-            profile=profile,
-            seed=seed,
-            train_table=root / "data" / "splits" / profile / "train.parquet",
-            candidates_table=root / "data" / "parallel" / params.data.train_source / "candidates.parquet",
-            base_model=root / "models" / "base",
-            out_dir=root / "models" / run,
-            resume_dir=root / "checkpoints" / run,
-            log_path=root / "plots" / "train" / f"{run}.csv",
-            metrics_path=root / "metrics" / "train" / f"{run}.json",
-        )
+    @property
+    def strategy(self) -> Strategy:
+        return self.settings.strategy
 
 
 def seed_everything(seed: int) -> None:
@@ -137,51 +121,13 @@ def planned_steps(train: TrainParams, n_rows: int) -> int:
     """``max_steps`` if set, else ``epochs`` passes over the profile's (question, language) rows."""
     if train.max_steps is not None:
         return train.max_steps
-    assert train.epochs is not None
+    if train.epochs is None:  # TrainParams refuses this; a guard for objects built around it
+        raise MlretError("train: neither max_steps nor epochs is set.", "Set train.max_steps (takes precedence) or train.epochs.")
     return max(1, math.ceil(train.epochs * n_rows / (train.batch_size * train.grad_accumulation)))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def folder_sha256(folder: Path) -> str:
-    """One hash over every file of a folder (names and bytes), so a changed config, weight or tokenizer file shows."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0" + file_sha256(path).encode("ascii") + b"\n")
-    return digest.hexdigest()
-
-
-def run_identity(spec: RunSpec, model: ModelParams, train: TrainParams, mono_ratio: float) -> str:
-    """SHA-256 over everything that decides a run's weights; a checkpoint is resumed only into the same identity.
-
-    The params are those the DVC stage depends on (``train``, the strategy's own
-    section, the model's pooling and prefixes): a change DVC re-runs the stage
-    for must also invalidate the checkpoint. Data and base model enter by
-    content, since a re-split or a new base model keeps the same paths.
-    """
-    described = {
-        "format": STATE_FORMAT,
-        "strategy": spec.strategy.value,
-        "profile": spec.profile,
-        "seed": spec.seed,
-        "mono_ratio": mono_ratio if spec.strategy is Sampling.HYBRID else None,
-        "train": dataclasses.asdict(train),
-        "model": {"pooling": model.pooling, "query_prefix": model.query_prefix, "passage_prefix": model.passage_prefix},
-        "train_table": file_sha256(spec.train_table),
-        "candidates_table": file_sha256(spec.candidates_table),
-        "base_model": folder_sha256(spec.base_model),
-    }
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 class Trainer:
-    def __init__(self, spec: RunSpec, model: ModelParams, train: TrainParams, mono_ratio: float, device: str | None = None) -> None:
+    def __init__(self, spec: RunSpec, model: ModelParams, train: TrainParams, device: str | None = None) -> None:
         self.spec, self.train, self.model = spec, train, model
         self.rank, self.world = rank_and_world()
         self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"))
@@ -191,20 +137,18 @@ class Trainer:
         self.rows = rows.set_index(["qid", "lang"])
         self.candidate_text: dict[str, str] = dict(zip(candidates.candidate_id, candidates.text))
         self.sampler = BatchSampler(
-            PairPool(rows), spec.strategy, train.batch_size, alpha=train.sampling_alpha,
-            mono_ratio=mono_ratio, hard_negatives=train.hard_negatives, seed=spec.seed,
+            PairPool(rows), spec.settings, train.batch_size, alpha=train.sampling_alpha, hard_negatives=train.hard_negatives, seed=spec.seed
         )
         self.total_steps = planned_steps(train, len(rows))
         self.net, self.tokenizer = load_checkpoint(spec.base_model)
-        self.net.to(self.device).train()
+        # Training truncates to the train.* lengths and always normalises (the loss
+        # scores cosines); prefixes and pooling are the model's.
+        trained = dataclasses.replace(model, max_query_length=train.max_query_length, max_passage_length=train.max_passage_length, normalize=True)
+        self.encoder = Encoder.from_model(self.net, self.tokenizer, trained, device=str(self.device), precision=train.precision, show_progress=False)
+        self.net.train()
         if train.freeze_word_embeddings:
             self.net.get_input_embeddings().weight.requires_grad_(False)
-        self.autocast_dtype = resolve_precision(train.precision, self.device)
-        # Training truncates to the train.* lengths; prefixes and pooling are the model's.
-        self.side = {
-            "query": (model.query_prefix, train.max_query_length),
-            "passage": (model.passage_prefix, train.max_passage_length),
-        }
+        self.autocast_dtype = self.encoder.autocast_dtype
         decay = [p for n, p in self.net.named_parameters() if p.requires_grad and not _no_decay(n)]
         no_decay = [p for n, p in self.net.named_parameters() if p.requires_grad and _no_decay(n)]
         self.optimizer = torch.optim.AdamW(
@@ -226,13 +170,11 @@ class Trainer:
 
     # -- embedding -------------------------------------------------------------
 
-    def embed(self, texts: Sequence[str], kind: str) -> torch.Tensor:
-        prefix, max_length = self.side[kind]
-        enc = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        input_ids = enc["input_ids"].to(self.device)
-        mask = enc["attention_mask"].to(self.device)
+    def embed(self, texts: Sequence[str], side: Side) -> torch.Tensor:
+        """The texts' vectors, with gradients: the encoder's tokenisation and pooling around the (DDP-wrapped) network."""
+        input_ids, mask = self.encoder.pad(self.encoder.tokenize(texts, side))
         hidden = self.ddp(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return F.normalize(pool(hidden, mask, self.model.pooling), p=2.0, dim=-1)
+        return self.encoder.vectors(hidden, mask)
 
     def batch_texts(self, batch: Batch) -> tuple[list[str], list[str]]:
         """This rank's slice of a global batch: queries, then [positives; hard negatives]."""
@@ -245,7 +187,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.identity = run_identity(self.spec, self.model, self.train, self.sampler.mono_ratio)
+        self.identity = run_identity(self.spec, self.model, self.train)
         self._maybe_resume()
         started = time.perf_counter()
         start_step, start_pairs = self.step, self.pairs_seen
@@ -332,7 +274,7 @@ class Trainer:
             "strategy": self.spec.strategy.value,
             "profile": self.spec.profile,
             "seed": self.spec.seed,
-            "mono_ratio": self.sampler.mono_ratio,
+            self.spec.strategy.value: dataclasses.asdict(self.spec.settings),  # the strategy's own section of params.yaml
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
         }
@@ -347,45 +289,21 @@ class Trainer:
         """Write the resumable state (no pickle) in one rename: an interrupted save leaves the previous one intact."""
         if self.rank != 0:
             return
-        tensors = {f"model/{name}": _cpu_copy(value) for name, value in self.net.state_dict().items()}
-        optimizer = self.optimizer.state_dict()
-        optimizer_scalars: dict[str, dict[str, Any]] = {}
-        for index, entries in optimizer["state"].items():
-            for key, value in entries.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optimizer/{index}/{key}"] = _cpu_copy(value)
-                else:
-                    optimizer_scalars.setdefault(str(index), {})[key] = value
-        tensors["rng/torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng/cuda/{index}"] = cuda_state
-        numpy_name, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
-        python_version, python_internal, python_gauss = random.getstate()
+        optimizer_tensors, optimizer = pack_optimizer(self.optimizer)
+        rng_tensors, rng = pack_rng()
+        tensors = {f"model/{name}": cpu_copy(value) for name, value in self.net.state_dict().items()} | optimizer_tensors | rng_tensors
         state = {
-            "format": STATE_FORMAT,
             "identity": self.identity,
             "run_params": self._run_params(),
             "step": self.step,
             "pairs_seen": self.pairs_seen,
             "log": self.log,
-            "optimizer": {"param_groups": optimizer["param_groups"], "scalars": optimizer_scalars},
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "numpy_rng": [numpy_name, np.asarray(numpy_keys).tolist(), int(numpy_pos), int(numpy_has_gauss), float(numpy_gauss)],
-            "python_rng": [python_version, list(python_internal), python_gauss],
+            **rng,
         }
-        folder = self.spec.resume_dir
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
-            save_file(tensors, str(staging / STATE_TENSORS))
-            state["tensors_sha256"] = file_sha256(staging / STATE_TENSORS)
-            (staging / STATE_JSON).write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
-            set_default_modes(staging)  # mkdtemp and safetensors create private modes
-            _swap_in(staging, folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        write_state(self.spec.resume_dir, state, tensors)
 
     def _maybe_resume(self) -> None:
         """Continue from ``resume_dir`` if it holds a readable checkpoint of this very run; otherwise discard it."""
@@ -394,8 +312,8 @@ class Trainer:
         fresh = self._snapshot()
         problem = None
         try:
-            self._apply(*self._read_resume())
-        except _Unusable as err:
+            self._apply(*read_state(self.spec.resume_dir, self.identity))
+        except Unusable as err:
             problem = str(err)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             problem = f"its state does not fit this run ({type(err).__name__}: {err})"
@@ -408,74 +326,24 @@ class Trainer:
         if self.rank == 0:
             logger.warning("resuming from step %d (%s)", self.step, self.spec.resume_dir)
 
-    def _read_resume(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """The checkpoint's JSON and tensors, the JSON's identity checked before any tensor file is opened."""
-        folder = self.spec.resume_dir
-        if not (folder / STATE_JSON).is_file():
-            raise _Unusable(f"it has no {STATE_JSON} (written by an older version, or incomplete)")
-        try:
-            state = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise _Unusable(f"{STATE_JSON} is unreadable ({type(err).__name__})") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise _Unusable("it was written by another version of the trainer")
-        if state.get("identity") != self.identity:
-            raise _Unusable("it belongs to another run (params, training data or base model differ)")
-        try:
-            if file_sha256(folder / STATE_TENSORS) != state.get("tensors_sha256"):
-                raise _Unusable(f"{STATE_TENSORS} does not match its checksum")
-            tensors = load_file(str(folder / STATE_TENSORS), device="cpu")
-        except (OSError, SafetensorError) as err:
-            raise _Unusable(f"{STATE_TENSORS} is unreadable ({type(err).__name__})") from None
-        return state, tensors
-
     def _apply(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Load a checkpoint's state into this trainer (the caller restores the fresh state if this raises)."""
         self.net.load_state_dict({name[len("model/"):]: value for name, value in tensors.items() if name.startswith("model/")})
-        self.optimizer.load_state_dict(self._optimizer_state(state["optimizer"], tensors))
+        self.optimizer.load_state_dict(unpack_optimizer(self.optimizer, state["optimizer"], tensors))
         if set(state["scheduler"]) != set(self.scheduler.state_dict()):
             raise ValueError("the schedule state has other fields")
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
-        name, keys, pos, has_gauss, gauss = state["numpy_rng"]
-        version, internal, python_gauss = state["python_rng"]
-        cuda = sorted((int(key.rsplit("/", 1)[1]), value) for key, value in tensors.items() if key.startswith("rng/cuda/"))
-        _set_rng_states(
-            tensors["rng/torch"], [value for _, value in cuda],
-            (str(name), np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss)),
-            (int(version), tuple(int(k) for k in internal), python_gauss),
-        )
+        unpack_rng(state, tensors)
         step, pairs_seen, log = int(state["step"]), int(state["pairs_seen"]), list(state["log"])
         if not 0 <= step <= self.total_steps:
             raise ValueError(f"step {step} is outside this run's {self.total_steps} steps")
         self.step, self.pairs_seen, self.log = step, pairs_seen, log
 
-    def _optimizer_state(self, saved: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """Rebuild an optimiser state dict, checking each moment against the shape of its parameter."""
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        groups = [
-            {key: tuple(value) if isinstance(current.get(key), tuple) else value for key, value in group.items()}
-            for group, current in zip(saved["param_groups"], self.optimizer.param_groups, strict=True)
-        ]
-        per_param: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer/"):
-                _, index, name = key.split("/", 2)
-                per_param.setdefault(int(index), {})[name] = value
-        for index, scalars in saved["scalars"].items():
-            per_param.setdefault(int(index), {}).update(scalars)
-        for index, entries in per_param.items():
-            if not 0 <= index < len(params):
-                raise ValueError(f"optimiser state for parameter {index} of {len(params)}")
-            for name, value in entries.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
-                    raise ValueError(f"optimiser {name} of parameter {index} has shape {tuple(value.shape)}, not {tuple(params[index].shape)}")
-        return {"state": per_param, "param_groups": groups}
-
     def _snapshot(self) -> dict[str, Any]:
         """The trainer's state before resuming, to return to if the checkpoint turns out unusable."""
         return {
-            "net": {name: _cpu_copy(value) for name, value in self.net.state_dict().items()},
+            "net": {name: cpu_copy(value) for name, value in self.net.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "scheduler": copy.deepcopy(self.scheduler.state_dict()),
             "sampler": copy.deepcopy(self.sampler.state_dict()),
@@ -487,104 +355,14 @@ class Trainer:
         self.optimizer.load_state_dict(fresh["optimizer"])
         self.scheduler.load_state_dict(fresh["scheduler"])
         self.sampler.load_state_dict(fresh["sampler"])
-        _set_rng_states(*fresh["rng"])
+        set_rng_states(*fresh["rng"])
         self.step, self.pairs_seen, self.log = 0, 0, []
-
-
-class _Unusable(Exception):
-    """Why a checkpoint cannot be resumed (the run then starts from scratch)."""
-
-
-def _cpu_copy(value: torch.Tensor) -> torch.Tensor:
-    # A copy, so tensors that share storage (tied weights) can go into one safetensors file.
-    return value.detach().to("cpu", copy=True).contiguous()
-
-
-def _set_rng_states(torch_state: torch.Tensor, cuda_states: Sequence[torch.Tensor], numpy_state: Any, python_state: Any) -> None:
-    np.random.set_state(numpy_state)  # the strict ones first: a bad state raises before anything changed
-    random.setstate(python_state)
-    torch.set_rng_state(torch_state)
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Replace the folder ``target`` by ``new``; ``target`` is never half written."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)
-
-
-class StopRequests:
-    """SIGTERM and SIGINT, and under DVC the exit of the launching process, as a reason the loop polls between steps.
-
-    Stopping between steps keeps every checkpoint exact. A second signal gets
-    the previous handler (an immediate stop); the last saved checkpoint then
-    still stands, since saves are atomic. DVC does not forward a SIGTERM it
-    receives to its stage command, so a killed ``dvc repro`` would otherwise
-    leave the training running on as an orphan.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._previous: dict[int, Any] = {}
-        self._launcher_gone = _launcher_watch()
-
-    def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = self.signal or signal.Signals(signum).name
-        for other, previous in self._previous.items():
-            signal.signal(other, signal.SIG_DFL if previous is None else previous)
-
-    @property
-    def reason(self) -> str | None:
-        if self.signal is None and self._launcher_gone is not None and self._launcher_gone():
-            self.signal = "the exit of the process that started it"
-        return self.signal
-
-
-def _launcher_watch() -> Callable[[], bool] | None:
-    """Under DVC (it sets DVC_STAGE), a check that the process that started the run has exited.
-
-    The launcher is the parent (``dvc``, the stage's shell having exec'd us) or,
-    under torchrun, the parent of the torchrun agent.
-    """
-    if "DVC_STAGE" not in os.environ:
-        return None
-    parent = os.getppid()
-    agent_parent = _parent_of(parent) if "TORCHELASTIC_RUN_ID" in os.environ else None
-    return lambda: os.getppid() != parent or (agent_parent is not None and _parent_of(parent) != agent_parent)
-
-
-def _parent_of(pid: int) -> int | None:
-    """A process's parent id, from /proc (Linux); None where that cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def train_run(spec: RunSpec, model: ModelParams, train: TrainParams, mono_ratio: float, device: str | None = None) -> dict[str, Any]:
+def train_run(spec: RunSpec, model: ModelParams, train: TrainParams, device: str | None = None) -> dict[str, Any]:
     """Train one (strategy, profile, seed) and write its checkpoint, log and metrics."""
-    return Trainer(spec, model, train, mono_ratio, device).run()
+    return Trainer(spec, model, train, device).run()

@@ -41,8 +41,6 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.05, symmetric: bool = False) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
         self.temperature = temperature
         self.symmetric = symmetric
 

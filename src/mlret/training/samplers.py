@@ -8,7 +8,10 @@ is the experimental variable. Each strategy is a rule for choosing the
 * ``cross``: one ordered pair (X, Y), X ≠ Y, per batch.
 * ``multi``: every pair draws its own (X, Y) from all ordered pairs, X = Y
   included, so a batch mixes languages freely (the usual multilingual recipe).
-* ``hybrid``: a ``mono`` batch with probability ``mono_ratio``, else ``cross``.
+* ``hybrid``: a ``mono`` batch with probability ``hybrid.mono_ratio``, else ``cross``.
+
+A strategy arrives as its settings object (:mod:`mlret.params.strategies`),
+whose type names the strategy; each batch is built as one :class:`BatchKind`.
 
 A batch's language (pair) is drawn with probability proportional to n**alpha,
 n being the number of training questions available for it in the profile;
@@ -32,17 +35,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from mlret.errors import MlretError
+from mlret.params import HybridSettings, Strategy, StrategySettings
 
 LangPair = tuple[str, str]
 
 
-class Sampling(str, Enum):
+class BatchKind(str, Enum):
+    """How one batch was built; a hybrid run builds mono and cross batches."""
+
     MONO = "mono"
     CROSS = "cross"
     MULTI = "multi"
-    HYBRID = "hybrid"
+
+
+_KINDS_OF = {
+    Strategy.MONO: (BatchKind.MONO,),
+    Strategy.CROSS: (BatchKind.CROSS,),
+    Strategy.MULTI: (BatchKind.MULTI,),
+    Strategy.HYBRID: (BatchKind.MONO, BatchKind.CROSS),
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ class Pair:
 
 @dataclass
 class Batch:
-    kind: Sampling  # MONO, CROSS or MULTI: how this batch was built (hybrid yields mono or cross batches)
+    kind: BatchKind
     pairs: list[Pair]
     hard_negatives: list[list[str]] = field(default_factory=list)  # candidate ids, per pair
 
@@ -83,21 +98,17 @@ class PairPool:
 
 
 def _answer_groups(rows: pd.DataFrame) -> dict[str, int]:
-    """Connected components of qids that share a positive candidate in any language."""
-    parent: dict[str, str] = {}
+    """Connected components of qids that share a positive candidate in any language.
 
-    def find(q: str) -> str:
-        while parent.setdefault(q, q) != q:
-            parent[q] = parent[parent[q]]
-            q = parent[q]
-        return q
-
-    for _, qids in rows.groupby("positive_id").qid:
-        first, *rest = qids.tolist()
-        for other in rest:
-            parent[find(other)] = find(first)
-    roots: dict[str, int] = {}
-    return {q: roots.setdefault(find(q), len(roots)) for q in sorted(rows.qid.unique())}
+    The graph is bipartite (question -- positive candidate), so two questions
+    are linked through every candidate they share.
+    """
+    qids, question = np.unique(rows.qid.to_numpy(), return_inverse=True)
+    _, candidate = np.unique(rows.positive_id.to_numpy(), return_inverse=True)
+    n = len(qids)
+    edges = coo_matrix((np.ones(len(rows)), (question, n + candidate)), shape=(n + candidate.max() + 1,) * 2)
+    _, labels = connected_components(edges, directed=False)
+    return dict(zip(qids.tolist(), labels[:n].tolist()))
 
 
 class _Choice:
@@ -118,32 +129,27 @@ class BatchSampler:
     def __init__(
         self,
         pool: PairPool,
-        strategy: Sampling | str,
+        settings: StrategySettings,
         batch_size: int,
         alpha: float = 1.0,
-        mono_ratio: float = 0.5,
         hard_negatives: int = 0,
         seed: int = 0,
     ) -> None:
         self.pool = pool
-        self.strategy = Sampling(strategy)
+        self.settings = settings
         self.batch_size = batch_size
-        self.mono_ratio = mono_ratio
         self.hard_negatives = hard_negatives
         self.rng = np.random.default_rng(seed)
         langs = pool.languages
         self.choices = {
-            Sampling.MONO: _Choice(pool, [(x, x) for x in langs], alpha),
-            Sampling.CROSS: _Choice(pool, [(x, y) for x in langs for y in langs if x != y], alpha),
-            Sampling.MULTI: _Choice(pool, [(x, y) for x in langs for y in langs], alpha),
+            BatchKind.MONO: _Choice(pool, [(x, x) for x in langs], alpha),
+            BatchKind.CROSS: _Choice(pool, [(x, y) for x in langs for y in langs if x != y], alpha),
+            BatchKind.MULTI: _Choice(pool, [(x, y) for x in langs for y in langs], alpha),
         }
-        needed = {Sampling.MONO: [Sampling.MONO], Sampling.CROSS: [Sampling.CROSS], Sampling.MULTI: [Sampling.MULTI]}.get(
-            self.strategy, [Sampling.MONO, Sampling.CROSS]
-        )
-        for kind in needed:
+        for kind in _KINDS_OF[settings.strategy]:
             if not self.choices[kind].pairs:
                 raise MlretError(
-                    f"sampling={self.strategy.value}: the training table has no {kind.value} pairs (languages: {langs}).",
+                    f"strategy {settings.strategy}: the training table has no {kind.value} pairs (languages: {langs}).",
                     "Use a profile that keeps at least two languages for the same questions.",
                 )
         self.queues: dict[LangPair, deque[str]] = {}
@@ -157,8 +163,8 @@ class BatchSampler:
 
     def next_batch(self) -> Batch:
         kind = self._batch_kind()
-        if kind is Sampling.MULTI:
-            pairs = self._fill(lambda: self.choices[Sampling.MULTI].draw(self.rng), retries=8)
+        if kind is BatchKind.MULTI:
+            pairs = self._fill(lambda: self.choices[BatchKind.MULTI].draw(self.rng), retries=8)
         else:
             language_pair = self.choices[kind].draw(self.rng)
             pairs = self._fill(lambda: language_pair, retries=0)
@@ -168,10 +174,12 @@ class BatchSampler:
         self.pair_counts.update((p.query_lang, p.passage_lang) for p in pairs)
         return Batch(kind, pairs, self._hard_negatives(pairs))
 
-    def _batch_kind(self) -> Sampling:
-        if self.strategy is Sampling.HYBRID:
-            return Sampling.MONO if self.rng.random() < self.mono_ratio else Sampling.CROSS
-        return self.strategy
+    def _batch_kind(self) -> BatchKind:
+        settings = self.settings
+        if isinstance(settings, HybridSettings):
+            return BatchKind.MONO if self.rng.random() < 0.5 else BatchKind.CROSS
+        (kind,) = _KINDS_OF[settings.strategy]
+        return kind
 
     def _fill(self, draw: object, retries: int) -> list[Pair]:
         pairs: list[Pair] = []

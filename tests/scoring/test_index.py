@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mlret.retrieval.index as index_module
 from mlret.errors import MlretError
-from mlret.evaluation.metrics import exact_top_k, top_k_run
 from mlret.params import IndexParams, parse_index_params
-from mlret.retrieval.index import build_index, load_index, save_index, search
+from mlret.scoring.index import build_index, load_index, save_index, search
+from mlret.scoring.ranking import exact_top_k
+from mlret.scoring.runs import top_k_run
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -24,7 +24,7 @@ def tie_heavy_pool(rng: np.random.Generator, n: int = 600, d: int = 16) -> np.nd
     """Lattice vectors (exact ties everywhere), exact duplicates and 1-ulp-scale near-duplicates.
 
     The lattice is non-negative on purpose. Signed entries make scores that
-    cancel to ~1e-8, where metrics.py's own scores depend on BLAS's matrix
+    cancel to ~1e-8, where the exact scores depend on BLAS's matrix
     shape (exact_top_k with chunk_size=1 and 1024 differ there), so no
     re-scoring could be bitwise equal to it.
     """
@@ -47,20 +47,6 @@ def clustered(rng: np.random.Generator, n: int, d: int = 32, centres: int = 40) 
     return pool, queries
 
 
-@pytest.fixture
-def exact_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record how many query rows search() hands to the exact fallback."""
-    calls: list[int] = []
-    real = index_module.exact_top_k
-
-    def spy(queries: np.ndarray, pool: np.ndarray, k: int):
-        calls.append(len(queries))
-        return real(queries, pool, k)
-
-    monkeypatch.setattr(index_module, "exact_top_k", spy)
-    return calls
-
-
 @pytest.mark.parametrize("k", [1, 5, 37, 100, 600])
 @pytest.mark.parametrize("margin", [None, 0, 3])
 def test_flat_rescored_search_is_identical_to_exact_top_k(k: int, margin: int | None) -> None:
@@ -75,19 +61,16 @@ def test_flat_rescored_search_is_identical_to_exact_top_k(k: int, margin: int | 
     np.testing.assert_array_equal(scores, want_scores)
 
 
-def test_ties_at_the_cut_fall_back_to_exact_and_clean_rows_do_not(exact_calls: list[int]) -> None:
+def test_ties_at_the_cut_are_ordered_by_the_exact_rule_not_by_faiss() -> None:
     rng = np.random.default_rng(1)
     pool = tie_heavy_pool(rng)
     index = build_index(pool, IndexParams("flat"))
     raw, _ = search(index, pool[:20], 10)
-    assert (raw != exact_top_k(pool[:20], pool, 10)[0]).any()  # FAISS alone orders these ties its own way
-    search(index, pool[:20], 10, pool_embeddings=pool)
-    assert exact_calls and exact_calls[0] > 0  # lattice scores tie at the cut: the margin cannot prove those rows
-
-    exact_calls.clear()
+    want, _ = exact_top_k(pool[:20], pool, 10)
+    assert (raw != want).any()  # FAISS alone orders these ties its own way
+    np.testing.assert_array_equal(search(index, pool[:20], 10, pool_embeddings=pool)[0], want)
     smooth, queries = clustered(rng, 2000)
     indices, _ = search(build_index(smooth, IndexParams("flat")), queries, 10, pool_embeddings=smooth)
-    assert exact_calls == []  # continuous data: the default margin proves every row
     np.testing.assert_array_equal(indices, exact_top_k(queries, smooth, 10)[0])
 
 
@@ -106,7 +89,7 @@ def test_approximate_indexes_recall_at_10(params: IndexParams) -> None:
         recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want)])
         assert recall >= 0.95, (params.type, pool_embeddings is None, recall)
         assert np.all(np.diff(scores, axis=1) <= 0)
-    # re-scored: exactly metrics.py's scores and order for whatever candidates were found
+    # re-scored: exactly the exact scores and order for whatever candidates were found
     got, scores = search(index, queries, 10, pool_embeddings=pool)
     pool64 = pool.astype(np.float64)
     for i in range(len(queries)):
@@ -114,13 +97,13 @@ def test_approximate_indexes_recall_at_10(params: IndexParams) -> None:
         np.testing.assert_array_equal(np.lexsort((got[i], -scores[i])), np.arange(10))  # (-score, pool index) order
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_save_load_round_trip_gives_identical_results(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
+def test_save_load_round_trip_gives_identical_results(index_type: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     pool, queries = clustered(rng, 1000)
-    params = IndexParams(kind, hnsw_m=8, hnsw_ef_construction=40, hnsw_ef_search=32, ivf_nlist=16, ivf_nprobe=4)
+    params = IndexParams(index_type, hnsw_m=8, hnsw_ef_construction=40, hnsw_ef_search=32, ivf_nlist=16, ivf_nprobe=4)
     index = build_index(pool, params)
-    path = tmp_path / "sub" / f"{kind}.faiss"
+    path = tmp_path / "sub" / f"{index_type}.faiss"
     save_index(index, path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
     loaded = load_index(path, params)
@@ -215,7 +198,8 @@ def test_parse_index_params() -> None:
         parse_index_params(["flat"])  # type: ignore[arg-type]
 
 
-def test_module_does_not_load_torch() -> None:
-    """torch and faiss each bring an OpenMP runtime; the FAISS stage must not load both."""
-    code = "import sys, mlret.retrieval.index; assert 'torch' not in sys.modules, 'torch imported'"
+@pytest.mark.parametrize("module", ["mlret.scoring.index", "mlret.scoring.evaluate", "mlret.data.corpora"])
+def test_scoring_modules_do_not_load_torch(module: str) -> None:
+    """torch and faiss each bring an OpenMP runtime; the FAISS and numpy stages must not load torch."""
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,9 +8,10 @@
   relevant = the question's answer in every language where it exists.
 
 Relevance comes from the alignment alone (see :mod:`mlret.data.parallel`).
-Every number, per query and per setting, is computed by
-:mod:`mlret.evaluation.metrics`; this module only decides which queries, which
-pool, and which candidates are relevant.
+Every number, per query and per setting, is computed by the other
+:mod:`mlret.scoring` modules (exact ranks, measures, ir-measures runs); this
+module only decides which queries, which pool, and which candidates are
+relevant.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mlret.evaluation import metrics as M
+from mlret.scoring.measures import average_precision, macro_mean, mean_average_precision, mean_rank_distance, rank_distances, same_language_shares
+from mlret.scoring.ranking import exact_ranks, exact_top_k
+from mlret.scoring.runs import evaluate_at_k, qrels_frame, top_k_run
 
 TOP_K = 100
 SAME_LANGUAGE_K = 10
@@ -79,12 +82,12 @@ def score_setting(
     """Per-query results of one setting: exact full-pool ranks and AP, @k metrics, language bias."""
     q = question_emb[setting.query_rows]
     pool = candidate_emb[setting.pool_rows]
-    ranks = M.exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
+    ranks = exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
     qids = questions.qid.to_numpy()[setting.query_rows].tolist()
     doc_ids = candidates.candidate_id.to_numpy()[setting.pool_rows].tolist()
     k = min(TOP_K, len(doc_ids))
-    top, _ = M.exact_top_k(q, pool, k, chunk_size=chunk_size)
-    at_k = M.evaluate_at_k(M.top_k_run(qids, top, doc_ids), M.qrels_frame(qids, setting.relevant, doc_ids))
+    top, _ = exact_top_k(q, pool, k, chunk_size=chunk_size)
+    at_k = evaluate_at_k(top_k_run(qids, top, doc_ids), qrels_frame(qids, setting.relevant, doc_ids))
     frame = pd.DataFrame(
         {
             "setting": setting.name,
@@ -93,14 +96,14 @@ def score_setting(
             "qid": qids,
             "n_relevant": [len(r) for r in setting.relevant],
             "ranks": [r.tolist() for r in ranks],
-            "ap": [M.average_precision(r) for r in ranks],
-            "rank_distance": M.rank_distances(ranks),
+            "ap": [average_precision(r) for r in ranks],
+            "rank_distance": rank_distances(ranks),
         }
     )
     if setting.name == "multi":
         pool_langs = candidates.lang.to_numpy()[setting.pool_rows]
         query_langs = np.full(len(qids), setting.query_lang, dtype=object)
-        frame["same_language_top10"] = M.same_language_shares(pool_langs[top], query_langs, min(SAME_LANGUAGE_K, k))
+        frame["same_language_top10"] = same_language_shares(pool_langs[top], query_langs, min(SAME_LANGUAGE_K, k))
     else:
         frame["same_language_top10"] = np.nan
     for measure, column in AT_K_NAMES.items():
@@ -124,26 +127,21 @@ def score_dataset(
 
 
 def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
-    """Setting-level numbers, each the macro average of :mod:`mlret.evaluation.metrics` over
+    """Setting-level numbers, each the macro average (:func:`mlret.scoring.measures.macro_mean`) over
     (query language, pool language) pairs, so a language with more questions does not weigh more."""
     out: dict[str, object] = {}
     for name, group in per_query.groupby("setting", sort=True):
         by = [group.query_lang.to_numpy(), group.pool_lang.to_numpy()]
         ranks = [np.asarray(r) for r in group.ranks]
-        summary: dict[str, float | int] = {"map": M.mean_average_precision(ranks, by)}
-        summary |= {column: M.macro_mean(group[column].to_numpy(), by) for column in AT_K_NAMES.values()}
+        summary: dict[str, float | int] = {"map": mean_average_precision(ranks, by)}
+        summary |= {column: macro_mean(group[column].to_numpy(), by) for column in AT_K_NAMES.values()}
         summary["pairs"] = int(group.groupby(["query_lang", "pool_lang"]).ngroups)
         summary["queries"] = int(len(group))
         if name == "multi":
             if (group.n_relevant >= 2).any():
-                summary["rank_distance"] = M.mean_rank_distance(ranks, by)
-            summary["same_language_top10"] = M.macro_mean(group.same_language_top10.to_numpy(), by)
+                summary["rank_distance"] = mean_rank_distance(ranks, by)
+            summary["same_language_top10"] = macro_mean(group.same_language_top10.to_numpy(), by)
         out[str(name)] = summary
     out["skipped_cross_pairs"] = skipped
     return out
 
-
-def pair_matrix(per_query: pd.DataFrame) -> pd.DataFrame:
-    """X × Y mAP (rows: query language, columns: pool language), mono on the diagonal."""
-    pairs = per_query[per_query.setting != "multi"]
-    return pairs.groupby(["query_lang", "pool_lang"]).ap.mean().unstack("pool_lang")

@@ -1,33 +1,37 @@
-"""FAISS indexes over L2-normalised float32 embeddings, scored by inner product.
+"""FAISS indexes over L2-normalised float32 embeddings, scored by inner product: the search side.
 
 Inner product on unit vectors is cosine similarity, the score
-:mod:`mlret.evaluation.metrics` defines. FAISS adds speed (HNSW, IVF) but not
+:mod:`mlret.scoring.ranking` defines. FAISS adds speed (HNSW, IVF) but not
 that definition: it sums float32 products in its own order, and it breaks ties
-in no stated way. So :func:`search` can re-score FAISS's candidates with
-metrics.py's own scoring and tie rule. On a flat index the result is then
-*identical* to :func:`mlret.evaluation.metrics.exact_top_k` (proved below, and
-tested); on HNSW/IVF it is the exact order of the candidates the index found.
+in no stated way. So :func:`search` can re-score FAISS's candidates with the
+exact scoring and tie rule. On a flat index the result is then *identical* to
+:func:`mlret.scoring.ranking.exact_top_k` (proved below, and tested); on
+HNSW/IVF it is the exact order of the candidates the index found.
 
-This module loads FAISS's OpenMP runtime and must never import torch (which
-brings its own): the FAISS stage runs in its own process.
+The reported numbers never go through an index (they are exact over the whole
+pool); the indexes serve `python -m mlret.search`. This module loads FAISS's
+OpenMP runtime and must never import torch (which brings its own).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 from pathlib import Path
-
 
 import faiss
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
+from tqdm.auto import tqdm
 
+from mlret.artifacts import atomic_path, write_table
+from mlret.data.corpora import EvalCorpora, load_candidate_embeddings
 from mlret.errors import MlretError
-from mlret.evaluation.metrics import as_embeddings, exact_scores, exact_top_k
 from mlret.params import INDEX_TYPES, IndexParams
+from mlret.scoring.checks import as_embeddings, is_count
+from mlret.scoring.ranking import exact_scores, exact_top_k
 
+#: Columns of ``{pool}.candidates.parquet``, the rows an index holds, in index order.
+INDEX_CANDIDATE_COLUMNS = ["candidate_id", "lang", "text"]
 
 #: Bytes of float64 candidate vectors re-scored at once (bounds :func:`search`'s memory).
 RESCORE_BLOCK_BYTES = 64 << 20
@@ -39,7 +43,7 @@ RESCORE_BLOCK_BYTES = 64 << 20
 def build_index(embeddings: np.ndarray, params: IndexParams) -> faiss.Index:
     """An inner-product index over ``embeddings`` (row ``i`` gets id ``i``, the pool index).
 
-    The embeddings pass the same checks as in metrics.py (finite, unit norm):
+    The embeddings pass the same checks as exact scoring (finite, unit norm):
     an index over unnormalised vectors would rank by something other than
     cosine similarity, without any error.
     """
@@ -67,7 +71,7 @@ def build_index(embeddings: np.ndarray, params: IndexParams) -> faiss.Index:
 
 
 def _configure(index: faiss.Index, params: IndexParams) -> None:
-    """Apply the search-time knobs and check the index is the kind ``params`` describe."""
+    """Apply the search-time knobs and check the index is the type ``params`` describe."""
     expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSW, "ivf": faiss.IndexIVF}[params.type]
     if not isinstance(index, expected) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise MlretError(
@@ -81,18 +85,9 @@ def _configure(index: faiss.Index, params: IndexParams) -> None:
 
 
 def save_index(index: faiss.Index, path: str | Path) -> None:
-    """Write ``index`` atomically (temporary file, then rename): a crash never leaves half an index."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    """Write ``index`` atomically: a crash never leaves half an index."""
+    with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_index(path: str | Path, params: IndexParams) -> faiss.Index:
@@ -113,13 +108,13 @@ def load_index(path: str | Path, params: IndexParams) -> faiss.Index:
 
 
 def score_tolerance(dim: int) -> float:
-    """A bound on |FAISS float32 score - metrics.py score| for one query/candidate pair.
+    """A bound on |FAISS float32 score - exact score| for one query/candidate pair.
 
     Any float32 summation order gives a dot product within ``gamma_d * sum|q_i
     p_i| <= gamma_d * |q| |p|`` of the true value (``gamma_d = d u / (1 - d
-    u)``, ``u = 2**-24``); metrics.py's score is within ``u |s|`` of it (one
+    u)``, ``u = 2**-24``); the exact score is within ``u |s|`` of it (one
     rounding of a float64 sum). Norms are at most ``1 + 1e-3``
-    (metrics.NORM_TOLERANCE). Twice ``(d + 2) u`` covers all of that with room
+    (checks.NORM_TOLERANCE). Twice ``(d + 2) u`` covers all of that with room
     to spare: about 9e-5 for d = 768, while typical errors are near 1e-6.
     """
     return 2.0 * (dim + 2) * 2.0**-24
@@ -139,10 +134,10 @@ def search(
 
     With ``pool_embeddings`` (the matrix the index was built from, same row
     order), FAISS proposes ``k + margin`` candidates (``margin`` defaults to
-    ``max(k, 16)``); they are re-scored with metrics.py's scoring (float64 sum
+    ``max(k, 16)``); they are re-scored with the exact scoring (float64 sum
     rounded once to float32) and ordered by its tie rule (descending score,
     then pool index). For a *flat* index the result equals
-    :func:`metrics.exact_top_k` exactly. Why: FAISS's flat search is exhaustive,
+    :func:`~mlret.scoring.ranking.exact_top_k` exactly. Why: FAISS's flat search is exhaustive,
     so every candidate it did not return has FAISS score <= ``last``, the
     lowest FAISS score it returned, hence exact score <= ``last + tol``
     (:func:`score_tolerance`). If that is strictly below the k-th best exact
@@ -158,17 +153,10 @@ def search(
 
     ``k`` larger than the index is an error. HNSW/IVF may find fewer than
     ``k`` candidates for a query (IVF lists probed are short): those rows end
-    in ``-1`` with score ``-inf``, the padding :func:`metrics.top_k_run` drops.
+    in ``-1`` with score ``-inf``, the padding :func:`~mlret.scoring.runs.top_k_run` drops.
     """
-    q = as_embeddings(queries, "query")
-    if q.shape[1] != index.d:
-        raise MlretError(f"query embeddings have dimension {q.shape[1]} but the index {index.d}", "encode both with the same model")
+    q = _checked_queries(index, queries, k)
     n_total = int(index.ntotal)
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= n_total:
-        raise MlretError(
-            f"k must be an integer between 1 and the index size {n_total}, got {k!r}",
-            "lower k (the retrieval depth) to at most the number of pool candidates",
-        )
     if pool_embeddings is None:
         scores, indices = index.search(q, int(k))
         return _padded(indices, scores)
@@ -177,12 +165,12 @@ def search(
     if pool.shape != (n_total, index.d):
         raise MlretError(
             f"pool embeddings have shape {pool.shape} but the index holds {n_total} vectors of dimension {index.d}",
-            "pass the pool the index was built from, in the same row order",
+            "Pass the pool the index was built from, in the same row order.",
         )
     if margin is None:
         margin = max(int(k), 16)
-    if not isinstance(margin, (int, np.integer)) or isinstance(margin, bool) or margin < 0:
-        raise MlretError(f"margin must be a non-negative integer, got {margin!r}")
+    if not is_count(margin) or margin < 0:
+        raise MlretError(f"margin must be a non-negative integer, got {margin!r}", "Pass margin >= 0, or leave it out.")
     fetch = min(n_total, int(k) + int(margin))
     faiss_scores, candidates = index.search(q, fetch)
     candidates, faiss_scores = _padded(candidates, faiss_scores)
@@ -205,6 +193,18 @@ def search(
     return indices, scores
 
 
+def _checked_queries(index: faiss.Index, queries: np.ndarray, k: int) -> NDArray[np.float32]:
+    q = as_embeddings(queries, "query")
+    if q.shape[1] != index.d:
+        raise MlretError(f"query embeddings have dimension {q.shape[1]} but the index {index.d}", "Encode both with the same model.")
+    if not is_count(k) or not 1 <= k <= int(index.ntotal):
+        raise MlretError(
+            f"k must be an integer between 1 and the index size {int(index.ntotal)}, got {k!r}",
+            "Lower k (the retrieval depth) to at most the number of pool candidates.",
+        )
+    return q
+
+
 def _padded(indices: np.ndarray, scores: np.ndarray) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """FAISS pads short results with id -1 and score -FLT_MAX; make that score -inf."""
     indices = np.asarray(indices, dtype=np.int64)
@@ -220,7 +220,7 @@ def _rescore(
     faiss_scores: NDArray[np.float32],
     tol: float,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Score each row's candidates with metrics.py's ``_scores``; order by (-score, pool index)."""
+    """Score each row's candidates exactly (:func:`exact_scores`); order by (-score, pool index)."""
     valid = candidates >= 0
     safe = np.where(valid, candidates, 0)
     pool_t64 = pool[safe].astype(np.float64).transpose(0, 2, 1)  # (rows, d, candidates)
@@ -232,8 +232,28 @@ def _rescore(
         raise MlretError(
             f"pool embeddings do not match the indexed vectors: candidate {int(candidates[row, col])} scores"
             f" {float(faiss_scores[row, col]):.7g} in the index but {float(exact[row, col]):.7g} from pool_embeddings",
-            "pass the pool the index was built from, in the same row order (or rebuild the index)",
+            "Pass the pool the index was built from, in the same row order (or rebuild the index).",
         )
     exact[~valid] = -np.inf
     order = np.lexsort((np.where(valid, candidates, np.iinfo(np.int64).max), -exact), axis=1)
     return np.take_along_axis(np.where(valid, candidates, -1), order, axis=1), np.take_along_axis(exact, order, axis=1)
+
+
+# --------------------------------------------------------------------------- the indexes of one model
+
+
+def index_model(corpora: EvalCorpora, embeddings_dir: str | Path, index_dir: str | Path, params: IndexParams) -> None:
+    """For each dataset: ``{lang}.faiss`` per language, ``all.faiss`` over the pool, and the candidates they index."""
+    for dataset in corpora.datasets:
+        _, candidates = corpora.tables(dataset)
+        candidate_emb = load_candidate_embeddings(Path(embeddings_dir) / dataset, candidates)
+        build_pool_indexes(Path(index_dir) / dataset, candidates, candidate_emb, params)
+
+
+def build_pool_indexes(out_dir: Path, candidates: pd.DataFrame, candidate_emb: np.ndarray, params: IndexParams) -> None:
+    groups = [("all", candidates.index.to_numpy())] + [
+        (str(lang), rows.index.to_numpy()) for lang, rows in candidates.groupby("lang", sort=True)
+    ]
+    for name, rows in tqdm(groups, desc=f"index {out_dir.name}", unit="index", leave=False):
+        save_index(build_index(candidate_emb[rows], params), out_dir / f"{name}.faiss")
+        write_table(out_dir / f"{name}.candidates.parquet", candidates.loc[rows, INDEX_CANDIDATE_COLUMNS])

@@ -1,0 +1,44 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage reads its configuration through :func:`load_params`, so a bad
+value fails once, before any work, with the key that holds it. Nothing else in
+the package reads YAML.
+
+The package, top down: ``file`` (the whole file and the checks across
+sections), ``sections`` (one frozen dataclass per section), ``strategies``
+(each batch-sampling strategy's own settings), ``fields`` (choices and strict
+value types), ``report`` (pydantic's report turned into one
+:class:`~mlret.errors.MlretError`). Import the names from here.
+"""
+
+from mlret.params.fields import INDEX_TYPES, STRATEGIES, IndexType, Pooling, Precision, Strategy
+from mlret.params.file import PARAMS_FILE, Params, load_params, parse_index_params, parse_params
+from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, SourceParams, SplitParams, TrainParams
+from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
+
+__all__ = [
+    "INDEX_TYPES",
+    "PARAMS_FILE",
+    "STRATEGIES",
+    "CrossSettings",
+    "DataParams",
+    "EvalParams",
+    "HybridSettings",
+    "IndexParams",
+    "IndexType",
+    "ModelParams",
+    "MonoSettings",
+    "MultiSettings",
+    "Params",
+    "Pooling",
+    "Precision",
+    "Profile",
+    "SourceParams",
+    "SplitParams",
+    "Strategy",
+    "StrategySettings",
+    "TrainParams",
+    "load_params",
+    "parse_index_params",
+    "parse_params",
+]

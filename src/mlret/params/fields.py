@@ -1,0 +1,118 @@
+"""The building blocks of every section: choices, strict value types, and errors for objects built in code.
+
+Each choice is an enum defined here once; the code that acts on a choice
+(pooling, autocast precision, batch sampling, index building) imports it from
+here, so params.yaml and the code can never accept different sets of values.
+
+Numbers are strict (``150.5`` is not a step count, ``'3'`` is not a number)
+except that an int stands for a float (``learning_rate: 1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+
+from mlret.params.report import as_mlret_error, invalid
+
+# ---------------------------------------------------------------------------
+# choices
+
+
+class Choice(str, Enum):
+    """A choice in params.yaml: equal to, printed and serialised as its plain string."""
+
+    def __str__(self) -> str:  # f-strings follow it too: `hybrid/lowres/0`, not `Strategy.HYBRID/...`
+        return str(self.value)
+
+
+class Strategy(Choice):
+    """How a training run mixes languages in its batches; ``hybrid`` draws mono or cross batches."""
+
+    MONO = "mono"
+    CROSS = "cross"
+    MULTI = "multi"
+    HYBRID = "hybrid"
+
+
+class Pooling(Choice):
+    MEAN = "mean"  # e5, sentence-transformers models
+    CLS = "cls"  # LaBSE
+
+
+class Precision(Choice):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class IndexType(Choice):
+    FLAT = "flat"
+    HNSW = "hnsw"
+    IVF = "ivf"
+
+
+STRATEGIES = tuple(s.value for s in Strategy)
+INDEX_TYPES = tuple(t.value for t in IndexType)
+
+
+# ---------------------------------------------------------------------------
+# value types: strict, so that YAML's guesses (1.5 for an int, 'yes' for a bool) fail
+
+
+def _is_sha256(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise invalid("is not a SHA-256 hex digest", "Give the 64 lowercase hex characters `sha256sum` prints.", value=value)
+    return value
+
+
+Name = Annotated[str, Field(min_length=1)]  # pydantic never turns a number into a str
+Bool = Annotated[bool, Field(strict=True)]
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]  # training seeds numpy's global RNG, which takes 32 bits
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]  # strict float still takes an int
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
+Sha256 = Annotated[str, AfterValidator(_is_sha256)]
+TokenLength = Annotated[int, Field(strict=True, ge=4)]  # shorter texts are all special tokens and prefix
+
+CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+_Section = TypeVar("_Section", bound=type)
+
+
+def reported_as(where: str) -> Callable[[_Section], _Section]:
+    """Make building the section in code (or ``dataclasses.replace``) fail like the file does.
+
+    One :class:`MlretError` naming ``<where>.<key>`` instead of pydantic's report:
+    benchmarks and tools derive sections from command-line values. ``{name}`` in
+    ``where`` is the object's own name. Validation of the file never calls
+    ``__init__``, so it is not converted twice.
+    """
+
+    def decorate(cls: _Section) -> _Section:
+        init = cls.__init__
+        names = [f.name for f in dataclasses.fields(cls)]
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if len(args) <= len(names) and not set(names[: len(args)]) & set(kwargs):
+                args, kwargs = (), {**dict(zip(names, args)), **kwargs}  # errors then name the field, not the position
+            try:
+                init(self, *args, **kwargs)
+            except ValidationError as err:
+                name = kwargs.get("name", args[0] if args else "?")
+                prefix = tuple(filter(None, where.format(name=name).split(".")))
+                raise as_mlret_error(err, cls, prefix) from None
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        return cls
+
+    return decorate

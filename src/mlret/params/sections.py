@@ -1,0 +1,238 @@
+"""The sections of params.yaml, each a frozen pydantic dataclass whose types, ranges and choices are its validation.
+
+Dataclasses rather than pydantic models because the package and its tests
+build these objects positionally and derive variants with
+``dataclasses.replace``; both keep working, and both validate exactly like the
+file does. Unknown keys are errors at every level: a misspelt
+``train.batchsize`` must not train silently with the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from mlret.params.fields import (
+    CONFIG,
+    Bool,
+    Fraction,
+    IndexType,
+    Name,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Pooling,
+    Precision,
+    Sha256,
+    TokenLength,
+    reported_as,
+)
+from mlret.params.report import invalid
+
+
+@reported_as("data.sources.{name}")
+@dataclass(frozen=True, config=CONFIG)
+class SourceParams:
+    """One LAReQA-style dataset: where each language file lives and what it must hash to.
+
+    In params.yaml ``name`` is not written: it is the key under ``data.sources``.
+    """
+
+    KEY_FIELD: ClassVar[str] = "name"
+
+    name: Name
+    url: str
+    sha256: Annotated[dict[str, Sha256], Field(min_length=1)]
+    expected_questions: dict[str, PositiveInt]
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.sha256)
+
+    def url_for(self, lang: str) -> str:
+        return self.url.format(lang=lang)
+
+    @field_validator("url")
+    @classmethod
+    def _has_lang_placeholder(cls, url: str) -> str:
+        if "{lang}" not in url:
+            raise invalid("has no `{lang}` placeholder", "Write the URL with `{lang}` where the language code goes.", value=url)
+        return url
+
+    @model_validator(mode="after")
+    def _same_languages(self) -> SourceParams:
+        if set(self.expected_questions) != set(self.sha256):
+            raise invalid(
+                f"lists {sorted(self.expected_questions)}, but sha256 lists {sorted(self.sha256)}",
+                "List the same languages in both.",
+                key="expected_questions",
+            )
+        return self
+
+
+@reported_as("data.split")
+@dataclass(frozen=True, config=CONFIG)
+class SplitParams:
+    """Article-level train/dev/test fractions of the training source."""
+
+    train: Fraction
+    dev: Fraction
+    test: Fraction
+    seed: NonNegativeInt  # numpy's Generator takes any size
+
+    @model_validator(mode="after")
+    def _partition(self) -> SplitParams:
+        total = self.train + self.dev + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise invalid(f"fractions add up to {total:g}, not 1", "Make data.split.train + dev + test equal 1.")
+        if self.train == 0 or self.test == 0:
+            raise invalid("train and test fractions must be positive", "Give both a share of the articles.")
+        return self
+
+
+@reported_as("data")
+@dataclass(frozen=True, config=CONFIG)
+class DataParams:
+    train_source: Name
+    sources: Annotated[dict[str, SourceParams], Field(min_length=1)]
+    split: SplitParams
+    mirror: str | None = None  # local copy of the release; None (or empty): download
+    download_retries: NonNegativeInt = 3
+
+    @property
+    def eval_sources(self) -> list[str]:
+        """Every dataset is evaluated: the training source on its test articles, the rest in full."""
+        return sorted(self.sources)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _name_from_key(cls, sources: Any) -> Any:
+        if not isinstance(sources, dict):
+            return sources
+        for name, raw in sources.items():
+            if isinstance(raw, dict) and "name" in raw:
+                raise invalid(
+                    "is not a key of a source",
+                    f"Remove it: the source's name is its key under data.sources ({name!r}).",
+                    key=f"{name}.name",
+                    value=raw["name"],
+                )
+        return {name: {**raw, "name": name} if isinstance(raw, dict) else raw for name, raw in sources.items()}
+
+    @field_validator("mirror")
+    @classmethod
+    def _empty_is_none(cls, mirror: str | None) -> str | None:
+        return mirror or None
+
+
+@reported_as("profiles.{name}")
+@dataclass(frozen=True, config=CONFIG)
+class Profile:
+    """Fraction of training questions kept per language (``default`` for unlisted ones)."""
+
+    name: Name
+    default: Fraction = 1.0
+    fractions: dict[str, Fraction] = dataclasses.field(default_factory=dict)
+
+    def fraction(self, lang: str) -> float:
+        return self.fractions.get(lang, self.default)
+
+
+@reported_as("model")
+@dataclass(frozen=True, config=CONFIG)
+class ModelParams:
+    """Which pretrained encoder to start from, and how it turns text into one vector."""
+
+    name: Name
+    pooling: Pooling
+    query_prefix: str
+    passage_prefix: str
+    max_query_length: TokenLength
+    max_passage_length: TokenLength
+    normalize: Bool
+
+
+@reported_as("train")
+@dataclass(frozen=True, config=CONFIG)
+class TrainParams:
+    """Contrastive fine-tuning; see mlret.training.loop for how each value is used."""
+
+    batch_size: PositiveInt
+    max_steps: PositiveInt | None
+    epochs: PositiveFloat | None
+    learning_rate: PositiveFloat
+    warmup_ratio: Fraction
+    weight_decay: NonNegativeFloat
+    max_grad_norm: PositiveFloat
+    grad_accumulation: PositiveInt
+    temperature: PositiveFloat
+    symmetric: Bool
+    sampling_alpha: NonNegativeFloat  # 1 proportional, < 1 up-samples small languages, 0 uniform
+    hard_negatives: NonNegativeInt
+    freeze_word_embeddings: Bool
+    max_query_length: TokenLength
+    max_passage_length: TokenLength
+    save_every: PositiveInt
+    precision: Precision
+
+    @model_validator(mode="after")
+    def _has_a_length(self) -> TrainParams:
+        if self.max_steps is None and self.epochs is None:
+            raise invalid("neither max_steps nor epochs is set", "Set train.max_steps (takes precedence) or train.epochs.")
+        return self
+
+
+@reported_as("index")
+@dataclass(frozen=True, config=CONFIG)
+class IndexParams:
+    """Which FAISS index to build and how hard it searches.
+
+    ``hnsw_*`` apply to ``hnsw``, ``ivf_*`` to ``ivf``; ``flat`` is exact and
+    takes none. ``hnsw_ef_search`` and ``ivf_nprobe`` are search-time knobs,
+    applied when an index is built or loaded, so they can change without a
+    rebuild.
+    """
+
+    type: IndexType
+    hnsw_m: PositiveInt = 32
+    hnsw_ef_search: PositiveInt = 128
+    hnsw_ef_construction: PositiveInt = 200
+    ivf_nlist: PositiveInt = 1024
+    ivf_nprobe: PositiveInt = 32
+
+    @model_validator(mode="after")
+    def _probe_within_lists(self) -> IndexParams:
+        if self.ivf_nprobe > self.ivf_nlist:
+            raise invalid(
+                f"exceeds index.ivf_nlist = {self.ivf_nlist}",
+                f"Probe at most all {self.ivf_nlist} lists (that is an exact search).",
+                key="ivf_nprobe",
+                value=self.ivf_nprobe,
+            )
+        return self
+
+
+@reported_as("eval")
+@dataclass(frozen=True, config=CONFIG)
+class EvalParams:
+    batch_size: PositiveInt  # texts per forward pass when encoding corpora
+    beir: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+
+    @field_validator("beir", mode="before")
+    @classmethod
+    def _null_is_empty(cls, beir: Any) -> Any:
+        return {} if beir is None else beir
+
+    @field_validator("beir")
+    @classmethod
+    def _folders_exist(cls, beir: dict[str, str]) -> dict[str, str]:
+        for name, folder in beir.items():
+            if not Path(folder).is_dir():
+                raise invalid("is not a folder", "Point it at a folder holding one BEIR-layout subfolder per language.", key=name, value=folder)
+        return beir

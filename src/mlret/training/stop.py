@@ -1,0 +1,75 @@
+"""Stopping a training run between steps, on a signal or when the process that launched it is gone.
+
+The loop polls :attr:`StopRequests.reason` after each step, so a stop always
+leaves an exact, resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class StopRequests:
+    """SIGTERM and SIGINT, and under DVC the exit of the launching process, as a reason the loop polls between steps.
+
+    Stopping between steps keeps every checkpoint exact. A second signal gets
+    the previous handler (an immediate stop); the last saved checkpoint then
+    still stands, since saves are atomic. DVC does not forward a SIGTERM it
+    receives to its stage command, so a killed ``dvc repro`` would otherwise
+    leave the training running on as an orphan.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+        self._launcher_gone = _launcher_watch()
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = self.signal or signal.Signals(signum).name
+        for other, previous in self._previous.items():
+            signal.signal(other, signal.SIG_DFL if previous is None else previous)
+
+    @property
+    def reason(self) -> str | None:
+        if self.signal is None and self._launcher_gone is not None and self._launcher_gone():
+            self.signal = "the exit of the process that started it"
+        return self.signal
+
+
+def _launcher_watch() -> Callable[[], bool] | None:
+    """Under DVC (it sets DVC_STAGE), a check that the process that started the run has exited.
+
+    The launcher is the parent (``dvc``, the stage's shell having exec'd us) or,
+    under torchrun, the parent of the torchrun agent.
+    """
+    if "DVC_STAGE" not in os.environ:
+        return None
+    parent = os.getppid()
+    agent_parent = _parent_of(parent) if "TORCHELASTIC_RUN_ID" in os.environ else None
+    return lambda: os.getppid() != parent or (agent_parent is not None and _parent_of(parent) != agent_parent)
+
+
+def _parent_of(pid: int) -> int | None:
+    """A process's parent id, from /proc (Linux); None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
