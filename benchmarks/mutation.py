@@ -15,7 +15,9 @@ project's environment by hand:
 Each module runs in its own temporary copy of ``--repo`` (src/, tests/ and the files in COPY), never
 in the checkout itself: mutmut writes a ``mutants/`` folder and its config there. The copy's
 pyproject.toml gets a ``[tool.mutmut]`` table that mutates only that module and selects only its
-test files from MODULES, without the tests marked slow. mutmut puts ``mutants/src`` first on
+test files from MODULES, without the tests marked slow; in those files (in the copy only) fixtures
+shared by a module or session become per test, because mutmut credits a function only to the test
+that first built the shared fixture calling it (see unshare_fixtures). mutmut puts ``mutants/src`` first on
 ``sys.path``, so the mutated copy shadows the editable install of the checkout the environment
 was made from; if the tests imported the package from anywhere else, mutmut stops with "could not
 find any test case for any mutant" instead of reporting every mutant as surviving.
@@ -27,7 +29,8 @@ survivors' ids (with their diffs); ``--keep DIR`` keeps each module's copy under
 
 When modules move, edit MODULES: the keys are source files relative to the repository root, the
 values the test files that exercise them (fast ones; each mutant reruns the tests that cover the
-function it changed, so a slow test multiplies).
+function it changed, so a slow test multiplies). FUNCTIONS narrows a module to some of its
+functions when its tests are too slow for all of them.
 """
 
 from __future__ import annotations
@@ -44,16 +47,30 @@ import time
 import tomllib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
-# module -> the tests that kill its mutants. Test files must exist in --repo.
+# module -> the tests that kill its mutants: test files (or pytest node ids) that must exist in --repo.
 MODULES: dict[str, tuple[str, ...]] = {
     "src/mlret/evaluation/metrics.py": ("tests/evaluation/test_metrics.py", "tests/evaluation/test_settings.py"),
     "src/mlret/evaluation/settings.py": ("tests/evaluation/test_settings.py",),
     "src/mlret/reporting/stats.py": ("tests/reporting/test_stats.py",),
-    "src/mlret/reporting/tables.py": ("tests/reporting/test_tables.py", "tests/reporting/test_report.py"),
+    # test_report.py builds a whole report per mutant (6 s of fixtures): 10 more minutes for this file.
+    "src/mlret/reporting/tables.py": ("tests/reporting/test_tables.py",),
     "src/mlret/training/samplers.py": ("tests/training/test_samplers.py",),
-    "src/mlret/training/loop.py": ("tests/training/test_optimisation.py", "tests/training/test_loop.py"),
+    # Each loop test trains a tiny model (1-7 s, plus a fresh checkpoint per mutant): see FUNCTIONS.
+    "src/mlret/training/loop.py": (
+        "tests/training/test_optimisation.py",
+        "tests/training/test_loop.py::test_frozen_word_embeddings_do_not_move",
+    ),
+}
+# Modules mutated only in these functions ("name" or "Class.method"): the rest of loop.py (resume,
+# checkpoints, signals) would need test_loop.py and test_resume.py, about 20 more minutes.
+FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "src/mlret/training/loop.py": (
+        "planned_steps", "_no_decay", "Trainer.__init__", "Trainer.embed", "Trainer.batch_texts",
+        "Trainer.train_step", "Trainer.backward", "Trainer.optimizer_step",
+    ),
 }
 # Copied from --repo into each temporary copy (src/ and tests/ always). Tests read params.yaml.
 COPY = ("pyproject.toml", "params.yaml", "dvc.yaml")
@@ -100,7 +117,8 @@ def mutmut_executable() -> str:
 
 
 def check_mapping(repo: Path, modules: dict[str, tuple[str, ...]]) -> None:
-    missing = [p for module, tests in modules.items() for p in (module, *tests) if not (repo / p).is_file()]
+    paths = [p.split("::")[0] for module, tests in modules.items() for p in (module, *tests)]
+    missing = [p for p in paths if not (repo / p).is_file()]
     if missing:
         raise fail(f"not in {repo}: {', '.join(missing)}", "Update MODULES at the top of benchmarks/mutation.py to the checkout's layout.")
 
@@ -129,12 +147,32 @@ def prepare_copy(repo: Path, dest: Path, module: str, tests: tuple[str, ...]) ->
     for name in COPY:
         if (repo / name).is_file():
             shutil.copy2(repo / name, dest / name)
+    for test in {t.split("::")[0] for t in tests}:
+        unshare_fixtures(dest / test)
     pyproject = dest / "pyproject.toml"
     text = pyproject.read_text() if pyproject.exists() else ""
     if "mutmut" in tomllib.loads(text).get("tool", {}):
         raise fail(f"{repo / 'pyproject.toml'} already has a [tool.mutmut] table", "Remove it: this script writes its own per module.")
     pyproject.write_text(text + mutmut_table(module, tests))
     tomllib.loads(pyproject.read_text())
+
+
+def mutant_globs(module: str) -> list[str]:
+    """mutmut's names for the mutants of FUNCTIONS[module]: ``pkg.mod.x_func__mutmut_3``, ``pkg.mod.xǁClassǁmethod__mutmut_3``."""
+    dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    return [f"{dotted}.{'xǁ' + name.replace('.', 'ǁ') if '.' in name else 'x_' + name}__mutmut_*" for name in FUNCTIONS.get(module, ())]
+
+
+def unshare_fixtures(test_file: Path) -> None:
+    """Make the copy's module- and session-scoped fixtures per test.
+
+    mutmut maps a function to the tests that called it while it collected stats. A fixture shared
+    by several tests runs once, inside the first of them, so the others are never run against the
+    mutants of what the fixture calls (results_table, PairPool) and mutants they would kill survive.
+    Fixtures of tests/conftest.py stay shared: none of them calls a module in MODULES.
+    """
+    text = test_file.read_text()
+    test_file.write_text(re.sub(r"@pytest\.fixture\(scope=\"(module|session|package|class)\"\)", "@pytest.fixture", text))
 
 
 def run_env() -> dict[str, str]:
@@ -156,10 +194,12 @@ def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, m
     mutmut = mutmut_executable()
     prepare_copy(repo, work, module, tests)
     env = run_env()
+    globs = mutant_globs(module)
     log = work / "mutmut-run.log"
     start = time.perf_counter()
     with log.open("w") as out:
-        run = subprocess.run([mutmut, "run", "--max-children", str(max_children)], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+        command = [mutmut, "run", "--max-children", str(max_children), *globs]
+        run = subprocess.run(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
@@ -167,6 +207,8 @@ def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, m
                    "Run its tests in a plain checkout first; they must pass there without network access.")
     listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=True)
     statuses = {m.group(1): m.group(2).strip() for m in map(RESULT_LINE.match, listing.stdout.splitlines()) if m}
+    if globs:  # the other functions' mutants exist but were never run
+        statuses = {k: v for k, v in statuses.items() if any(fnmatch(k, g) for g in globs)}
     if not statuses:
         raise fail(f"mutmut generated no mutants for {module}", "Check that the file has functions (mutmut 3 mutates function bodies only).")
     survivors = [{"id": key} for key in sorted(k for k, status in statuses.items() if status == "survived")]
