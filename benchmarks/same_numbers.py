@@ -55,7 +55,11 @@ def configure(repo: Path, work: Path) -> None:
     sys.path.insert(0, str(repo / "tests"))
     sys.path.insert(0, str(repo / "src"))
     try:
-        from conftest import save_tiny_checkpoint, write_dataset  # type: ignore[import-not-found]
+        import conftest  # type: ignore[import-not-found]
+
+        # The fixture builders, public in older revisions and private (behind fixtures) in newer ones.
+        write_dataset = getattr(conftest, "write_dataset", None) or conftest._write_dataset
+        save_tiny_checkpoint = getattr(conftest, "save_tiny_checkpoint", None) or conftest._save_tiny_checkpoint
 
         mirror = work / "mirror"
         sources = {
