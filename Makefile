@@ -1,21 +1,34 @@
 # Two entry points: `make repro` runs the whole study on the defaults, `make test` runs the tests.
-# Each creates the virtual environment on first use.
+# Each creates the virtual environment on first use: `make install` the pipeline's packages
+# (requirements.txt), `make install-dev` those plus the tests' and benchmarks'
+# (requirements-dev.txt). `make install VENV=/some/where` builds the environment elsewhere.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install repro test
+.PHONY: install install-dev repro test
 install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
+# torch first and on its own, so that nothing after it asks for (and downloads) another build;
+# then the pins; then the package with its declared dependencies, which the pins already
+# satisfy, so pip installs nothing more (tests/test_packaging.py checks that each one is pinned).
+# `pip check` fails the install when the installed versions contradict a declared range.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip check
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip check
 	touch $@
 
 repro: install
 	$(BIN)/dvc repro
 
-test: install
+test: install-dev
 	$(BIN)/python -m pytest -q; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status

@@ -169,3 +169,24 @@ def test_failed_write_in_a_stage_names_the_artifact(kind: str, name: str, tmp_pa
                            env={**env, "MLRET_DEBUG": "1"}, timeout=120)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr and "OSError: [Errno 27] " in debug.stderr and str(target) in debug.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`mlret --help | head -1`: the reader leaves early; no `error:` line about a broken pipe."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from mlret.errors import cli_errors\n"
+        "@cli_errors\n"
+        "def main():\n"
+        "    for _ in range(100000):\n"
+        "        print('line ' * 20)\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.startswith("line")
+    assert "error" not in result.stderr.lower() and "Traceback" not in result.stderr

@@ -72,6 +72,10 @@ def cli_errors(main: F) -> F:
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return main(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (`mlret search ... | head`): nothing to tell it; stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except (MlretError, OSError) as err:
             if os.environ.get("MLRET_DEBUG"):
                 raise
