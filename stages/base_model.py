@@ -1,4 +1,4 @@
-"""Stage `base_model`: the pretrained encoder named by model.name, as a plain transformers checkpoint."""
+"""Stage `base_model`: the pretrained encoder named by model.name, as a transformers and sentence-transformers checkpoint with a model card."""
 
 import argparse
 

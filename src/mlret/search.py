@@ -1,21 +1,34 @@
 """Search a saved index with a trained model: the models are meant to be used, not only scored.
 
     python -m mlret.search --model models/hybrid/lowres/0 --dataset xquad-r "Who won the Super Bowl?"
+    python -m mlret.search --model models/base --dataset xquad-r --queries questions.tsv --json
 
-The query is encoded with the model's own settings (query prefix, pooling,
-length) from params.yaml, then looked up in ``{index root}/{model}/{dataset}/``
-(the multilingual pool, or one language with ``--lang``) that the `index`
-stage built. The query is embedded before FAISS is loaded, so that torch and
-FAISS do not initialise their OpenMP runtimes at the same time.
+Queries are encoded with the model's own settings (query prefix, pooling,
+length, normalisation), read from its folder's sentence-transformers files,
+so a model is searched as it was evaluated even after params.yaml changed;
+a folder without them falls back to params.yaml's model section, with a
+warning. They are looked up in ``{index root}/{model}/{dataset}/`` (the
+multilingual pool, or one language with ``--lang``) that the `index` stage
+built. Queries are embedded before FAISS is loaded, so that torch and FAISS
+do not initialise their OpenMP runtimes at the same time.
+
+``--queries FILE`` reads one query per line (ids are line numbers), or
+``id<TAB>text`` lines (ids as given). ``--json`` prints one JSON object per
+hit: query_id, query, rank, score, lang, candidate_id, text.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 from pathlib import Path
 
 from mlret.errors import MlretError, cli_errors
-from mlret.params import load_params
+from mlret.models.export import read_model_settings
+from mlret.params import ModelParams, load_params
+
+log = logging.getLogger(__name__)
 
 
 def model_name(model_dir: str | Path, models_root: str | Path) -> str:
@@ -27,19 +40,74 @@ def model_name(model_dir: str | Path, models_root: str | Path) -> str:
     return "/".join(parts)
 
 
+def read_queries(path: str | Path) -> list[tuple[str, str]]:
+    """(query id, text) pairs of a query file: plain lines (id = line number) or ``id<TAB>text`` lines.
+
+    The first non-blank line decides the format; blank lines are skipped. A
+    TSV line without a tab, an empty text or a repeated id is an error rather
+    than a query silently lost or merged.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise MlretError(f"--queries {path}: file not found.", "Pass a text file with one query per line, or `id<TAB>text` lines.") from None
+    except UnicodeDecodeError:
+        raise MlretError(f"--queries {path}: not UTF-8 text.", "Save the query file as UTF-8.") from None
+    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
+        raise MlretError(f"--queries {path}: no queries in the file.", "Write one query per line, or `id<TAB>text` lines.")
+    tsv = "\t" in numbered[0][1]
+    queries: list[tuple[str, str]] = []
+    for n, line in numbered:
+        if not tsv:
+            queries.append((str(n), line.strip()))
+            continue
+        qid, tab, text = line.partition("\t")
+        if not tab or not qid.strip() or not text.strip():
+            raise MlretError(f"--queries {path}, line {n}: not `id<TAB>text` ({line!r}).", "Give every line an id, a tab and the query (the first line has a tab, so the file is read as TSV).")
+        queries.append((qid.strip(), text.strip()))
+    seen: set[str] = set()
+    for qid, _ in queries:
+        if qid in seen:
+            raise MlretError(f"--queries {path}: query id {qid!r} appears more than once.", "Give each query its own id.")
+        seen.add(qid)
+    return queries
+
+
+def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
+    """How the model in ``model_dir`` encodes: its own files, else ``fallback`` (params.yaml) with a warning."""
+    own = read_model_settings(model_dir)
+    if own is not None:
+        return own
+    log.warning(
+        "%s has no sentence-transformers settings (modules.json); encoding queries as params.yaml's model section says, "
+        "which may not be how this model was indexed. Re-run `dvc repro` to re-save the model with its settings.",
+        model_dir,
+    )
+    return fallback
+
+
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlret.search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("query", help="the question to search for, in any language")
+    parser.add_argument("query", nargs="?", help="the question to search for, in any language (or use --queries)")
+    parser.add_argument("--queries", metavar="FILE", help="a file of queries: one per line, or `id<TAB>text` lines")
+    parser.add_argument("--json", action="store_true", help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text)")
     parser.add_argument("--model", required=True, help="a checkpoint folder under --models-root (e.g. models/base)")
     parser.add_argument("--dataset", required=True, help="an evaluated dataset, e.g. xquad-r")
     parser.add_argument("--lang", default="all", help="search one language's pool instead of all of them")
-    parser.add_argument("-k", type=int, default=10, help="how many results to print")
+    parser.add_argument("-k", type=int, default=10, help="how many results to print per query")
     parser.add_argument("--models-root", default="models", help="the folder the model names are relative to (default: %(default)s)")
     parser.add_argument("--index-root", default="data/index", help="the `index` stage's output, one folder per model (default: %(default)s)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
+    if (args.query is None) == (args.queries is None):
+        raise MlretError("give either a query or --queries FILE (exactly one of them).", 'e.g. python -m mlret.search --model models/base --dataset xquad-r "Who won the Super Bowl?"')
+    if args.k < 1:
+        raise MlretError(f"-k {args.k}: must be at least 1.", "Pass how many results to print per query, e.g. -k 10.")
+    queries = [("1", args.query)] if args.queries is None else read_queries(args.queries)
     params = load_params(args.params)
     name = model_name(args.model, args.models_root)
     index_dir = Path(args.index_root) / name / args.dataset
@@ -49,19 +117,27 @@ def main(argv: list[str] | None = None) -> None:
 
     from mlret.models.encoder import Encoder
 
-    query = Encoder(args.model, params.model, show_progress=False).encode([args.query], "query")
+    settings = model_settings(args.model, params.model)
+    vectors = Encoder(args.model, settings, show_progress=False).encode([text for _, text in queries], "query")
 
     from mlret.artifacts import read_table
     from mlret.scoring.index import INDEX_CANDIDATE_COLUMNS, load_index, search
 
     index = load_index(index_path, params.index)
     candidates = read_table(index_dir / f"{args.lang}.candidates.parquet", INDEX_CANDIDATE_COLUMNS, "index")
-    indices, scores = search(index, query, min(args.k, index.ntotal))
-    for rank, (row, score) in enumerate(zip(indices[0], scores[0]), start=1):
-        if row < 0:
-            break
-        hit = candidates.iloc[int(row)]
-        print(f"{rank:>3}  {score:.4f}  [{hit.lang}]  {hit.text}")
+    indices, scores = search(index, vectors, min(args.k, index.ntotal))
+    for q, (qid, text) in enumerate(queries):
+        if args.queries is not None and not args.json:
+            print(f"{'' if q == 0 else chr(10)}query {qid}: {text}")
+        for rank, (row, score) in enumerate(zip(indices[q], scores[q]), start=1):
+            if row < 0:
+                break
+            hit = candidates.iloc[int(row)]
+            if args.json:
+                record = {"query_id": qid, "query": text, "rank": rank, "score": float(score), "lang": str(hit.lang), "candidate_id": str(hit.candidate_id), "text": str(hit.text)}
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                print(f"{rank:>3}  {score:.4f}  [{hit.lang}]  {hit.text}")
 
 
 if __name__ == "__main__":

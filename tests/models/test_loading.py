@@ -50,11 +50,14 @@ def test_checkpoints_are_readable_by_others(writer: str, tiny_checkpoint: Path, 
         if writer == "materialise":
             out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
         else:
-            out = save_checkpoint(*load_checkpoint(tiny_checkpoint), tmp_path / "models" / "run", extra={"training_params.json": {}})
+            out = save_checkpoint(*load_checkpoint(tiny_checkpoint), tmp_path / "models" / "run", make_params(str(tiny_checkpoint)), training={})
     finally:
         os.umask(previous)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
-    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {p.name: 0o644 for p in out.iterdir()}
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"modules.json", "README.md", "config.json"} <= {p.name for p in files}
+    assert {str(p): stat.S_IMODE(p.stat().st_mode) for p in files} == {str(p): 0o644 for p in files}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_dir()} == {0o755}  # 1_Pooling, 2_Normalize
 
 
 def test_materialise_replaces_previous_output(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:

@@ -7,16 +7,22 @@ with ``config.json``, ``*.safetensors`` weights and a tokenizer. Pickle
 weights (``pytorch_model.bin``) are refused rather than loaded, because
 unpickling a file from outside runs arbitrary code; ``trust_remote_code`` is
 off for the same reason.
+
+Both writers also make the folder a complete sentence-transformers model with
+a model card (:mod:`mlret.models.export`), so that it loads with the pooling,
+normalisation and prefixes it was evaluated with anywhere else too.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mlret.artifacts import staged_dir, write_json
+from mlret.artifacts import staged_dir
 from mlret.errors import MlretError
+from mlret.models.export import write_model_files
 from mlret.params import ModelParams
 
 if TYPE_CHECKING:
@@ -46,6 +52,7 @@ def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
             net, tokenizer = _load_pretrained(model.name)
             net.save_pretrained(target)  # transformers >= 5 writes safetensors only
             tokenizer.save_pretrained(target)
+        write_model_files(target, model)
     return out_dir
 
 
@@ -171,17 +178,18 @@ def save_checkpoint(
     net: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     out_dir: str | Path,
-    extra: dict[str, object] | None = None,
+    model: ModelParams,
+    training: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint that :func:`load_checkpoint` reads, in one rename.
 
-    ``extra`` files are written as JSON beside the weights (e.g. the exact
-    training params). Nothing here is pickled.
+    ``model`` is how the checkpoint encodes (written for sentence-transformers
+    and the card); ``training`` is the run's exact training params, written as
+    ``training_params.json`` and summarised in the card. Nothing here is pickled.
     """
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as target:
         net.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
-        for name, payload in (extra or {}).items():
-            write_json(target / name, payload)
+        write_model_files(target, model, training)
     return out_dir
