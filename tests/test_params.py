@@ -183,6 +183,8 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", max_steps=None, epochs=None), r"^train: neither max_steps nor epochs is set\.$"),
         (update("index", type="ivf", ivf_nlist=16, ivf_nprobe=32), r"^index.ivf_nprobe = 32 exceeds index.ivf_nlist = 16\.$"),
         (update("eval", beir={"miracl": "/nonexistent/miracl"}), r"^eval.beir.miracl = '/nonexistent/miracl' is not a folder\.$"),
+        (update("eval", trec_runs=["mono", "mono"]), r"^eval.trec_runs.*more than once"),
+        (update("eval", trec_runs=["mono", "crosss"]), r"^eval.trec_runs.*crosss"),
         # checks across sections
         (update("data", train_source="tydi"), r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$"),
         (update("", strategies=["mono", "cross"]), r"^sampling = 'hybrid' is not among the trained strategies \['mono', 'cross'\]\.$"),
@@ -220,11 +222,12 @@ def test_an_int_stands_for_a_float_and_optional_values_may_be_null() -> None:
 
 def test_optional_keys_take_their_defaults() -> None:
     raw = shipped()
-    del raw["data"]["mirror"], raw["data"]["download_retries"], raw["eval"]["beir"]
+    del raw["data"]["mirror"], raw["data"]["download_retries"], raw["eval"]["beir"], raw["eval"]["trec_runs"]
     raw["index"] = {"type": "hnsw"}
     raw["profiles"]["lowres"].pop("default")
     params = parse_params(raw)
     assert params.data.mirror is None and params.data.download_retries == 3 and params.eval.beir == {}
+    assert params.eval.trec_runs == ["mono", "multi"]
     assert params.index == IndexParams("hnsw") and params.index.hnsw_m == 32
     assert params.profiles["lowres"].default == 1.0
 

@@ -36,14 +36,15 @@ def corpora(tmp_path: Path, write_dataset) -> EvalCorpora:
 def test_encode_index_evaluate_score_the_training_source_on_its_test_articles(tmp_path: Path, corpora: EvalCorpora, tiny_checkpoint: Path, make_params) -> None:
     encoded = encode_corpora(Encoder(tiny_checkpoint, make_params(), device="cpu", show_progress=False), corpora, tmp_path / "emb")
     index_model(corpora, tmp_path / "emb", tmp_path / "index", IndexParams("flat"))
-    metrics = evaluate_model(corpora, tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json")
+    metrics = evaluate_model(corpora, tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json", "tiny", ["mono", "multi"])
     all_questions = pd.read_parquet(tmp_path / "parallel" / "src" / "questions.parquet")
     all_candidates = pd.read_parquet(tmp_path / "parallel" / "src" / "candidates.parquet")
     test_questions = all_questions[all_questions.article.isin(TEST_ARTICLES)]
     test_candidates = all_candidates[all_candidates.article.isin(TEST_ARTICLES)]
     assert encoded["src"] == len(test_questions) + len(test_candidates) == 24 + 36
     per_query = pd.read_parquet(tmp_path / "eval" / "src" / "per_query.parquet")
-    assert sorted(p.name for p in (tmp_path / "eval" / "src").iterdir()) == ["per_query.parquet"]
+    assert sorted(p.name for p in (tmp_path / "eval" / "src").iterdir()) == ["per_query.parquet", "runs"]
+    assert sorted(p.name for p in (tmp_path / "eval" / "src" / "runs").iterdir()) == [f"{s}.{kind}" for s in ("mono", "multi") for kind in ("qrels", "run.gz")]  # eval.trec_runs
     # Questions: every test-article question in every setting, nothing else.
     assert set(zip(per_query.qid, per_query.query_lang)) == set(zip(test_questions.qid, test_questions.lang))
     assert metrics["src"]["mono"]["queries"] == metrics["src"]["multi"]["queries"] == len(test_questions) == 24
@@ -65,6 +66,6 @@ def test_embeddings_from_another_split_stop_evaluation_before_any_score(tmp_path
     save_embeddings(tmp_path / "emb" / "src", questions, candidates, q / np.linalg.norm(q, axis=1, keepdims=True), p / np.linalg.norm(p, axis=1, keepdims=True))
     write_json(corpora.articles_path, {"train": [0, 1, 2], "dev": [4], "test": [3, 5]})  # re-split after encoding, same sizes
     with pytest.raises(MlretError, match="rows do not match the current questions table") as err:
-        evaluate_model(corpora, tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json")
+        evaluate_model(corpora, tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json", "tiny", ["mono", "multi"])
     assert "encode" in err.value.fix
     assert not (tmp_path / "eval" / "src" / "per_query.parquet").exists() and not (tmp_path / "metrics.json").exists()

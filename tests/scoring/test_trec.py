@@ -45,3 +45,12 @@ def test_trec_writers_format_and_tie_order(tmp_path: Path):
         write_trec_run(tmp_path / "bad", run, tag="two words")
     with pytest.raises(MlretError):
         write_trec_qrels(tmp_path / "bad", {"q 1": {"d": 1}})
+
+
+def test_gzipped_files_are_the_same_bytes_whatever_their_name(tmp_path: Path):
+    run = pd.DataFrame({"query_id": ["q", "q"], "doc_id": ["x", "y"], "score": [0.5, 0.25]})
+    write_trec_run(tmp_path / "a.run.gz", run, tag="t")
+    (tmp_path / "later").mkdir()
+    write_trec_run(tmp_path / "later" / "b.run.gz", run, tag="t")
+    assert (tmp_path / "a.run.gz").read_bytes() == (tmp_path / "later" / "b.run.gz").read_bytes()
+    assert gzip.open(tmp_path / "a.run.gz", "rt").read() == "q Q0 x 1 0.5 t\nq Q0 y 2 0.25 t\n"

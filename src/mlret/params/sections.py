@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
@@ -180,6 +180,8 @@ class TrainParams:
     max_passage_length: TokenLength
     save_every: PositiveInt
     precision: Precision
+    # quota: batch kinds and language (pair) counts fixed by apportionment, then shuffled; random: drawn i.i.d.
+    schedule: Literal["quota", "random"] = "random"
 
     @model_validator(mode="after")
     def _has_a_length(self) -> TrainParams:
@@ -223,6 +225,17 @@ class IndexParams:
 class EvalParams:
     batch_size: PositiveInt  # texts per forward pass when encoding corpora
     beir: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+    # Settings whose TREC run files `evaluate` writes. Cross is opt-in: its run holds pairs x queries x 100
+    # lines (37 MB gzipped per model on XQuAD-R) and doubles the stage's time.
+    trec_runs: list[Literal["mono", "cross", "multi"]] = dataclasses.field(default_factory=lambda: ["mono", "multi"])
+
+    @field_validator("trec_runs")
+    @classmethod
+    def _no_repeats(cls, settings: list[str]) -> list[str]:
+        repeated = sorted({s for s in settings if settings.count(s) > 1})
+        if repeated:
+            raise invalid(f"lists {repeated} more than once", "Name each setting once.")
+        return settings
 
     @field_validator("beir", mode="before")
     @classmethod

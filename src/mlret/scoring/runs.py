@@ -8,9 +8,10 @@ Recall@1 is at most 1/11. A query with no relevant candidate in its run scores
 
 *Ties in runs.* trec_eval breaks score ties by doc id (descending, as
 strings), the MS MARCO scorer by doc id ascending; neither matches our pool
-order (:mod:`mlret.scoring.ranking`). So every run built here has score
+order (:mod:`mlret.scoring.ranking`). So every run evaluated here has score
 ``-rank``, strictly decreasing within a query, and every library sees exactly
-our order. Build runs for reported numbers from
+our order. The runs written for other tools (:func:`scored_top_k_run`) keep the
+similarity instead, with exact ties stepped apart by one float32 each. Build runs for reported numbers from
 :func:`mlret.scoring.ranking.exact_top_k`: a FAISS top-k sums float32 in
 another order, so near-ties can come out ordered differently.
 """
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 from ir_measures import R, RR, nDCG
 from ir_measures.util import QrelsConverter, RunConverter
+from numpy.typing import NDArray
 
 from mlret.errors import MlretError
 from mlret.scoring.checks import relevant_indices
@@ -94,6 +96,33 @@ def top_k_run(
             raise MlretError(f"top-k of query {qids[i]!r} lists a candidate twice", "Pass search results as the index returns them.")
         doc_lists.append(dids[kept].tolist())
     return _run_frame(qids, doc_lists)
+
+
+def scored_top_k_run(query_ids: Sequence[str], indices: np.ndarray, doc_ids: Sequence[str], scores: np.ndarray) -> pd.DataFrame:
+    """A run from an exact top-k that carries its float32 scores, for the TREC files other tools read.
+
+    Other tools sort a run by score and break ties their own way (trec_eval
+    by doc id), not by our pool order, and trec_eval keeps scores as float32.
+    So a score equal to the one above it is lowered to the next float32 below
+    that one: the order is ours in every reader, and only exactly tied scores
+    change, by a few units in the last float32 place. Each score is written
+    as the shortest decimal that reads back as that float32.
+    """
+    sc = np.asarray(scores)
+    if sc.dtype != np.float32:
+        raise MlretError(f"scores must be float32 (as exact_top_k returns them), got dtype {sc.dtype}", "Pass the scores of mlret.scoring.ranking.exact_top_k.")
+    run = top_k_run(query_ids, indices, doc_ids, sc)
+    run["score"] = _untied_scores(sc).astype(str).astype(np.float64)[np.asarray(indices) >= 0]
+    return run
+
+
+def _untied_scores(scores: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Rows of non-increasing float32 scores made strictly decreasing, each tie stepped down one float32 at a time."""
+    out = scores.copy()
+    for i in np.flatnonzero(np.any(scores[:, 1:] == scores[:, :-1], axis=1)):  # exact ties are rare: fix those rows one by one
+        for j in range(1, out.shape[1]):
+            out[i, j] = min(out[i, j], np.nextafter(out[i, j - 1], np.float32(-np.inf)))
+    return out
 
 
 def _check_descending(qids: list[str], idx: np.ndarray, scores: np.ndarray) -> None:

@@ -8,6 +8,10 @@
   relevant = the question's answer in every language where it exists.
 
 Relevance comes from the alignment alone (see :mod:`mlret.data.parallel`).
+Each setting also yields a TREC-style run (the exact top-100 with its
+scores) and qrels, whose query ids ``{qid}:{query_lang}>{pool_lang}`` are
+unique across the pairs of a setting, so one file per setting holds them all.
+
 Every number, per query and per setting, is computed by the other
 :mod:`mlret.scoring` modules (exact ranks, measures, ir-measures runs); this
 module only decides which queries, which pool, and which candidates are
@@ -24,7 +28,7 @@ from tqdm.auto import tqdm
 
 from mlret.scoring.measures import average_precision, macro_mean, mean_average_precision, mean_rank_distance, rank_distances, same_language_shares
 from mlret.scoring.ranking import exact_ranks, exact_top_k
-from mlret.scoring.runs import evaluate_at_k, qrels_frame, top_k_run
+from mlret.scoring.runs import evaluate_at_k, qrels_frame, scored_top_k_run, top_k_run
 
 TOP_K = 100
 SAME_LANGUAGE_K = 10
@@ -71,6 +75,19 @@ def settings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[Se
     return out, skipped
 
 
+@dataclass(frozen=True)
+class SettingRun:
+    """The exact top-k of a setting's queries with their scores, and their qrels, keyed by :func:`trec_query_ids`."""
+
+    run: pd.DataFrame  # query_id, doc_id, score
+    qrels: pd.DataFrame  # query_id, doc_id, relevance
+
+
+def trec_query_ids(qids: list[str], setting: Setting) -> list[str]:
+    """``{qid}:{query_lang}>{pool_lang}``: a question is asked in every pair, so its qid alone repeats."""
+    return [f"{q}:{setting.query_lang}>{setting.pool_lang}" for q in qids]
+
+
 def score_setting(
     setting: Setting,
     questions: pd.DataFrame,
@@ -78,15 +95,15 @@ def score_setting(
     question_emb: np.ndarray,
     candidate_emb: np.ndarray,
     chunk_size: int = 1024,
-) -> pd.DataFrame:
-    """Per-query results of one setting: exact full-pool ranks and AP, @k metrics, language bias."""
+) -> tuple[pd.DataFrame, SettingRun]:
+    """Per-query results of one setting (exact full-pool ranks and AP, @k metrics, language bias), and its run."""
     q = question_emb[setting.query_rows]
     pool = candidate_emb[setting.pool_rows]
     ranks = exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
     qids = questions.qid.to_numpy()[setting.query_rows].tolist()
     doc_ids = candidates.candidate_id.to_numpy()[setting.pool_rows].tolist()
     k = min(TOP_K, len(doc_ids))
-    top, _ = exact_top_k(q, pool, k, chunk_size=chunk_size)
+    top, top_scores = exact_top_k(q, pool, k, chunk_size=chunk_size)
     at_k = evaluate_at_k(top_k_run(qids, top, doc_ids), qrels_frame(qids, setting.relevant, doc_ids))
     frame = pd.DataFrame(
         {
@@ -108,7 +125,31 @@ def score_setting(
         frame["same_language_top10"] = np.nan
     for measure, column in AT_K_NAMES.items():
         frame[column] = at_k.per_query[measure].to_numpy()
-    return frame[PER_QUERY_COLUMNS]
+    trec_ids = trec_query_ids(qids, setting)
+    run = SettingRun(scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, setting.relevant, doc_ids))
+    return frame[PER_QUERY_COLUMNS], run
+
+
+def score_dataset_runs(
+    questions: pd.DataFrame,
+    candidates: pd.DataFrame,
+    question_emb: np.ndarray,
+    candidate_emb: np.ndarray,
+    desc: str = "score",
+) -> tuple[pd.DataFrame, list[tuple[str, str]], dict[str, SettingRun]]:
+    """Per-query results, skipped cross pairs, and one run (all pairs together) per setting name."""
+    all_settings, skipped = settings(questions, candidates)
+    frames: list[pd.DataFrame] = []
+    runs: dict[str, list[SettingRun]] = {}
+    for s in tqdm(all_settings, desc=desc, unit="setting"):
+        frame, run = score_setting(s, questions, candidates, question_emb, candidate_emb)
+        frames.append(frame)
+        runs.setdefault(s.name, []).append(run)
+    joined = {
+        name: SettingRun(pd.concat([r.run for r in parts], ignore_index=True), pd.concat([r.qrels for r in parts], ignore_index=True))
+        for name, parts in runs.items()
+    }
+    return pd.concat(frames, ignore_index=True), skipped, joined
 
 
 def score_dataset(
@@ -118,12 +159,8 @@ def score_dataset(
     candidate_emb: np.ndarray,
     desc: str = "score",
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    all_settings, skipped = settings(questions, candidates)
-    frames = [
-        score_setting(s, questions, candidates, question_emb, candidate_emb)
-        for s in tqdm(all_settings, desc=desc, unit="setting")
-    ]
-    return pd.concat(frames, ignore_index=True), skipped
+    per_query, skipped, _ = score_dataset_runs(questions, candidates, question_emb, candidate_emb, desc)
+    return per_query, skipped
 
 
 def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,7 @@ def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
     ``ir_measures.read_trec_run`` reads back exactly the run that was
     evaluated.
     """
-    if not tag or any(c.isspace() for c in tag):
-        raise MlretError(f"run tag {tag!r} is empty or contains whitespace, which the TREC format cannot hold", "Use a one-word tag, e.g. the model name with / replaced.")
+    check_run_tag(tag)
     df = as_run_frame(run)
     check_ids(pd.unique(df["query_id"]), "query id")
     check_ids(pd.unique(df["doc_id"]), "doc id")
@@ -35,6 +36,12 @@ def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
     _write_columns(path, df[["query_id", "Q0", "doc_id", "rank", "score", "tag"]])
 
 
+def check_run_tag(tag: str) -> None:
+    """Refuse a tag the TREC format cannot hold, before any work is spent on the run."""
+    if not tag or any(c.isspace() for c in tag):
+        raise MlretError(f"run tag {tag!r} is empty or contains whitespace, which the TREC format cannot hold", "Use a one-word tag, e.g. the model name.")
+
+
 def write_trec_qrels(path: str | Path, qrels: Qrels) -> None:
     """Write qrels as a TREC qrels file (``qid iteration docid relevance``); ``.gz`` paths are gzipped."""
     df = as_qrels_frame(qrels)
@@ -44,6 +51,14 @@ def write_trec_qrels(path: str | Path, qrels: Qrels) -> None:
 
 
 def _write_columns(path: str | Path, df: pd.DataFrame) -> None:
-    """Space-separated, no header, atomically (the temporary name hides ``.gz``, so compression is explicit)."""
+    """Space-separated, no header, atomically.
+
+    A ``.gz`` file gets no name and no time in its gzip header, so the same
+    run gives the same bytes (and the same DVC hash) whenever it is written.
+    """
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep=" ", header=False, index=False, lineterminator="\n", compression="gzip" if Path(path).suffix == ".gz" else None)
+        if Path(path).suffix != ".gz":
+            df.to_csv(tmp, sep=" ", header=False, index=False, lineterminator="\n")
+            return
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0) as packed, io.TextIOWrapper(packed, encoding="utf-8", newline="") as text:
+            df.to_csv(text, sep=" ", header=False, index=False, lineterminator="\n")
