@@ -141,10 +141,11 @@ class Trainer:
         candidates = read_table(spec.candidates_table, CANDIDATE_COLUMNS, "parallelise")
         self.rows = rows.set_index(["qid", "lang"])
         self.candidate_text: dict[str, str] = dict(zip(candidates.candidate_id, candidates.text))
-        self.sampler = BatchSampler(
-            PairPool(rows), spec.settings, train.batch_size, alpha=train.sampling_alpha, hard_negatives=train.hard_negatives, seed=spec.seed
-        )
         self.total_steps = planned_steps(train, len(rows))
+        self.sampler = BatchSampler(
+            PairPool(rows), spec.settings, train.batch_size, alpha=train.sampling_alpha, hard_negatives=train.hard_negatives, seed=spec.seed,
+            schedule=train.schedule, total_batches=self.total_steps * train.grad_accumulation,
+        )
         self.net, self.tokenizer = load_checkpoint(spec.base_model)
         # Training truncates to the train.* lengths and always normalises (the loss
         # scores cosines); prefixes and pooling are the model's.
@@ -262,7 +263,10 @@ class Trainer:
             "steps": self.step,
             "pairs_seen": self.pairs_seen,
             "final_loss": float(np.mean(tail)) if tail else None,
+            # Realised exposure: pair sides (query + passage) per language, their shares, batches per kind.
+            "language_sides": self.sampler.language_sides(),
             "language_share": self.sampler.language_share(),
+            "language_pairs_seen": len(self.sampler.pair_counts),
             "batch_kinds": dict(self.sampler.kind_counts),
             "short_batches": self.sampler.short_batches,
             "wall_time_s": round(wall, 2),
@@ -285,7 +289,7 @@ class Trainer:
         }
 
     def _write_outputs(self, metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, extra={"training_params.json": self._run_params()})
+        save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, self.model, training=self._run_params())
         write_bytes(self.spec.log_path, pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(index=False).encode("utf-8"))
         write_json(self.spec.metrics_path, metrics)
         shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
