@@ -14,10 +14,24 @@ LOWER_IS_BETTER = {"rank_distance"}
 QUERY_KEY = ["query_lang", "pool_lang", "qid"]
 
 
+def _defined(group: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows where ``column`` is defined, re-weighted by the evaluate stage's macro rule.
+
+    A metric can be undefined for some queries (rank distance needs two relevant answers), and a
+    pair can lose all of its queries. The macro average then runs over the defined queries of each
+    pair and over the pairs that keep one, so a row weighs 1 / (such pairs x defined queries in its
+    pair), per seed; where every row is defined these are the weights of ``load_results``.
+    """
+    rows = group[group[column].notna()]
+    pair = rows.query_lang.astype(str) + ">" + rows.pool_lang.astype(str)
+    in_pair = rows.groupby([rows.seed, pair])[column].transform("size")
+    pairs = pair.groupby(rows.seed).transform("nunique")
+    return rows.assign(weight=1.0 / (in_pair * pairs))
+
+
 def _per_query(group: pd.DataFrame, column: str) -> pd.DataFrame:
     """Seed-averaged value per query row, with its weight (identical across seeds)."""
-    rows = group[group[column].notna()]
-    return rows.groupby(QUERY_KEY).agg(value=(column, "mean"), weight=("weight", "first"))
+    return _defined(group, column).groupby(QUERY_KEY).agg(value=(column, "mean"), weight=("weight", "first"))
 
 
 def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
@@ -29,7 +43,7 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
             for name, column in METRICS.items():
                 if name == "rank_distance" and setting != "multi":
                     continue
-                per_seed = [weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in group[group[column].notna()].groupby("seed")]
+                per_seed = [weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in _defined(group, column).groupby("seed")]
                 q = _per_query(group, column)
                 low, high = bootstrap_interval(q.value.to_numpy(), q.weight.to_numpy())
                 row[name] = float(np.mean(per_seed))

@@ -1,0 +1,294 @@
+"""Tables for a paper: the compact main table (Markdown and LaTeX), per-language and X→Y mAP,
+the remaining rank metrics, and the BEIR benchmarks.
+
+No number is averaged here in a new way. mAP comes from
+:func:`mlret.reporting.tables.results_table` (the numbers of ``results.md``); the X→Y and
+per-language values from :func:`mlret.reporting.collect.pair_map`; rank distance and the other
+rank metrics from :func:`mlret.scoring.measures.macro_mean`, the function the `evaluate` stage
+summarises with, per model and then averaged over seeds as ``results_table`` does; BEIR from the
+`evaluate` stage's own metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlret.artifacts import read_json, staged_dir, write_bytes
+from mlret.errors import MlretError
+from mlret.reporting.collect import BASE, pair_map
+from mlret.scoring.measures import macro_mean
+
+SETTINGS = ("mono", "cross", "multi")
+IN_DOMAIN = "in-domain test articles"
+RANK_DISTANCE = "rank dist."  # the one main-table column where lower is better
+#: Rank metrics beside mAP: per-query column -> header. Same-language share exists in ``multi`` only.
+EXTRA_METRICS = {"mrr@10": "MRR@10", "recall@1": "R@1", "recall@100": "R@100", "ndcg@10": "nDCG@10", "same_language_top10": "same-lang.@10"}
+BEIR_METRICS = {"ndcg@10": "nDCG@10", "recall@100": "R@100"}
+MODEL_KEY = ["strategy", "profile"]
+
+
+def model_label(strategy: str, profile: str) -> str:
+    return BASE if strategy == BASE else f"{strategy}/{profile}"
+
+
+def dataset_label(dataset: str, train_source: str) -> str:
+    """The training source is scored on its held-out test articles: in-domain, unlike every other dataset."""
+    return f"{dataset} ({IN_DOMAIN})" if dataset == train_source else dataset
+
+
+def _model_order(frame: pd.DataFrame, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """Base first, then profile by profile (as params.yaml lists them), strategies in params.yaml order."""
+    s_rank = {s: i for i, s in enumerate([BASE, *strategies])}
+    p_rank = {p: i for i, p in enumerate(profiles)}
+    keys = pd.DataFrame({
+        "_base": (frame.strategy != BASE).astype(int),
+        "_profile": frame.profile.map(lambda p: p_rank.get(p, len(p_rank))),
+        "_strategy": frame.strategy.map(lambda s: s_rank.get(s, len(s_rank))),
+    }, index=frame.index)
+    order = keys.sort_values(["_base", "_profile", "_strategy"], kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def _datasets(datasets: Collection[str], train_source: str) -> list[str]:
+    return sorted(datasets, key=lambda d: (d != train_source, d))
+
+
+def _best(frame: pd.DataFrame, lower_is_better: Collection[object] = ()) -> pd.DataFrame:
+    """Per column, the cells equal to its best value: the same cells are bold in Markdown and LaTeX."""
+    best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for column in frame.columns:
+        values = frame[column].astype(float)
+        if values.notna().any():
+            target = values.min() if column in lower_is_better else values.max()
+            best[column] = values == target
+    return best
+
+
+def _markdown(frame: pd.DataFrame, best: pd.DataFrame, formats: dict[object, str], header: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for label, row in frame.iterrows():
+        cells = [str(label)]
+        for column, value in row.items():
+            text = "" if pd.isna(value) else format(value, formats.get(column, ".3f"))
+            cells.append(f"**{text}**" if best.at[label, column] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- The main table ---------------------------------------------------------------------------
+
+
+def main_table(table: pd.DataFrame, results: pd.DataFrame, train_source: str, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """One row per model (strategy/profile), columns (dataset, setting) mAP in mono-cross-multi order
+    (from :func:`results_table`), then each dataset's multilingual-pool rank distance (:func:`setting_means`:
+    macro over the pairs of the queries that have one, as `evaluate` reports it)."""
+    distances = setting_means(results[results.setting == "multi"], "rank_distance").reset_index()
+    distances["model"] = [model_label(s, p) for s, p in zip(distances.strategy, distances.profile)]
+    rows = _model_order(table[MODEL_KEY].drop_duplicates(), strategies, profiles)
+    out = pd.DataFrame(index=pd.Index([model_label(s, p) for s, p in zip(rows.strategy, rows.profile)], name="model"))
+    labelled = table.assign(model=[model_label(s, p) for s, p in zip(table.strategy, table.profile)])
+    for dataset in _datasets(table.dataset.unique(), train_source):
+        block = labelled[labelled.dataset == dataset]
+        label = dataset_label(dataset, train_source)
+        for setting in [s for s in SETTINGS if s in set(block.setting)]:
+            out[(label, setting)] = block[block.setting == setting].set_index("model")["map"]
+        distance = distances[distances.dataset == dataset].set_index("model").rank_distance
+        if distance.notna().any():
+            out[(label, RANK_DISTANCE)] = distance
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["dataset", ""])
+    return out
+
+
+def _lower_is_better(columns: pd.Index) -> list[object]:
+    return [c for c in columns if c[1] == RANK_DISTANCE]
+
+
+def main_markdown(main: pd.DataFrame) -> str:
+    formats = {c: ".1f" for c in _lower_is_better(main.columns)}
+    header = ["model", *(f"{d} {s}" for d, s in main.columns)]
+    return _markdown(main, _best(main, _lower_is_better(main.columns)), formats, header)
+
+
+def main_latex(main: pd.DataFrame) -> str:
+    """booktabs LaTeX from pandas' own writer, best per column in bold (the cells bold in Markdown)."""
+    lower = _lower_is_better(main.columns)
+    best = _best(main, lower)
+    # Unnamed axes: pandas would give each name a header row of its own.
+    styler = main.rename_axis(index=None, columns=[None, None]).style.format(precision=3, na_rep="--").format(precision=1, na_rep="--", subset=lower)
+    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    styler = styler.apply(lambda _: np.where(best, "textbf:--rwrap;", ""), axis=None)
+    caption = ("mAP over the full pool, macro over (query, pool) language pairs, mean over seeds; "
+               "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). Best per column in bold.")
+    return styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * main.shape[1], caption=caption, label="tab:main")
+
+
+# --- Per language and X→Y --------------------------------------------------------------------
+
+
+def per_language_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """mAP per query language: the mean of :func:`pair_map` over that language's pairs (seeds included)."""
+    pairs = pair_map(results, by=["dataset", "setting", *MODEL_KEY]).rename("map").reset_index()
+    keys = ["dataset", "setting", *MODEL_KEY, "query_lang"]
+    out = pairs.groupby(keys, sort=False).agg(map=("map", "mean"), pairs=("pool_lang", "size")).reset_index()
+    out["_setting"] = out.setting.map({s: i for i, s in enumerate(SETTINGS)})
+    out = _model_order(out, strategies, profiles)
+    return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
+
+
+def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
+    parts = ["# mAP per query language", "", "Mean over the query language's (query, pool) pairs; seeds averaged. Best per column in bold.", ""]
+    for dataset in _datasets(per_language.dataset.unique(), train_source):
+        for setting in SETTINGS:
+            block = per_language[(per_language.dataset == dataset) & (per_language.setting == setting)]
+            if block.empty:
+                continue
+            wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
+            wide = wide.pivot(index="model", columns="query_lang", values="map").reindex(index=list(dict.fromkeys(wide.model)))
+            parts += [f"## {dataset_label(dataset, train_source)} — {setting}", "", _markdown(wide, _best(wide), {}, ["model", *wide.columns])]
+    return "\n".join(parts)
+
+
+def pair_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """File stem ``{dataset}-{strategy}-{profile}`` (``{dataset}-base``) -> X→Y mAP matrix: query
+    languages as rows, pool languages as columns, mono on the diagonal, seeds averaged."""
+    out = {}
+    pairs = results[results.setting.isin(["mono", "cross"])]
+    for (dataset, strategy, profile), group in pairs.groupby(["dataset", *MODEL_KEY], sort=True):
+        stem = "-".join([dataset, BASE] if strategy == BASE else [dataset, strategy, profile])
+        out[stem] = pair_map(group).unstack("pool_lang")
+    return out
+
+
+# --- Rank metrics beside mAP -------------------------------------------------------------------
+
+
+def setting_means(results: pd.DataFrame, column: str) -> pd.Series:
+    """Per dataset × setting × model: each seed's setting average as `evaluate` summarises it
+    (:func:`macro_mean` over query/pool pairs, queries where the metric is undefined left out, as
+    for rank distance), then the mean over seeds. NaN where no query of the setting has a value."""
+    out = {}
+    for key, group in results.groupby(["dataset", "setting", *MODEL_KEY], sort=True):
+        defined = group[group[column].notna()]
+        per_seed = [macro_mean(s[column].to_numpy(), [s.query_lang.to_numpy(), s.pool_lang.to_numpy()]) for _, s in defined.groupby("seed")]
+        out[key] = float(np.mean(per_seed)) if per_seed else np.nan
+    return pd.Series(out, name=column, dtype=float).rename_axis(["dataset", "setting", *MODEL_KEY])
+
+
+def metrics_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """:data:`EXTRA_METRICS` per dataset × setting × model (:func:`setting_means`), with the number of seeds."""
+    seeds = results.groupby(["dataset", "setting", *MODEL_KEY], sort=True).seed.nunique().rename("seeds")
+    out = pd.concat([seeds, *(setting_means(results, column) for column in EXTRA_METRICS)], axis=1).reset_index()
+    out = _model_order(out, strategies, profiles)
+    out["_setting"] = out.setting.map({s: i for i, s in enumerate(SETTINGS)})
+    return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
+
+
+def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
+    parts = ["# Rank metrics beside mAP", "",
+             "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. "
+             "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Best per column in bold.", ""]
+    for dataset in _datasets(metrics.dataset.unique(), train_source):
+        for setting in SETTINGS:
+            block = metrics[(metrics.dataset == dataset) & (metrics.setting == setting)]
+            if block.empty:
+                continue
+            names = [c for c in EXTRA_METRICS if block[c].notna().any()]
+            wide = block.set_index(pd.Index([model_label(s, p) for s, p in zip(block.strategy, block.profile)]))[names]
+            # A higher same-language share is more language bias, not better retrieval: never bold.
+            best = _best(wide).assign(**({"same_language_top10": False} if "same_language_top10" in names else {}))
+            parts += [f"## {dataset_label(dataset, train_source)} — {setting}", "",
+                      _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)])]
+    return "\n".join(parts)
+
+
+# --- BEIR --------------------------------------------------------------------------------------
+
+
+def beir_table(metrics_root: str | Path, models: Sequence[str], benchmarks: Collection[str],
+               strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """nDCG@10 and Recall@100 per benchmark × language × model, read from ``metrics_root/{model}.json``
+    (the `evaluate` stage's ``beir-{name}`` entries), seeds averaged."""
+    rows = []
+    for model in models:
+        path = Path(metrics_root) / f"{model}.json"
+        metrics = read_json(path)
+        strategy, profile = (BASE, "-") if model == BASE else tuple(model.split("/")[:2])
+        for name in benchmarks:
+            entry = metrics.get(f"beir-{name}") if isinstance(metrics, dict) else None
+            if not isinstance(entry, dict) or not entry:
+                raise MlretError(
+                    f"{path}: no scores for BEIR benchmark {name!r} (key 'beir-{name}').",
+                    f"It was scored before eval.beir named it: run `dvc repro` to re-evaluate {model}.",
+                )
+            for lang, values in entry.items():
+                missing = [m for m in BEIR_METRICS if not isinstance(values, dict) or m not in values]
+                if missing:
+                    raise MlretError(f"{path}: beir-{name}/{lang} lacks {missing}.", f"The file is from an older version: run `dvc repro` to re-evaluate {model}.")
+                rows.append({"benchmark": name, "language": lang, "strategy": strategy, "profile": profile, **{m: float(values[m]) for m in BEIR_METRICS}})
+    columns = ["benchmark", "language", "strategy", "profile", "seeds", *BEIR_METRICS]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    out = frame.groupby(["benchmark", "language", *MODEL_KEY], sort=False).agg(
+        seeds=("ndcg@10", "size"), **{m: (m, "mean") for m in BEIR_METRICS}).reset_index()
+    out = _model_order(out, strategies, profiles)
+    return out.sort_values(["benchmark", "language"], kind="stable").reset_index(drop=True)[columns]
+
+
+def beir_markdown(beir: pd.DataFrame) -> str:
+    parts = ["# BEIR benchmarks", "", "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Best per column in bold.", ""]
+    for benchmark, block in beir.groupby("benchmark", sort=True):
+        for metric, header in BEIR_METRICS.items():
+            wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
+            wide = wide.pivot(index="model", columns="language", values=metric).reindex(index=list(dict.fromkeys(wide.model)))
+            parts += [f"## {benchmark} — {header}", "", _markdown(wide, _best(wide), {}, ["model", *wide.columns])]
+    return "\n".join(parts)
+
+
+# --- Writing -----------------------------------------------------------------------------------
+
+
+def _csv(frame: pd.DataFrame, index: bool = False) -> bytes:
+    return frame.to_csv(index=index, float_format="%.6g").encode("utf-8")
+
+
+def write_paper_tables(
+    results: pd.DataFrame,
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    train_source: str,
+    strategies: Sequence[str],
+    profiles: Sequence[str],
+    models: Sequence[str] = (),
+    metrics_root: str | Path | None = None,
+    beir: Collection[str] = (),
+) -> None:
+    """``main.md``/``main.tex``, ``per_language.*``, ``pairs/``, ``metrics.*`` and, for the benchmarks
+    named in ``beir`` (eval.beir), ``beir.*`` read from ``metrics_root`` (metrics/eval)."""
+    out_dir = Path(out_dir)
+    main = main_table(table, results, train_source, strategies, profiles)
+    write_bytes(out_dir / "main.md", main_markdown(main).encode("utf-8"))
+    write_bytes(out_dir / "main.tex", main_latex(main).encode("utf-8"))
+    per_language = per_language_table(results, strategies, profiles)
+    write_bytes(out_dir / "per_language.csv", _csv(per_language))
+    write_bytes(out_dir / "per_language.md", per_language_markdown(per_language, train_source).encode("utf-8"))
+    with staged_dir(out_dir / "pairs") as pairs:
+        for stem, matrix in pair_tables(results).items():
+            write_bytes(pairs / f"{stem}.csv", _csv(matrix, index=True))
+    metrics = metrics_table(results, strategies, profiles)
+    write_bytes(out_dir / "metrics.csv", _csv(metrics))
+    write_bytes(out_dir / "metrics.md", metrics_markdown(metrics, train_source).encode("utf-8"))
+    if beir:
+        if metrics_root is None:
+            raise MlretError(
+                f"BEIR benchmarks {sorted(beir)} are configured (eval.beir) but the report was not given the evaluation metrics folder.",
+                "Pass metrics/eval to the report stage (its command and deps in dvc.yaml).",
+            )
+        scores = beir_table(metrics_root, models, beir, strategies, profiles)
+        write_bytes(out_dir / "beir.csv", _csv(scores))
+        write_bytes(out_dir / "beir.md", beir_markdown(scores).encode("utf-8"))
