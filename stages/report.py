@@ -1,4 +1,4 @@
-"""Stage `report`: tables, figures and summary.md under reports/, and the headline metrics."""
+"""Stage `report`: tables, figures and summary.md under reports/, the headline metrics, and the data behind the DVC plots."""
 
 import argparse
 
@@ -11,11 +11,16 @@ from mlret.reporting.report import build_report
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("eval_root", help="per-query scores of every model (data/eval)")
+    parser.add_argument("eval_metrics_root", help="summaries of every model from the evaluate stage (metrics/eval)")
+    parser.add_argument("loss_root", help="training loss logs of every trained model (plots/train)")
     parser.add_argument("out_dir", help="tables, figures and summary.md (reports)")
     parser.add_argument("metrics_path", help="headline metrics (metrics/report.json)")
     parser.add_argument("plots_dir", help="data behind the DVC plots (plots/report)")
     args = parser.parse_args()
-    build_report(load_params(), eval_root=args.eval_root, out_dir=args.out_dir, metrics_path=args.metrics_path, plots_dir=args.plots_dir)
+    build_report(
+        load_params(), eval_root=args.eval_root, eval_metrics_root=args.eval_metrics_root, loss_root=args.loss_root, out_dir=args.out_dir,
+        metrics_path=args.metrics_path, plots_dir=args.plots_dir,
+    )
 
 
 if __name__ == "__main__":

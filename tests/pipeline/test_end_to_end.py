@@ -7,6 +7,8 @@ training steps; every stage then runs exactly as it does for a user.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 BIN = Path(sys.executable).parent
+DEP_COLUMNS = "^(data|models|plots|src|stages)/"  # `dvc exp show --drop`: the stage dependencies' hash columns
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -86,8 +89,23 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     assert table.groupby(["dataset", "setting"]).head(1).strategy.eq("base").all()
     report = json.loads((repo / "metrics" / "report.json").read_text())
     assert report["headline"] == "hybrid" and 0 <= report["lowres"]["tiny-mlqa"]["multi"]["map"] <= 1
+    assert set(report) == {"headline", "balanced", "lowres"}
+    assert {name for datasets in (report["balanced"], report["lowres"]) for settings in datasets.values()
+            for metrics in settings.values() for name in metrics} == {"map", "rank_distance"}
     evaluated = json.loads((repo / "metrics" / "eval" / "hybrid" / "lowres" / "0.json").read_text())
     assert evaluated["tiny-xquad"]["cross"]["pairs"] == 6
+    # Per-run diagnostics are not declared metrics, yet `dvc metrics show` reads them when named.
+    shown = run([str(BIN / "dvc"), "metrics", "show", "metrics/eval/hybrid/lowres/0.json"], repo)
+    assert "tiny-xquad.cross.map" in shown.stdout
+
+    # Every plot renders: the loss overlay has one line per trained model, the mAP bars one file per dataset × setting.
+    plots = run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], repo)
+    assert "failed to load" not in plots.stdout + plots.stderr, plots.stdout + plots.stderr
+    html = (repo / "dvc_plots" / "index.html").read_text(encoding="utf-8")
+    assert all(f'"run": "{s}/{p}/0"' in html for s in ("mono", "hybrid") for p in ("balanced", "lowres"))
+    assert all(f"plots/report/map/{d}-{t}.csv" in html for d in ("tiny-xquad", "tiny-mlqa") for t in ("mono", "cross", "multi"))
+    loss = pd.read_csv(repo / "plots" / "report" / "train-loss.csv")
+    assert loss.groupby("run").step.count().to_dict() == {f"{s}/{p}/0": 3 for s in ("mono", "hybrid") for p in ("balanced", "lowres")}
     assert (repo / "models" / "hybrid" / "lowres" / "0" / "training_params.json").is_file()
 
     again = run([str(BIN / "dvc"), "repro"], repo)
@@ -120,6 +138,26 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     assert "hybrid.mono_ratio" in shown.stdout and "data.train_source" in shown.stdout
     diff = run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all"], repo)
     assert "metrics/report.json" in diff.stdout
+    assert "metrics/eval" not in diff.stdout and "metrics/train" not in diff.stdout and "metrics/data.json" not in diff.stdout
+
+    # The experiment table: metrics are the headline numbers only (headline + 2 profiles × 2 datasets × 4). Params and
+    # deps add a column each (params.yaml keys, stage dependencies); `--only-changed --drop` keeps what differs.
+    columns = next(csv.reader(io.StringIO(shown.stdout)))
+    top = [row["data"] for row in json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout)]
+    metric_columns = {f"{path}:{key}" for data in top for path, m in (data.get("metrics") or {}).items() for key in _flat(m.get("data", {}))}
+    param_columns = {key for data in top for p in (data.get("params") or {}).values() for key in _flat(p.get("data", {}))}
+    dep_columns = {path for data in top for path in (data.get("deps") or {})}
+    compact = run([str(BIN / "dvc"), "exp", "show", "--csv", "--only-changed", "--drop", DEP_COLUMNS], repo)
+    kept = next(csv.reader(io.StringIO(compact.stdout)))
+    print(f"\ndvc exp show --csv: {len(columns)} columns ({len(metric_columns)} metrics, {len(param_columns)} params, "
+          f"{len(dep_columns)} deps); --only-changed --drop deps: {len(kept)} columns; dvc metrics diff: {len(diff.stdout.splitlines())} lines")
+    assert len(metric_columns) == 17, sorted(metric_columns)
+    assert len(kept) <= 40, kept
+    assert len(diff.stdout.splitlines()) <= 40, diff.stdout
+
+
+def _flat(data: dict, prefix: str = "") -> list[str]:
+    return [k for key, value in data.items() for k in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from mlret.artifacts import write_table
 from mlret.data.parallel import build_parallel
 from mlret.scoring.settings import score_dataset, summarise
 from mlret.params import Profile, load_params
-from mlret.reporting.report import build_report
+from mlret.errors import MlretError
+from mlret.reporting.report import build_report, loss_curves
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
@@ -47,6 +48,10 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         q, p = noisy_embeddings(data.questions, data.candidates, NOISE[strategy], seed)
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
         write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        if model != "base":  # the `train` stage's loss log: step, loss and what else it records
+            log = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 1.5, NOISE[strategy] + seed], "learning_rate": 1e-5, "pairs_per_s": 9.0})
+            (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
+            log.to_csv(root / "loss" / f"{model}.csv", index=False)
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
@@ -55,7 +60,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
-    build_report(params, eval_root=root / "eval", out_dir=root / "reports", metrics_path=root / "metrics.json", plots_dir=root / "plots")
+    build_report(params, eval_root=root / "eval", eval_metrics_root=root / "metrics-eval", loss_root=root / "loss", out_dir=root / "reports", metrics_path=root / "metrics.json", plots_dir=root / "plots")
     return root
 
 
@@ -91,9 +96,13 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     metrics = json.loads((report_dir / "metrics.json").read_text())
     assert metrics["headline"] == "hybrid"
     assert 0 < metrics["lowres"]["tiny"]["multi"]["map"] <= 1 and "rank_distance" in metrics["lowres"]["tiny"]["multi"]
+    # Only what experiments are compared by: `dvc exp show` gets one column per number here.
+    assert {name for profile in ("balanced", "lowres") for cell in metrics[profile]["tiny"].values() for name in cell} == {"map", "rank_distance"}
     figures = sorted(p.name for p in (report_dir / "reports" / "figures").glob("*.png"))
     assert "bars-tiny-map.png" in figures and "rank-distance.png" in figures
     assert "heatmap-tiny-hybrid-lowres.png" in figures and "robustness-tiny-lowres.png" in figures
+    assert "heatmap-tiny-base.png" in figures and "heatmap-tiny-hybrid-lowres-vs-base.png" in figures
+    assert not [name for name in figures if "--" in name or name.endswith("-.png")]
     robustness = pd.read_csv(report_dir / "reports" / "robustness.csv")
     # zh is the low-resource language: zh→zh, en→zh, zh→en, ru→zh, zh→ru, zh→all involve it; the other 6 pairs do not.
     assert robustness.groupby(["strategy", "pairs"]).n_pairs.sum().to_dict() == {
@@ -105,3 +114,36 @@ def test_the_report_loads_neither_torch_nor_faiss() -> None:
     probe = "import sys, mlret.reporting.report; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'faiss'}))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_dvc_plot_data_has_one_value_per_bar_and_one_line_per_run(report_dir: Path) -> None:
+    table = pd.read_csv(report_dir / "reports" / "results.csv")
+    files = sorted(p.name for p in (report_dir / "plots" / "map").glob("*.csv"))
+    assert files == ["tiny-cross.csv", "tiny-mono.csv", "tiny-multi.csv"]
+    for setting in ("mono", "cross", "multi"):
+        bars = pd.read_csv(report_dir / "plots" / "map" / f"tiny-{setting}.csv")
+        assert bars.run.tolist() == ["base", "mono/balanced", "mono/lowres", "hybrid/balanced", "hybrid/lowres"]
+        expected = table[table.setting == setting].set_index(["strategy", "profile"])["map"]
+        assert bars.set_index(["strategy", "profile"])["map"].to_dict() == expected.to_dict()
+    loss = pd.read_csv(report_dir / "plots" / "train-loss.csv")
+    assert loss.groupby("run").step.apply(list).to_dict() == {f"{s}/{p}/{seed}": [1, 2, 3] for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)}
+    assert loss.set_index(["run", "step"]).loss[("mono/lowres/1", 3)] == pytest.approx(NOISE["mono"] + 1)
+
+
+def test_a_missing_loss_log_names_the_file_and_the_stage(tmp_path: Path) -> None:
+    (tmp_path / "mono" / "balanced").mkdir(parents=True)
+    (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,loss\n1,2.0\n")
+    with pytest.raises(MlretError) as caught:
+        loss_curves(tmp_path, ["base", "mono/balanced/0", "hybrid/balanced/0"])
+    assert str(tmp_path / "hybrid" / "balanced" / "0.csv") in caught.value.what and "train@hybrid-balanced-0" in caught.value.fix
+    (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,lr\n1,0.1\n")
+    with pytest.raises(MlretError, match=r"missing column\(s\) \['loss'\]"):
+        loss_curves(tmp_path, ["mono/balanced/0"])
+
+
+def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:
+    reports = report_dir / "reports"
+    for name in ("main.md", "main.tex", "per_language.csv", "per_language.md", "metrics.csv", "metrics.md"):
+        assert (reports / name).is_file(), name
+    assert "\\toprule" in (reports / "main.tex").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (reports / "pairs").glob("tiny-*.csv")) == ["tiny-base.csv", "tiny-hybrid-balanced.csv", "tiny-hybrid-lowres.csv", "tiny-mono-balanced.csv", "tiny-mono-lowres.csv"]

@@ -1,7 +1,15 @@
-"""Figures of the report, one idea each (matplotlib, PNG)."""
+"""Figures of the report, one idea each (matplotlib, PNG).
+
+Differences between strategies are a few points of mAP, so value axes are
+fitted to the data rather than drawn from 0 (the axis label says so), and
+every bar carries its 95% bootstrap interval over queries. Colour scales of
+the X→Y heatmaps are shared by every heatmap of a dataset, so colours compare
+across strategies; difference heatmaps use a diverging scale centred at 0.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -10,96 +18,213 @@ matplotlib.use("Agg")  # files only; no display on pipeline machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import Colormap, Normalize  # noqa: E402
 
 from mlret.reporting.collect import BASE, pair_map  # noqa: E402
 
+#: Settings in the order of the LAReQA paper.
+SETTINGS = ("mono", "cross", "multi")
+#: Strategies that difference heatmaps are taken against (when they ran).
+REFERENCES = (BASE, "multi")
+NO_PROFILE = "-"  # the base model's profile in the tables
+CI_NOTE = "error bars: 95% bootstrap interval over queries"
+METRIC_LABELS = {"map": "mAP", "rank_distance": "rank distance"}
 
-def _save(fig: plt.Figure, path: Path) -> None:
+
+def figure_name(*parts: str) -> str:
+    """File stem from its non-empty parts: the base model has no profile, and ``a--b`` names nothing."""
+    return "-".join(p for p in parts if p and p != NO_PROFILE)
+
+
+def in_order(values: Iterable[str], order: Iterable[str]) -> list[str]:
+    """The distinct ``values``, those named in ``order`` first and in that order, the rest sorted."""
+    present = list(dict.fromkeys(values))
+    known = [v for v in order if v in present]
+    return known + sorted(v for v in present if v not in known)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
 
 
-def pair_heatmaps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """X → Y mAP per strategy, profile and dataset (seed-averaged; mono on the diagonal)."""
+def _label(strategy: str, profile: str) -> str:
+    return "base model" if strategy == BASE else f"{strategy}, {profile}"
+
+
+def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
+    red, green, blue, _ = cmap(norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def _heatmap(matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, scale_label: str, fmt: str, path: Path) -> Path:
+    cmap = plt.get_cmap(cmap_name)
+    values = matrix.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.2 + 0.55 * len(matrix.columns), 1.2 + 0.5 * len(matrix.index)), layout="constrained")
+    image = ax.imshow(values, norm=norm, cmap=cmap)
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns)
+    ax.set_yticks(range(len(matrix.index)), matrix.index)
+    ax.set_xlabel("passage language (pool)")
+    ax.set_ylabel("query language")
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7, color=_text_colour(cmap, norm, value))
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, label=scale_label)
+    return _save(fig, path)
+
+
+def colour_limits(matrices: Iterable[pd.DataFrame], centred: bool = False) -> tuple[float, float]:
+    """The colour range of a set of heatmaps: their smallest and largest value, or ±the largest magnitude when
+    ``centred`` (differences, so that 0 gets the neutral colour). A fixed 0–1 range would spend most of the
+    scale on values no model reaches and leave differences of a few points invisible."""
+    values = np.concatenate([m.to_numpy(dtype=float).ravel() for m in matrices])
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return (-1.0, 1.0) if centred else (0.0, 1.0)
+    low, high = float(values.min()), float(values.max())
+    if centred:
+        bound = max(abs(low), abs(high)) or 0.01
+        return -bound, bound
+    return (low, high) if high > low else (low - 0.01, high + 0.01)
+
+
+def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
+    """X → Y mAP per strategy, profile and dataset (seed-averaged; mono on the diagonal),
+    and its difference from the base model and from ``multi`` under the same profile."""
     written = []
     pairs = results[results.setting != "multi"]
-    for (dataset, strategy, profile), group in pairs.groupby(["dataset", "strategy", "profile"], sort=True):
-        matrix = pair_map(group).unstack("pool_lang")
-        fig, ax = plt.subplots(figsize=(1 + 0.55 * len(matrix.columns), 0.8 + 0.5 * len(matrix.index)))
-        image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(len(matrix.columns)), matrix.columns)
-        ax.set_yticks(range(len(matrix.index)), matrix.index)
-        ax.set_xlabel("passage language (pool)")
-        ax.set_ylabel("query language")
-        for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-            if not np.isnan(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
-        title = "base model" if strategy == BASE else f"{strategy}, {profile}"
-        ax.set_title(f"{dataset}: X→Y mAP, {title}")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        path = out_dir / f"heatmap-{dataset}-{strategy}-{profile}.png"
-        _save(fig, path)
-        written.append(path)
+    for dataset, block in pairs.groupby("dataset", sort=True):
+        matrices = {
+            (strategy, profile): pair_map(group).unstack("pool_lang")
+            for (strategy, profile), group in block.groupby(["strategy", "profile"], sort=True)
+        }
+        order = {s: i for i, s in enumerate(in_order([s for s, _ in matrices], [BASE, *(strategies or [])]))}
+        keys = sorted(matrices, key=lambda k: (order[k[0]], k[1]))
+        norm = Normalize(*colour_limits(matrices.values()))
+        for strategy, profile in keys:
+            written.append(_heatmap(
+                matrices[strategy, profile], norm, "viridis", f"{dataset}: X→Y mAP, {_label(strategy, profile)}",
+                f"mAP (scale: {norm.vmin:.2f}–{norm.vmax:.2f}, all {dataset} heatmaps)", ".2f",
+                out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}.png",
+            ))
+        for reference in REFERENCES:
+            diffs = {}
+            for strategy, profile in keys:
+                ref_key = (BASE, NO_PROFILE) if reference == BASE else (reference, profile)
+                if strategy not in (BASE, reference) and ref_key in matrices:
+                    diffs[strategy, profile] = matrices[strategy, profile] - matrices[ref_key]
+            if not diffs:
+                continue
+            norm_diff = Normalize(*colour_limits(diffs.values(), centred=True))
+            ref_name = "base model" if reference == BASE else reference
+            for (strategy, profile), diff in diffs.items():
+                written.append(_heatmap(
+                    diff, norm_diff, "RdBu", f"{dataset}: X→Y mAP, {_label(strategy, profile)} − {ref_name}",
+                    f"Δ mAP (blue: better than {ref_name})", "+.2f",
+                    out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}-vs-{reference}.png",
+                ))
     return written
 
 
-def strategy_bars(table: pd.DataFrame, out_dir: Path, metric: str = "map") -> list[Path]:
-    """Grouped bars: strategy × profile, one panel per setting, one figure per dataset, with 95% intervals."""
+def _zoom(ax: plt.Axes, low: np.ndarray, high: np.ndarray, reference: float | None) -> bool:
+    """Fit the value axis to the intervals; include the reference value when that at most doubles the range.
+
+    Returns whether the reference lies on the axis.
+    """
+    lo, hi = float(np.nanmin(low)), float(np.nanmax(high))
+    span = hi - lo or 0.05 * abs(hi) or 0.05
+    on_axis = reference is not None and not np.isnan(reference) and max(hi, reference) - min(lo, reference) <= 2 * span
+    if on_axis:
+        lo, hi = min(lo, reference), max(hi, reference)
+    pad = 0.12 * (hi - lo or span)
+    ax.set_ylim(lo - pad, hi + pad)
+    return on_axis
+
+
+def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list[str] | None) -> str:
+    """Trained models as bars (strategy on the axis, profile by colour), the base model as a reference line.
+
+    Returns a note for the panel title when the base model lies off the fitted axis (else "").
+    """
+    trained = rows[rows.strategy != BASE]
+    base = rows[rows.strategy == BASE]
+    if trained.empty:
+        return ""
+    order = in_order(trained.strategy, strategies or [])
+    profiles = list(dict.fromkeys(trained.profile))
+    width = 0.8 / max(len(profiles), 1)
+    for k, profile in enumerate(profiles):
+        part = trained[trained.profile == profile].set_index("strategy").reindex(order)
+        x = np.arange(len(order)) + (k - (len(profiles) - 1) / 2) * width
+        err = np.nan_to_num(np.vstack([part[metric] - part[f"{metric}_ci_low"], part[f"{metric}_ci_high"] - part[metric]]))
+        ax.bar(x, part[metric], width, yerr=err, capsize=3, label=profile, color=f"C{k}")
+    ax.set_xticks(range(len(order)), order)
+    reference = float(base[metric].iloc[0]) if not base.empty else None
+    if _zoom(ax, trained[f"{metric}_ci_low"].to_numpy(), trained[f"{metric}_ci_high"].to_numpy(), reference):
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="base model (zero-shot)")
+    elif reference is not None:
+        return f"base model {reference:.3g}, {'below' if reference < ax.get_ylim()[0] else 'above'} the axis"
+    return ""
+
+
+def _legend_outside(fig: plt.Figure, axes: Iterable[plt.Axes], title: str) -> None:
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), title=title, loc="outside right upper", fontsize=8)
+
+
+def strategy_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None, metric: str = "map") -> list[Path]:
+    """Grouped bars: strategy × profile, one panel per setting (paper order), one figure per dataset."""
     written = []
     for dataset, block in table.groupby("dataset", sort=True):
-        settings = sorted(block.setting.unique())
-        fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.6), sharey=True, squeeze=False)
+        settings = in_order(block.setting, SETTINGS)
+        fig, axes = plt.subplots(1, len(settings), figsize=(3.6 * len(settings) + 1.6, 3.6), squeeze=False, layout="constrained")
         for ax, setting in zip(axes[0], settings):
-            rows = block[block.setting == setting]
-            strategies = list(dict.fromkeys(rows.strategy))
-            profiles = [p for p in dict.fromkeys(rows.profile)]
-            width = 0.8 / max(len(profiles), 1)
-            for k, profile in enumerate(profiles):
-                part = rows[rows.profile == profile].set_index("strategy").reindex(strategies)
-                x = np.arange(len(strategies)) + (k - (len(profiles) - 1) / 2) * width
-                err = np.vstack([part[metric] - part[f"{metric}_ci_low"], part[f"{metric}_ci_high"] - part[metric]])
-                ax.bar(x, part[metric], width, yerr=err, capsize=2, label=profile if profile != "-" else "base")
-            ax.set_xticks(range(len(strategies)), strategies)
-            ax.set_title(f"{setting}")
-            ax.set_ylabel(metric)
-        axes[0][0].legend(title="profile", fontsize=8)
-        fig.suptitle(f"{dataset}: {metric} by strategy and profile (95% CI over queries)")
-        path = out_dir / f"bars-{dataset}-{metric}.png"
-        _save(fig, path)
-        written.append(path)
+            note = grouped_bars(ax, block[block.setting == setting], metric, strategies)
+            ax.set_title(f"{setting}\n({note})" if note else setting, fontsize=10)
+            ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (axis not from 0)")
+        _legend_outside(fig, axes[0], "profile")
+        fig.suptitle(f"{dataset}: {METRIC_LABELS.get(metric, metric)} by strategy and profile ({CI_NOTE})", fontsize=10)
+        written.append(_save(fig, out_dir / f"bars-{figure_name(dataset, metric)}.png"))
     return written
 
 
-def rank_distance_bars(table: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Language bias in the multilingual pool: rank distance per strategy (lower is less biased)."""
+def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
+    """Language bias in the multilingual pool: rank distance per strategy, one axis per dataset (their scales differ)."""
     multi = table[(table.setting == "multi") & table.rank_distance.notna()]
     if multi.empty:
         return []
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels = [f"{r.dataset}\n{r.strategy}/{r.profile}" if r.strategy != BASE else f"{r.dataset}\nbase" for r in multi.itertuples()]
-    err = np.vstack([multi.rank_distance - multi.rank_distance_ci_low, multi.rank_distance_ci_high - multi.rank_distance])
-    ax.bar(range(len(multi)), multi.rank_distance, yerr=err, capsize=2, color="tab:purple")
-    ax.set_xticks(range(len(multi)), labels, rotation=90, fontsize=7)
-    ax.set_ylabel("rank distance (lower = less language bias)")
-    ax.set_title("Multilingual pool: rank distance of a question's answers across languages")
-    path = out_dir / "rank-distance.png"
-    _save(fig, path)
-    return [path]
+    datasets = sorted(multi.dataset.unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets) + 1.6, 3.6), squeeze=False, layout="constrained")
+    for ax, dataset in zip(axes[0], datasets):
+        note = grouped_bars(ax, multi[multi.dataset == dataset], "rank_distance", strategies)
+        ax.set_title(f"{dataset}\n({note})" if note else dataset, fontsize=10)
+        ax.set_ylabel("rank distance (axis not from 0)")
+    _legend_outside(fig, axes[0], "profile")
+    fig.suptitle(f"Multilingual pool: rank distance of a question's answers across languages\n(lower = less language bias; {CI_NOTE})", fontsize=10)
+    return [_save(fig, out_dir / "rank-distance.png")]
 
 
-def robustness_bars(robustness: pd.DataFrame, out_dir: Path) -> list[Path]:
+def robustness_bars(robustness: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
     """Change in mAP from balanced to each imbalanced profile, split by whether pairs involve a low-resource language."""
     written = []
     for (dataset, profile), block in robustness.groupby(["dataset", "profile"], sort=True):
         pivot = block.pivot(index="strategy", columns="pairs", values="delta_map")
-        fig, ax = plt.subplots(figsize=(6, 3.4))
-        pivot.plot.bar(ax=ax, rot=0)
+        pivot = pivot.reindex(in_order(pivot.index, strategies or []))
+        fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+        pivot.plot.bar(ax=ax, rot=0, legend=False)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"Δ mAP ({profile} − balanced)")
-        ax.set_title(f"{dataset}: robustness to imbalance ({profile})")
-        path = out_dir / f"robustness-{dataset}-{profile}.png"
-        _save(fig, path)
-        written.append(path)
+        low, high = min(ax.get_ylim()[0], 0.0), max(ax.get_ylim()[1], 0.0)
+        pad = 0.1 * (high - low or 0.01)
+        ax.set_ylim(low - pad, high + pad)  # 0, the balanced reference, always inside the frame
+        ax.set_ylabel(f"Δ mAP ({profile} − balanced)\nabove 0: gains under imbalance")
+        ax.set_title(f"{dataset}: robustness to imbalance ({profile})", fontsize=10)
+        _legend_outside(fig, [ax], "language pairs")
+        written.append(_save(fig, out_dir / f"robustness-{figure_name(dataset, profile)}.png"))
     return written

@@ -1,4 +1,4 @@
-"""The `report` stage: tables, figures, the generated summary, and the headline metrics."""
+"""The `report` stage: tables, figures, the generated summary, the headline metrics and the data behind the DVC plots."""
 
 from __future__ import annotations
 
@@ -8,12 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlret.artifacts import write_bytes, write_json
+from mlret.artifacts import staged_dir, write_bytes, write_json
+from mlret.errors import MlretError
 from mlret.params import Params
-from mlret.reporting.collect import load_results, model_names
-from mlret.reporting.plots import pair_heatmaps, rank_distance_bars, robustness_bars, strategy_bars
+from mlret.reporting.collect import BASE, load_results, model_names
+from mlret.reporting.paper_tables import write_paper_tables
+from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_bars, strategy_bars
 from mlret.reporting.summary import summary_markdown
-from mlret.reporting.tables import METRICS, results_markdown, results_table, robustness_table
+from mlret.reporting.tables import results_markdown, results_table, robustness_table
+
+#: What `dvc exp show` and `dvc metrics diff` compare across experiments: the headline strategy's
+#: mAP per profile × dataset × setting and its rank distance in the multilingual pool. Every other
+#: number stays in reports/ and in the undeclared per-run files under metrics/ (timings, memory, counts).
+HEADLINE_METRICS = ("map", "rank_distance")
+#: Columns of a training loss log (written by the `train` stage) that the loss overlay uses.
+LOSS_COLUMNS = ("step", "loss")
 
 
 def low_resource_languages(params: Params, languages: Iterable[str]) -> dict[str, set[str]]:
@@ -27,15 +36,62 @@ def low_resource_languages(params: Params, languages: Iterable[str]) -> dict[str
 
 
 def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
-    """``{profile: {dataset: {setting: {metric: value}}}}`` for the headline strategy, seed-averaged."""
+    """``{profile: {dataset: {setting: {metric: value}}}}`` for the headline strategy, seed-averaged.
+
+    Kept to :data:`HEADLINE_METRICS` so that an experiment table stays a screenful; a
+    robustness contrast belongs beside the profiles, under its own top-level key.
+    """
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for row in table[table.strategy == headline].itertuples():
+    for _, row in table[table.strategy == headline].iterrows():
         cell = out.setdefault(row.profile, {}).setdefault(row.dataset, {}).setdefault(row.setting, {})
-        for name in METRICS:
-            value = getattr(row, name, np.nan)
+        for name in HEADLINE_METRICS:
+            value = row.get(name, np.nan)
             if not pd.isna(value):
                 cell[name] = round(float(value), 4)
     return out
+
+
+def run_label(strategy: str, profile: str) -> str:
+    return BASE if strategy == BASE else f"{strategy}/{profile}"
+
+
+def map_bars_data(table: pd.DataFrame, strategies: list[str]) -> dict[str, pd.DataFrame]:
+    """One small table per dataset × setting (file stem -> rows): one bar per model, one value per bar.
+
+    A single long table would make `dvc plots` stack every setting's value on each model's bar.
+    """
+    order = {s: i for i, s in enumerate([BASE, *strategies])}
+    out = {}
+    for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
+        rows = block.assign(_order=block.strategy.map(order)).sort_values(["_order", "profile"], kind="stable")
+        rows = rows.assign(run=[run_label(s, p) for s, p in zip(rows.strategy, rows.profile)])
+        out[figure_name(dataset, setting)] = rows[["run", "strategy", "profile", "map", "map_ci_low", "map_ci_high"]]
+    return out
+
+
+def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
+    """Every trained model's loss per step in one long table (``run`` = strategy/profile/seed), for the overlay plot."""
+    frames = []
+    for model in models:
+        if model == BASE:
+            continue
+        path = Path(loss_root) / f"{model}.csv"
+        try:
+            log = pd.read_csv(path)
+        except FileNotFoundError:
+            raise MlretError(f"{path}: file not found.", f"Run `dvc repro train@{model.replace('/', '-')}` first.") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise MlretError(f"{path}: not a readable CSV file ({err}).", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.") from None
+        missing = [c for c in LOSS_COLUMNS if c not in log.columns]
+        if missing:
+            raise MlretError(
+                f"{path}: missing column(s) {missing}; found {list(log.columns)}.",
+                f"The file comes from an older or foreign version; run `dvc repro train@{model.replace('/', '-')}`.",
+            )
+        strategy, profile, seed = model.split("/")
+        frames.append(log[list(LOSS_COLUMNS)].assign(run=model, strategy=strategy, profile=profile, seed=int(seed)))
+    columns = ["run", "strategy", "profile", "seed", *LOSS_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def _csv(frame: pd.DataFrame) -> bytes:
@@ -43,25 +99,39 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
 
 
-def build_report(params: Params, *, eval_root: str | Path, out_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path) -> None:
+def build_report(
+    params: Params,
+    *,
+    eval_root: str | Path,
+    eval_metrics_root: str | Path,
+    loss_root: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+) -> None:
     """Every output of the `report` stage, at the paths dvc.yaml gives its script."""
     out_dir = Path(out_dir)
     models = model_names(params.strategies, list(params.profiles), params.seeds)
     results = load_results(eval_root, models, params.data.eval_sources)
+    losses = loss_curves(loss_root, models)
     table = results_table(results, headline=params.sampling)
     robustness = robustness_table(results, low_resource_languages(params, results.query_lang))
     write_bytes(out_dir / "results.csv", _csv(table))
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))
     write_bytes(out_dir / "summary.md", summary_markdown(table, robustness, params.sampling).encode("utf-8"))
-    figures = out_dir / "figures"
-    for old in figures.glob("*.png"):
-        old.unlink()
-    pair_heatmaps(results, figures)
-    strategy_bars(table, figures)
-    rank_distance_bars(table, figures)
-    robustness_bars(robustness, figures)
-    # Long-format data behind the bar charts, for `dvc plots show/diff` across experiments.
-    bars = table[["dataset", "setting", "strategy", "profile", "map"]].assign(run=lambda t: t.strategy + "/" + t.profile)
-    write_bytes(Path(plots_dir) / "map.csv", _csv(bars))
+    write_paper_tables(
+        results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
+        models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir),
+    )
+    with staged_dir(out_dir / "figures") as figures:
+        pair_heatmaps(results, figures, params.strategies)
+        strategy_bars(table, figures, params.strategies)
+        rank_distance_bars(table, figures, params.strategies)
+        robustness_bars(robustness, figures, params.strategies)
+    # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
+    with staged_dir(plots_dir) as plots:
+        for stem, rows in map_bars_data(table, params.strategies).items():
+            write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
+        write_bytes(plots / "train-loss.csv", _csv(losses))
     write_json(metrics_path, {"headline": params.sampling, **headline_metrics(table, params.sampling)})
