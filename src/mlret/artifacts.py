@@ -198,10 +198,15 @@ def read_table(path: str | Path, columns: Iterable[str], produced_by: str) -> pd
         frame = pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as err:
         raise MlretError(f"{path}: not a readable Parquet file ({err}).", f"Delete it and run `dvc repro {produced_by}`.") from None
-    missing = [c for c in wanted if c not in frame.columns]
+    require_columns(frame, wanted, path, produced_by)
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: str | Path, produced_by: str) -> None:
+    """Insist that an artifact read from ``path`` has the columns its reader uses."""
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise MlretError(
             f"{path}: missing column(s) {missing}; found {list(frame.columns)}.",
             f"The file comes from an older or foreign version; run `dvc repro {produced_by}`.",
         )
-    return frame

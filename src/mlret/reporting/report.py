@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlret.artifacts import staged_dir, write_bytes, write_json
+from mlret.artifacts import require_columns, staged_dir, write_bytes, write_json
 from mlret.errors import MlretError
 from mlret.params import Params
 from mlret.reporting.collect import BASE, load_results, model_names
@@ -82,12 +82,7 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
             raise MlretError(f"{path}: file not found.", f"Run `dvc repro train@{model.replace('/', '-')}` first.") from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise MlretError(f"{path}: not a readable CSV file ({err}).", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.") from None
-        missing = [c for c in LOSS_COLUMNS if c not in log.columns]
-        if missing:
-            raise MlretError(
-                f"{path}: missing column(s) {missing}; found {list(log.columns)}.",
-                f"The file comes from an older or foreign version; run `dvc repro train@{model.replace('/', '-')}`.",
-            )
+        require_columns(log, LOSS_COLUMNS, path, f"train@{model.replace('/', '-')}")
         strategy, profile, seed = model.split("/")
         frames.append(log[list(LOSS_COLUMNS)].assign(run=model, strategy=strategy, profile=profile, seed=int(seed)))
     columns = ["run", "strategy", "profile", "seed", *LOSS_COLUMNS]
