@@ -26,7 +26,8 @@ def write_ranked_language(root: Path, lang: str, qrels: dict[str, dict[int, int]
     file_order = np.random.default_rng(len(lang)).permutation(N_DOCS)  # file row -> rank - 1
     doc_ids = [f"{lang}-d{i}" for i in range(N_DOCS)]
     write_jsonl(folder / "corpus.jsonl", [{"_id": d, "title": "", "text": f"document {d}"} for d in doc_ids])
-    write_jsonl(folder / "queries.jsonl", [{"_id": q, "text": f"query {q}"} for q in qrels])
+    unjudged = [{"_id": f"{lang}-unjudged", "text": "a query without a positive judgement"}] if lang == "en" else []
+    write_jsonl(folder / "queries.jsonl", [{"_id": q, "text": f"query {q}"} for q in qrels] + unjudged)
     by_rank = [doc_ids[row] for row in np.argsort(file_order)]
     lines = [f"{q}\t{by_rank[rank - 1]}\t{grade}\n" for q, judged in qrels.items() for rank, grade in judged.items()]
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
@@ -50,3 +51,4 @@ def test_ndcg_and_recall_equal_hand_computed_values(tmp_path: Path, write_jsonl)
     assert scores["en"]["recall@100"] == pytest.approx((3 / 4 + 1 / 2) / 2, abs=1e-6)  # ranks 105 and 101 missed, 40 found
     assert scores["ru"]["ndcg@10"] == pytest.approx(1 / math.log2(3), abs=1e-6) and scores["ru"]["recall@100"] == 1.0
     assert (scores["en"]["queries"], scores["en"]["documents"]) == (2, N_DOCS)
+    assert (scores["en"]["dropped_queries"], scores["ru"]["dropped_queries"]) == (1, 0)  # left out, and said so

@@ -31,5 +31,7 @@ def score_beir(folder: str | Path, emb_dir: str | Path) -> dict[str, dict[str, f
         top, scores = exact_top_k(queries, corpus, min(TOP_K, len(corpus)))
         run = top_k_run(data.queries.query_id.tolist(), top, data.corpus.doc_id.tolist(), scores)
         result = evaluate_at_k(run, data.qrels, BEIR_MEASURES)
-        out[lang_dir.name] = {BEIR_NAMES[name]: value for name, value in result.mean.items()} | {"queries": len(data.queries), "documents": len(data.corpus)}
+        out[lang_dir.name] = {BEIR_NAMES[name]: value for name, value in result.mean.items()} | {
+            "queries": len(data.queries), "documents": len(data.corpus), "dropped_queries": data.dropped_queries,
+        }
     return out
