@@ -37,9 +37,11 @@ def evaluate_model(
     for dataset in corpora.datasets:
         questions, candidates = corpora.tables(dataset)
         question_emb, candidate_emb = load_embeddings(Path(embeddings_dir) / dataset, questions, candidates)
-        per_query, skipped, runs = score_dataset_runs(questions, candidates, question_emb, candidate_emb, desc=f"score {dataset}")
+        per_query, skipped, runs = score_dataset_runs(
+            questions, candidates, question_emb, candidate_emb, desc=f"score {dataset}", run_settings=trec_runs
+        )
         write_table(Path(eval_dir) / dataset / "per_query.parquet", per_query)
-        write_runs(Path(eval_dir) / dataset / "runs", {name: run for name, run in runs.items() if name in trec_runs}, run_tag)
+        write_runs(Path(eval_dir) / dataset / "runs", runs, run_tag)
         metrics[dataset] = summarise(per_query, len(skipped))
     for name, folder in corpora.beir.items():
         metrics[f"beir-{name}"] = score_beir(folder, Path(embeddings_dir) / f"beir-{name}")

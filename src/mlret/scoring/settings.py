@@ -20,6 +20,7 @@ relevant.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,8 +96,13 @@ def score_setting(
     question_emb: np.ndarray,
     candidate_emb: np.ndarray,
     chunk_size: int = 1024,
-) -> tuple[pd.DataFrame, SettingRun]:
-    """Per-query results of one setting (exact full-pool ranks and AP, @k metrics, language bias), and its run."""
+    with_run: bool = True,
+) -> tuple[pd.DataFrame, SettingRun | None]:
+    """Per-query results of one setting (exact full-pool ranks and AP, @k metrics, language bias), and its run.
+
+    The run (TREC lines with exact scores) is built only ``with_run``: the cross setting's run holds
+    pairs x queries x 100 lines, costly to build when nobody writes it.
+    """
     q = question_emb[setting.query_rows]
     pool = candidate_emb[setting.pool_rows]
     ranks = exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
@@ -125,6 +131,8 @@ def score_setting(
         frame["same_language_top10"] = np.nan
     for measure, column in AT_K_NAMES.items():
         frame[column] = at_k.per_query[measure].to_numpy()
+    if not with_run:
+        return frame[PER_QUERY_COLUMNS], None
     trec_ids = trec_query_ids(qids, setting)
     run = SettingRun(scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, setting.relevant, doc_ids))
     return frame[PER_QUERY_COLUMNS], run
@@ -136,15 +144,17 @@ def score_dataset_runs(
     question_emb: np.ndarray,
     candidate_emb: np.ndarray,
     desc: str = "score",
+    run_settings: Collection[str] = ("mono", "cross", "multi"),
 ) -> tuple[pd.DataFrame, list[tuple[str, str]], dict[str, SettingRun]]:
-    """Per-query results, skipped cross pairs, and one run (all pairs together) per setting name."""
+    """Per-query results, skipped cross pairs, and one run (all pairs together) per setting named in ``run_settings``."""
     all_settings, skipped = settings(questions, candidates)
     frames: list[pd.DataFrame] = []
     runs: dict[str, list[SettingRun]] = {}
     for s in tqdm(all_settings, desc=desc, unit="setting"):
-        frame, run = score_setting(s, questions, candidates, question_emb, candidate_emb)
+        frame, run = score_setting(s, questions, candidates, question_emb, candidate_emb, with_run=s.name in run_settings)
         frames.append(frame)
-        runs.setdefault(s.name, []).append(run)
+        if run is not None:
+            runs.setdefault(s.name, []).append(run)
     joined = {
         name: SettingRun(pd.concat([r.run for r in parts], ignore_index=True), pd.concat([r.qrels for r in parts], ignore_index=True))
         for name, parts in runs.items()
@@ -159,7 +169,7 @@ def score_dataset(
     candidate_emb: np.ndarray,
     desc: str = "score",
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    per_query, skipped, _ = score_dataset_runs(questions, candidates, question_emb, candidate_emb, desc)
+    per_query, skipped, _ = score_dataset_runs(questions, candidates, question_emb, candidate_emb, desc, run_settings=())
     return per_query, skipped
 
 
