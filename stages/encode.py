@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     args = parser.parse_args()
     params = load_params()
-    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles)
+    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
     with distributed():
         encoder = Encoder(args.checkpoint, params.model, batch_size=params.eval.batch_size, device=args.device)
         encoded = encode_corpora(encoder, corpora, args.out_dir)

@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="this model's name (base, or {strategy}/{profile}/{seed}): the tag of its TREC run files")
     args = parser.parse_args()
     params = load_params()
-    evaluate_model(EvalCorpora.from_params(params, args.parallel_root, args.articles), args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs)
+    evaluate_model(EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora), args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs)
     print(f"evaluated {args.embeddings_dir} -> {args.metrics_path}")
 
 

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("out_dir", help="this model's indexes (data/index/{model})")
     args = parser.parse_args()
     params = load_params()
-    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles)
+    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
     index_model(corpora, args.embeddings_dir, args.out_dir, params.index)
     print(f"indexed {len(corpora.datasets)} datasets ({params.index.type}) -> {args.out_dir}")
 

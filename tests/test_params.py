@@ -34,14 +34,27 @@ def test_shipped_params_are_valid_and_describe_the_lareqa_release() -> None:
     xquad, mlqa = params.data.sources["xquad-r"], params.data.sources["mlqa-r"]
     assert len(xquad.languages) == 11 and set(xquad.expected_questions.values()) == {1190}
     assert mlqa.expected_questions == {"ar": 517, "de": 512, "en": 1148, "es": 500, "hi": 507, "vi": 511, "zh": 504}
-    assert params.profiles["lowres"].fraction("th") == 0.05 and params.profiles["lowres"].fraction("en") == 1.0
-    assert params.profiles["lowres"].name == "lowres" and "default" not in params.profiles["lowres"].fractions
+    assert params.profiles["ladder_a"].fraction("vi") == 0.05 and params.profiles["ladder_a"].fraction("en") == 1.0
+    assert params.profiles["ladder_a"].name == "ladder_a" and "default" not in params.profiles["ladder_a"].fractions
     assert xquad.name == "xquad-r" and xquad.url_for("th").endswith("/xquad-r/th.json")
     assert params.strategy_settings == {
         Strategy.MONO: MonoSettings(), Strategy.CROSS: CrossSettings(), Strategy.MULTI: MultiSettings(), Strategy.HYBRID: HybridSettings(0.5)
     }
     assert params.sampling in params.strategies
     assert not hasattr(params, "seed")
+    assert [run.name for run in params.runs][:2] == ["mono/balanced/0", "cross/balanced/0"]
+
+
+def test_the_shipped_ladder_is_a_latin_square() -> None:
+    """Every ladder language sits at every severity once, so severity is not confounded with language."""
+    ladder = [p for name, p in load_params(SHIPPED).profiles.items() if name.startswith("ladder")]
+    languages = sorted(ladder[0].fractions)
+    severities = sorted(ladder[0].fractions.values())
+    assert severities == [0.0, 0.01, 0.05, 0.25] and len(ladder) == len(languages) == 4
+    for profile in ladder:
+        assert sorted(profile.fractions.values()) == severities and sorted(profile.fractions) == languages
+    for lang in languages:
+        assert sorted(p.fractions[lang] for p in ladder) == severities
 
 
 def edit_at(path: str, key: str, value: object) -> Callable[[dict], None]:
@@ -99,7 +112,7 @@ def test_the_retired_top_level_seed_says_where_seeds_live() -> None:
     """`dvc exp run -S seed=1` writes this key; it used to be read by nothing."""
     err = rejection(edit_at("", "seed", 1))
     assert err.what == "seed: unknown key (set to 1)."
-    assert "`seeds" in err.fix and "`data.split.seed`" in err.fix
+    assert "`runs.{key}.seed`" in err.fix and "`data.split.seed`" in err.fix
 
 
 def test_a_source_name_comes_from_its_key_only() -> None:
@@ -108,9 +121,9 @@ def test_a_source_name_comes_from_its_key_only() -> None:
 
 
 def test_profile_keys_are_languages_of_the_sources() -> None:
-    err = rejection(edit_at("profiles/lowres", "thh", 0.5))
-    assert err.what == "profiles.lowres.thh = 0.5 is not a language of any data source."
-    assert "Did you mean `profiles.lowres.th`?" in err.fix
+    err = rejection(edit_at("profiles/ladder_a", "thh", 0.5))
+    assert err.what == "profiles.ladder_a.thh = 0.5 is not a language of any data source."
+    assert "Did you mean `profiles.ladder_a.th`?" in err.fix
 
 
 def drop(path: str, key: str) -> Callable[[dict], None]:
@@ -145,11 +158,11 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", symmetric="yes"), r"^train.symmetric = 'yes' is not true or false\.$"),
         (update("model", query_prefix=1), r"^model.query_prefix = 1 is not a string\.$"),
         (update("train", epochs=float("nan")), r"^train.epochs = nan is not a finite number\.$"),
-        (update("", strategies="mono"), r"^strategies = 'mono' is not a list\.$"),
+        (update("", runs=["mono"]), r"^runs is not a mapping \(got \['mono'\]\)\.$"),
         (update("", mono=None), r"^mono is not a mapping \(got None\)\.$"),
         # ranges
-        (update("", seeds=[-1]), r"^seeds\[0\] = -1 must be at least 0\.$"),
-        (update("", seeds=[0, 2**32]), r"^seeds\[1\] = 4294967296 must be below 4294967296\.$"),
+        (edit_at("runs/mono-balanced-0", "seed", -1), r"^runs.mono-balanced-0.seed = -1 must be at least 0\.$"),
+        (edit_at("runs/mono-balanced-0", "seed", 2**32), r"^runs.mono-balanced-0.seed = 4294967296 must be below 4294967296\.$"),
         (update("data/split", seed=-1), r"^data.split.seed = -1 must be at least 0\.$"),
         (update("train", weight_decay=-5), r"^train.weight_decay = -5 must be at least 0\.$"),
         (update("train", learning_rate=0), r"^train.learning_rate = 0 must be a positive number\.$"),
@@ -162,15 +175,16 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", max_passage_length=3), r"^train.max_passage_length = 3 must be at least 4\.$"),
         (update("index", hnsw_m=0), r"^index.hnsw_m = 0 must be a positive integer\.$"),
         (update("hybrid", mono_ratio=1.2), r"^hybrid.mono_ratio = 1.2 must be at most 1\.$"),
-        (update("profiles/lowres", th=1.5), r"^profiles.lowres.th = 1.5 must be at most 1\.$"),
-        (update("profiles/lowres", default=-0.1), r"^profiles.lowres.default = -0.1 must be at least 0\.$"),
+        (update("profiles/ladder_a", th=1.5), r"^profiles.ladder_a.th = 1.5 must be at most 1\.$"),
+        (update("profiles/ladder_a", default=-0.1), r"^profiles.ladder_a.default = -0.1 must be at least 0\.$"),
         (update("data/sources/mlqa-r/expected_questions", de=0), r"^data.sources.mlqa-r.expected_questions.de = 0 must be a positive integer\.$"),
         (update("", profiles={}), r"^profiles is empty\.$"),
-        (update("", seeds=[]), r"^seeds is empty\.$"),
+        (update("", runs={}), r"^runs is empty\.$"),
         (update("model", name=""), r"^model.name is empty\.$"),
         # choices
         (update("", sampling="mixed"), r"^sampling = 'mixed' is not one of 'mono', 'cross', 'multi' or 'hybrid'\.$"),
-        (update("", strategies=["mono", "mixed"]), r"^strategies\[1\] = 'mixed' is not one of"),
+        (edit_at("runs/mono-balanced-0", "strategy", "mixed"), r"^runs.mono-balanced-0.strategy = 'mixed' is not one of"),
+        (edit_at("runs/mono-balanced-0", "corpora", "some"), r"^runs.mono-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$"),
         (update("model", pooling="max"), r"^model.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
         (update("train", precision="fp8"), r"^train.precision = 'fp8' is not one of 'auto', 'fp32', 'bf16' or 'fp16'\.$"),
         (update("index", type="annoy"), r"^index.type = 'annoy' is not one of 'flat', 'hnsw' or 'ivf'\.$"),
@@ -187,9 +201,14 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("eval", trec_runs=["mono", "crosss"]), r"^eval.trec_runs.*crosss"),
         # checks across sections
         (update("data", train_source="tydi"), r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$"),
-        (update("", strategies=["mono", "cross"]), r"^sampling = 'hybrid' is not among the trained strategies \['mono', 'cross'\]\.$"),
-        (update("", strategies=["hybrid", "mono", "hybrid"]), r"^strategies = \['hybrid', 'mono', 'hybrid'\] repeats \['hybrid'\]\.$"),
-        (update("", seeds=[0, 1, 0]), r"^seeds = \[0, 1, 0\] repeats \[0\]\.$"),
+        (
+            update("", runs={"mono-balanced-0": {"strategy": "mono", "profile": "balanced", "seed": 0}}),
+            r"^sampling = 'hybrid' is not among the trained strategies \['mono'\]\.$",
+        ),
+        (edit_at("runs/mono-balanced-0", "seed", 1), r"^runs.mono-balanced-0: names the run 'mono-balanced-1'\.$"),
+        (edit_at("runs/mono-balanced-0", "profile", "lowres"), r"^runs.mono-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$"),
+        (update("", seeds=[0, 1]), r"^seeds: unknown key \(set to \[0, 1\]\)\.$"),
+        (update("", strategies=["mono"]), r"^strategies: unknown key \(set to \['mono'\]\)\.$"),
         # missing keys and sections
         (drop("model", "max_query_length"), r"^model: `max_query_length` is missing\.$"),
         (drop("", "hybrid"), r"^params.yaml: `hybrid` is missing\.$"),
@@ -204,7 +223,9 @@ def test_bad_values_fail_with_their_key_and_value(edit: Callable[[dict], None], 
 def test_each_fix_names_the_key_to_change() -> None:
     assert rejection(update("train", max_steps=150.5)).fix == "Give `train.max_steps` a whole number."
     assert rejection(update("train", weight_decay=-5)).fix == "Set `train.weight_decay` to 0 or more."
-    assert rejection(update("", seeds=[-1])).fix == "Set `seeds[0]` to 0 or more."
+    assert rejection(edit_at("runs/mono-balanced-0", "seed", -1)).fix == "Set `runs.mono-balanced-0.seed` to 0 or more."
+    assert rejection(edit_at("runs/mono-balanced-0", "seed", 1)).fix == "Key each run `{strategy}-{profile}-{seed}`: rename it to `mono-balanced-1`."
+    assert rejection(update("", seeds=[0])).fix.startswith("Remove it: each training run's seed is `runs.{key}.seed`")
     assert rejection(update("model", pooling="max")).fix.startswith("Use one of 'mean' or 'cls' (`mean` for e5")
     assert rejection(drop("model", "normalize")).fix == "Set `model.normalize` in params.yaml."
 
@@ -224,17 +245,25 @@ def test_optional_keys_take_their_defaults() -> None:
     raw = shipped()
     del raw["data"]["mirror"], raw["data"]["download_retries"], raw["eval"]["beir"], raw["eval"]["trec_runs"]
     raw["index"] = {"type": "hnsw"}
-    raw["profiles"]["lowres"].pop("default")
+    raw["profiles"]["ladder_a"].pop("default")
     params = parse_params(raw)
     assert params.data.mirror is None and params.data.download_retries == 3 and params.eval.beir == {}
     assert params.eval.trec_runs == ["mono", "multi"]
     assert params.index == IndexParams("hnsw") and params.index.hnsw_m == 32
-    assert params.profiles["lowres"].default == 1.0
+    assert params.profiles["ladder_a"].default == 1.0
+
+
+def test_a_run_is_scored_on_every_corpus_unless_it_says_otherwise() -> None:
+    raw = shipped()
+    del raw["runs"]["multi-ladder_a-0"]["corpora"]
+    runs = {run.key: run for run in parse_params(raw).runs}
+    assert runs["multi-ladder_a-0"].corpora == "all" and runs["multi-ladder_b-0"].corpora == "in_domain"
 
 
 def test_profiles_stay_valid_when_the_training_source_changes() -> None:
     raw = shipped()
-    raw["data"]["train_source"] = "mlqa-r"  # lowres names el/th/tr, which MLQA-R lacks: they simply do not apply
+    raw["data"]["train_source"] = "mlqa-r"
+    raw["profiles"]["ladder_a"]["th"] = 0.05  # th is not in MLQA-R: its fraction simply does not apply
     assert parse_params(raw).data.train_source == "mlqa-r"
 
 
@@ -270,9 +299,9 @@ def test_the_split_seed_may_be_large_but_training_seeds_fit_numpy() -> None:
     """The split draws from numpy's Generator (any size); training seeds numpy's global state (32 bits)."""
     raw = shipped()
     raw["data"]["split"]["seed"] = 2**40
-    raw["seeds"] = [0, 2**32 - 1]
+    raw["runs"]["mono-balanced-4294967295"] = {"strategy": "mono", "profile": "balanced", "seed": 2**32 - 1}
     params = parse_params(raw)
-    assert params.data.split.seed == 2**40 and params.seeds == [0, 2**32 - 1]
+    assert params.data.split.seed == 2**40 and params.seeds == [0, 1, 2, 2**32 - 1]
 
 
 @pytest.mark.parametrize(

@@ -46,9 +46,15 @@ def test_dvc_repro_split_on_the_mirror(tmp_path: Path, copy_repository) -> None:
     candidates = pd.read_parquet(repo / "data" / "parallel" / "xquad-r" / "candidates.parquet")
     assert not candidates.text.str.contains("\ufeff").any()
     articles = json.loads((repo / "data" / "splits" / "articles.json").read_text())
-    lowres = pd.read_parquet(repo / "data" / "splits" / "lowres" / "train.parquet")
-    assert set(lowres.article) <= set(articles["train"])
-    assert lowres.groupby("lang").qid.nunique()["th"] < lowres.groupby("lang").qid.nunique()["en"]
+    kept = {
+        name: pd.read_parquet(repo / "data" / "splits" / name / "train.parquet").groupby("lang").qid.agg(set)
+        for name in ("balanced", "ladder_a", "ladder_b", "ladder_c", "ladder_d")
+    }
+    assert set(pd.read_parquet(repo / "data" / "splits" / "ladder_a" / "train.parquet").article) <= set(articles["train"])
+    # ladder_a keeps no ar, 1% of hi, 5% of vi, 25% of zh and everything else; the subsets nest across profiles
+    assert "ar" not in kept["ladder_a"] and kept["ladder_a"]["en"] == kept["balanced"]["en"]
+    assert 0 < len(kept["ladder_a"]["hi"]) < len(kept["ladder_a"]["vi"]) < len(kept["ladder_a"]["zh"]) < len(kept["balanced"]["zh"])
+    assert kept["ladder_c"]["zh"] <= kept["ladder_d"]["zh"] <= kept["ladder_a"]["zh"] <= kept["balanced"]["zh"]
 
     again = subprocess.run([str(bin_dir / "dvc"), "repro", "split"], cwd=repo, env=env, capture_output=True, text=True)
     assert "didn't change, skipping" in again.stdout, again.stdout

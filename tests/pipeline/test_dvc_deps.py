@@ -61,6 +61,7 @@ def stage_scripts() -> dict[str, tuple[Path, list[str]]]:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     out = {}
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a `foreach` stage keeps its definition under `do`
         script = next(word for word in stage["cmd"].split() if word.startswith("stages/"))
         out[name] = (ROOT / script, [str(dep) for dep in stage["deps"]])
     return out

@@ -65,7 +65,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
         },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
-    params["strategies"] = ["mono", "hybrid"]
+    params["runs"] = {  # mono/lowres is scored in-domain only, as the shipped ladder runs are
+        f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "in_domain" if (s, p) == ("mono", "lowres") else "all"}
+        for s in ("mono", "hybrid") for p in ("balanced", "lowres")
+    }
     params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
     params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16, freeze_word_embeddings=False)
     params["eval"]["batch_size"] = 8

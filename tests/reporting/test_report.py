@@ -15,7 +15,7 @@ import pytest
 from mlret.artifacts import write_table
 from mlret.data.parallel import build_parallel
 from mlret.scoring.settings import score_dataset, summarise
-from mlret.params import Profile, load_params
+from mlret.params import Profile, TrainingRun, load_params
 from mlret.errors import MlretError
 from mlret.reporting.report import build_report, loss_curves
 
@@ -56,7 +56,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
         params,
-        sampling="hybrid", strategies=["mono", "hybrid"], seeds=[0, 1],
+        sampling="hybrid", runs=[TrainingRun(s, p, seed) for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)],
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )

@@ -27,7 +27,7 @@ from mlret.artifacts import read_json, read_table, write_bytes, write_table
 from mlret.data.beir import BeirDataset
 from mlret.data.parallel import CANDIDATE_COLUMNS, QUESTION_COLUMNS
 from mlret.errors import MlretError
-from mlret.params import Params
+from mlret.params import CORPORA, Corpora, Params
 
 #: Columns that identify a row of each LAReQA table (a question id exists once per language).
 QUESTION_IDS = ["qid", "lang"]
@@ -45,8 +45,11 @@ class EvalCorpora:
     beir: Mapping[str, str] = field(default_factory=dict)  # benchmark name -> folder of language subfolders
 
     @classmethod
-    def from_params(cls, params: Params, parallel_root: str | Path, articles_path: str | Path) -> EvalCorpora:
-        """Every dataset of params.yaml (``data.sources``) and every benchmark of ``eval.beir``."""
+    def from_params(cls, params: Params, parallel_root: str | Path, articles_path: str | Path, corpora: Corpora = Corpora.ALL) -> EvalCorpora:
+        """Every dataset of params.yaml (``data.sources``) and every benchmark of ``eval.beir``,
+        or, for ``in_domain``, only the training source's test articles."""
+        if Corpora(corpora) is Corpora.IN_DOMAIN:
+            return cls(Path(parallel_root), Path(articles_path), params.data.train_source, [params.data.train_source])
         return cls(Path(parallel_root), Path(articles_path), params.data.train_source, params.data.eval_sources, dict(params.eval.beir))
 
     def tables(self, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,6 +60,10 @@ def add_corpora_arguments(parser: argparse.ArgumentParser) -> None:
     """The two inputs every evaluation stage (encode, index, evaluate) reads; dvc.yaml passes them."""
     parser.add_argument("parallel_root", help="parallelised datasets (data/parallel)")
     parser.add_argument("articles", help="the training source's split by article (data/splits/articles.json)")
+    parser.add_argument(
+        "--corpora", choices=CORPORA, default=Corpora.ALL.value,
+        help="all: in-domain test pool, zero-shot datasets and BEIR (default); in_domain: the training source's test articles only",
+    )
 
 
 def load_eval_tables(parallel_root: str | Path, dataset: str, train_source: str, articles_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,12 +11,15 @@ value types), ``report`` (pydantic's report turned into one
 :class:`~mlret.errors.MlretError`). Import the names from here.
 """
 
-from mlret.params.fields import INDEX_TYPES, STRATEGIES, IndexType, Pooling, Precision, Strategy
-from mlret.params.file import PARAMS_FILE, Params, load_params, parse_index_params, parse_params
+from mlret.params.fields import CORPORA, INDEX_TYPES, STRATEGIES, Corpora, IndexType, Pooling, Precision, Strategy
+from mlret.params.file import PARAMS_FILE, Params, TrainingRun, load_params, parse_index_params, parse_params
 from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, SourceParams, SplitParams, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
 
 __all__ = [
+    "CORPORA",
+    "Corpora",
+    "TrainingRun",
     "INDEX_TYPES",
     "PARAMS_FILE",
     "STRATEGIES",

@@ -52,6 +52,13 @@ class Precision(Choice):
     FP16 = "fp16"
 
 
+class Corpora(Choice):
+    """What a trained model is scored on: everything, or only the training source's test articles (cheaper)."""
+
+    ALL = "all"  # the in-domain test pool, every zero-shot dataset and every BEIR benchmark
+    IN_DOMAIN = "in_domain"
+
+
 class IndexType(Choice):
     FLAT = "flat"
     HNSW = "hnsw"
@@ -60,6 +67,7 @@ class IndexType(Choice):
 
 STRATEGIES = tuple(s.value for s in Strategy)
 INDEX_TYPES = tuple(t.value for t in IndexType)
+CORPORA = tuple(c.value for c in Corpora)
 
 
 # ---------------------------------------------------------------------------

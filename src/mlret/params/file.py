@@ -11,21 +11,45 @@ one path the package knows.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from mlret.errors import MlretError
-from mlret.params.fields import CONFIG, Fraction, Seed, Strategy, reported_as
+from mlret.params.fields import CONFIG, Corpora, Fraction, Name, Seed, Strategy, reported_as
 from mlret.params.report import as_mlret_error, did_you_mean, invalid
 from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
 
 PARAMS_FILE = Path("params.yaml")
+
+
+@reported_as("runs")
+@dataclass(frozen=True, config=CONFIG)
+class TrainingRun:
+    """One fine-tuning run of the grid: trained, encoded, indexed and scored by its own stages.
+
+    The grid is a list rather than a product of strategies × profiles × seeds so
+    that seeds and ladder profiles go only where the question needs them.
+    """
+
+    strategy: Strategy
+    profile: Name
+    seed: Seed
+    corpora: Corpora = Corpora.ALL
+
+    @property
+    def name(self) -> str:
+        """The run's folder under models/, data/eval/, metrics/: ``{strategy}/{profile}/{seed}``."""
+        return f"{self.strategy}/{self.profile}/{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """Its key under ``runs:`` and its DVC stage suffix (``train@{key}``)."""
+        return f"{self.strategy}-{self.profile}-{self.seed}"
 
 
 @reported_as("")
@@ -35,8 +59,7 @@ class Params:
     data: DataParams
     profiles: dict[str, Profile]
     model: ModelParams
-    strategies: list[Strategy]
-    seeds: list[Seed]
+    runs: list[TrainingRun]
     strategy_settings: dict[Strategy, StrategySettings]  # each strategy's own section of params.yaml
     train: TrainParams
     eval: EvalParams
@@ -50,13 +73,15 @@ class Params:
                 raise invalid(f"holds the settings of {own.strategy}", "Key each strategy to its own settings object.", key=str(strategy))
         return settings
 
+    @property
+    def strategies(self) -> list[Strategy]:
+        """The strategies trained by some run, in the canonical order (mono, cross, multi, hybrid)."""
+        trained = {run.strategy for run in self.runs}
+        return [s for s in Strategy if s in trained]
 
-def _unique(values: list[Any]) -> list[Any]:
-    plain = [v.value if isinstance(v, Enum) else v for v in values]
-    repeated = sorted({v for v in plain if plain.count(v) > 1})
-    if repeated:
-        raise invalid(f"repeats {repeated}", "List each value once: a repeat would train the same run twice.", value=plain)
-    return values
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({run.seed for run in self.runs})
 
 
 class _ParamsFile(BaseModel):
@@ -68,8 +93,7 @@ class _ParamsFile(BaseModel):
     data: DataParams
     profiles: Annotated[dict[str, dict[str, Fraction]], Field(min_length=1)]
     model: ModelParams
-    strategies: Annotated[list[Strategy], Field(min_length=1), AfterValidator(_unique)]
-    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)]
+    runs: Annotated[dict[str, TrainingRun], Field(min_length=1)]
     mono: MonoSettings
     cross: CrossSettings
     multi: MultiSettings
@@ -100,10 +124,25 @@ class _ParamsFile(BaseModel):
                         key=f"profiles.{name}.{lang}",
                         value=value,
                     )
-        if self.sampling not in self.strategies:
+        for key, run in self.runs.items():
+            if run.profile not in self.profiles:
+                raise invalid(
+                    "is not a profile of `profiles`",
+                    f"{did_you_mean(run.profile, list(self.profiles), f'runs.{key}.profile')}Pick one of {sorted(self.profiles)}.",
+                    key=f"runs.{key}.profile",
+                    value=run.profile,
+                )
+            if key != run.key:
+                raise invalid(
+                    f"names the run {run.key!r}",
+                    f"Key each run `{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
+                    key=f"runs.{key}",
+                )
+        trained = sorted({str(run.strategy) for run in self.runs.values()})
+        if str(self.sampling) not in trained:
             raise invalid(
-                f"is not among the trained strategies {[str(s) for s in self.strategies]}",
-                f"Add {self.sampling} to `strategies`, or pick one of those as the headline.",
+                f"is not among the trained strategies {trained}",
+                f"Add a `{self.sampling}` run under `runs`, or pick one of those as the headline.",
                 key="sampling",
                 value=str(self.sampling),
             )
@@ -120,8 +159,7 @@ class _ParamsFile(BaseModel):
             data=self.data,
             profiles=profiles,
             model=self.model,
-            strategies=list(self.strategies),
-            seeds=list(self.seeds),
+            runs=list(self.runs.values()),
             strategy_settings={s.strategy: s for s in settings},
             train=self.train,
             eval=self.eval,

@@ -40,14 +40,16 @@ _KINDS = {  # error type prefix -> (what the value is not, how to write one)
 }
 _RETIRED = {
     # Read by nothing, so `-S seed=1` changed nothing.
-    "seed": "Remove it: the training grid's seeds are `seeds: [...]` and the article split's is `data.split.seed`.",
+    "seed": "Remove it: each training run's seed is `runs.{key}.seed` and the article split's is `data.split.seed`.",
+    "strategies": "Remove it: the training grid is `runs:`, one entry per strategy × profile × seed, e.g. `mono-balanced-0: {strategy: mono, profile: balanced, seed: 0}`.",
+    "seeds": "Remove it: each training run's seed is `runs.{key}.seed`; add a run per seed under `runs:`.",
 }
 _HINTS = {  # appended to the fix for these keys
     "model.pooling": " (`mean` for e5 and sentence-transformers models, `cls` for LaBSE)",
     "train.precision": " (`auto` unless you need bitwise-reproducible fp32)",
     "index.type": " (`flat` is exact; `hnsw` and `ivf` are approximate)",
     "profiles": ", e.g. `balanced: {default: 1.0}`",
-    "seeds": ", e.g. `seeds: [0, 1, 2]`",
+    "runs": ", e.g. `hybrid-balanced-0: {strategy: hybrid, profile: balanced, seed: 0}`",
 }
 
 

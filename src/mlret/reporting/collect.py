@@ -10,6 +10,7 @@ these weights, so the report's point estimates equal ``metrics/eval`` exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -25,16 +26,17 @@ def model_names(strategies: list[str], profiles: list[str], seeds: list[int]) ->
     return [BASE] + [f"{s}/{p}/{seed}" for s in strategies for p in profiles for seed in seeds]
 
 
-def load_results(eval_root: str | Path, models: list[str], datasets: list[str]) -> pd.DataFrame:
+def load_results(eval_root: str | Path, models: list[str], datasets: list[str] | Mapping[str, list[str]]) -> pd.DataFrame:
+    """Per-query rows of each model on each dataset (one list for all models, or each model's own)."""
     frames = []
     for model in models:
         strategy, profile, seed = (BASE, "-", -1) if model == BASE else _split(model)
-        for dataset in datasets:
+        for dataset in datasets[model] if isinstance(datasets, Mapping) else datasets:
             path = Path(eval_root) / model / dataset / "per_query.parquet"
             frame = read_table(path, PER_QUERY_COLUMNS, "evaluate")
             frames.append(frame.assign(model=model, strategy=strategy, profile=profile, seed=seed, dataset=dataset))
     if not frames:
-        raise MlretError("no evaluated model to report on.", "Check `strategies`, `profiles` and `seeds` in params.yaml.")
+        raise MlretError("no evaluated model to report on.", "Check `runs` in params.yaml.")
     results = pd.concat(frames, ignore_index=True)
     keys = ["model", "dataset", "setting"]
     results["pair"] = results.query_lang + ">" + results.pool_lang

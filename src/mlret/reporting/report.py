@@ -10,8 +10,8 @@ import pandas as pd
 
 from mlret.artifacts import require_columns, staged_dir, write_bytes, write_json
 from mlret.errors import MlretError
-from mlret.params import Params
-from mlret.reporting.collect import BASE, load_results, model_names
+from mlret.params import Corpora, Params
+from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.paper_tables import write_paper_tables
 from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_bars, strategy_bars
 from mlret.reporting.summary import summary_markdown
@@ -94,6 +94,14 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
 
 
+def evaluated_datasets(params: Params) -> dict[str, list[str]]:
+    """Each model of the grid (base first) and the datasets its `evaluate` stage scored."""
+    scored = {BASE: list(params.data.eval_sources)}
+    for run in params.runs:
+        scored[run.name] = list(params.data.eval_sources) if run.corpora is Corpora.ALL else [params.data.train_source]
+    return scored
+
+
 def build_report(
     params: Params,
     *,
@@ -106,8 +114,9 @@ def build_report(
 ) -> None:
     """Every output of the `report` stage, at the paths dvc.yaml gives its script."""
     out_dir = Path(out_dir)
-    models = model_names(params.strategies, list(params.profiles), params.seeds)
-    results = load_results(eval_root, models, params.data.eval_sources)
+    scored = evaluated_datasets(params)
+    models = list(scored)
+    results = load_results(eval_root, models, scored)
     losses = loss_curves(loss_root, models)
     table = results_table(results, headline=params.sampling)
     robustness = robustness_table(results, low_resource_languages(params, results.query_lang))
