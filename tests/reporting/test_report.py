@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlret.artifacts import write_table
+from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.scoring.settings import score_dataset, summarise
 from mlret.params import Profile, TrainingRun, load_params
@@ -52,6 +52,9 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
             log = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 1.5, NOISE[strategy] + seed], "learning_rate": 1e-5, "pairs_per_s": 9.0})
             (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
             log.to_csv(root / "loss" / f"{model}.csv", index=False)
+            share = {"en": 0.4, "ru": 0.4, "zh": 0.2} if "lowres" in model else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
+            write_json(root / "metrics-train" / f"{model}.json", {"language_share": share, "batch_kinds": {strategy: 3}})
+    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
@@ -60,7 +63,8 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
-    build_report(params, eval_root=root / "eval", eval_metrics_root=root / "metrics-eval", loss_root=root / "loss", out_dir=root / "reports", metrics_path=root / "metrics.json", plots_dir=root / "plots")
+    build_report(params, eval_root=root / "eval", eval_metrics_root=root / "metrics-eval",
+                 train_metrics_root=root / "metrics-train", parallel_root=root / "parallel", loss_root=root / "loss", out_dir=root / "reports", metrics_path=root / "metrics.json", plots_dir=root / "plots")
     return root
 
 
@@ -88,8 +92,12 @@ def test_results_csv_holds_the_evaluate_numbers_and_one_holm_family(report_dir: 
 
 def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     summary = (report_dir / "reports" / "summary.md").read_text()
-    assert "**hybrid** leads" in summary and "**mono** leads" not in summary
-    assert "significantly worse in 0" in summary
+    # no multi run, so no headline contrast; the drops and the paper's comparison are still worded
+    assert "No contrast: it needs `hybrid` and `multi`" in summary
+    assert "| strategy | 10 % kept |" in summary and "| hybrid | " in summary and "| mono | " in summary
+    assert "- tiny, mono mAP: hybrid is better than mono by" in summary
+    assert "**Pools.** tiny: full pool, zero-shot." in summary and "| lowres | zh | 0.1 | 0.2000 |" in summary
+    assert "leads" not in summary and "wins" not in summary
 
 
 def test_headline_metrics_and_figures(report_dir: Path) -> None:
@@ -100,13 +108,16 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     assert {name for profile in ("balanced", "lowres") for cell in metrics[profile]["tiny"].values() for name in cell} == {"map", "rank_distance"}
     figures = sorted(p.name for p in (report_dir / "reports" / "figures").glob("*.png"))
     assert "bars-tiny-map.png" in figures and "rank-distance.png" in figures
-    assert "heatmap-tiny-hybrid-lowres.png" in figures and "robustness-tiny-lowres.png" in figures
+    assert "heatmap-tiny-hybrid-lowres.png" in figures and "robustness-tiny.png" in figures
     assert "heatmap-tiny-base.png" in figures and "heatmap-tiny-hybrid-lowres-vs-base.png" in figures
     assert not [name for name in figures if "--" in name or name.endswith("-.png")]
     robustness = pd.read_csv(report_dir / "reports" / "robustness.csv")
-    # zh is the low-resource language: zh→zh, en→zh, zh→en, ru→zh, zh→ru, zh→all involve it; the other 6 pairs do not.
-    assert robustness.groupby(["strategy", "pairs"]).n_pairs.sum().to_dict() == {
-        (s, p): 6 for s in ("hybrid", "mono") for p in ("with low-resource language", "high-resource only")}
+    # zh is the one reduced language (10 % kept): one cell, each strategy's drop in every scope, two balanced seeds
+    assert set(zip(robustness.strategy, robustness.scope)) == {(s, scope) for s in ("hybrid", "mono") for scope in ("all", "mono", "cross", "multi")}
+    assert set(robustness.kind) == {"drop"} and set(robustness.severity) == {0.1} and set(robustness.cells) == {1}
+    assert set(robustness.reference_seeds) == {2} and (robustness.ci_low <= robustness.drop_map).all() and (robustness.drop_map <= robustness.ci_high).all()
+    assert set(pd.read_csv(report_dir / "reports" / "robustness_by_article.csv").units) == {"article"}
+    assert metrics["robustness"] == {}
 
 
 def test_the_report_loads_neither_torch_nor_faiss() -> None:

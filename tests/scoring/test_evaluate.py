@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mlret.data.parallel import build_parallel
 from mlret.encoding.corpora import encode_corpora
 from mlret.errors import MlretError
 from mlret.models.encoder import Encoder
-from mlret.params import IndexParams
+from mlret.params import IndexParams, load_params
 from mlret.scoring.evaluate import evaluate_model
 from mlret.scoring.index import index_model
 
@@ -56,6 +57,7 @@ def test_encode_index_evaluate_score_the_training_source_on_its_test_articles(tm
     # Any other dataset: in full, zero-shot.
     other_questions = pd.read_parquet(tmp_path / "parallel" / "other" / "questions.parquet")
     assert metrics["other"]["multi"]["queries"] == len(other_questions)
+    assert metrics["src"]["pool"] == "in-domain test articles" and metrics["other"]["pool"] == "full pool, zero-shot"
     assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8")) == json.loads(json.dumps(metrics))
 
 
@@ -69,3 +71,13 @@ def test_embeddings_from_another_split_stop_evaluation_before_any_score(tmp_path
         evaluate_model(corpora, tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json", "tiny", ["mono", "multi"])
     assert "encode" in err.value.fix
     assert not (tmp_path / "eval" / "src" / "per_query.parquet").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_in_domain_corpora_score_the_training_source_alone(corpora: EvalCorpora, tmp_path: Path) -> None:
+    """`corpora: in_domain` runs skip every zero-shot dataset and benchmark, whatever params.yaml lists."""
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, beir={"bench": str(tmp_path)}))
+    full = EvalCorpora.from_params(params, corpora.parallel_root, corpora.articles_path)
+    assert full.datasets == params.data.eval_sources and full.beir == {"bench": str(tmp_path)}
+    in_domain = EvalCorpora.from_params(params, corpora.parallel_root, corpora.articles_path, "in_domain")
+    assert in_domain.datasets == ["xquad-r"] and in_domain.beir == {}

@@ -211,20 +211,28 @@ def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str]
     return [_save(fig, out_dir / "rank-distance.png")]
 
 
-def robustness_bars(robustness: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
-    """Change in mAP from balanced to each imbalanced profile, split by whether pairs involve a low-resource language."""
+def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
+    """Drop in mAP against severity, one line per strategy with its interval, one panel per setting scope."""
     written = []
-    for (dataset, profile), block in robustness.groupby(["dataset", "profile"], sort=True):
-        pivot = block.pivot(index="strategy", columns="pairs", values="delta_map")
-        pivot = pivot.reindex(in_order(pivot.index, strategies or []))
-        fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
-        pivot.plot.bar(ax=ax, rot=0, legend=False)
-        ax.axhline(0, color="black", linewidth=0.8)
-        low, high = min(ax.get_ylim()[0], 0.0), max(ax.get_ylim()[1], 0.0)
-        pad = 0.1 * (high - low or 0.01)
-        ax.set_ylim(low - pad, high + pad)  # 0, the balanced reference, always inside the frame
-        ax.set_ylabel(f"Δ mAP ({profile} − balanced)\nabove 0: gains under imbalance")
-        ax.set_title(f"{dataset}: robustness to imbalance ({profile})", fontsize=10)
-        _legend_outside(fig, [ax], "language pairs")
-        written.append(_save(fig, out_dir / f"robustness-{figure_name(dataset, profile)}.png"))
+    drops = robustness[robustness.kind == "drop"]
+    for dataset, block in drops.groupby("dataset", sort=True):
+        scopes = [s for s in ("all", *SETTINGS) if s in set(block.scope)]
+        severities = sorted(block.severity.unique())
+        fig, axes = plt.subplots(1, len(scopes), figsize=(3.2 * len(scopes), 3.4), layout="constrained", sharey=True, squeeze=False)
+        for ax, scope in zip(axes[0], scopes):
+            part = block[block.scope == scope]
+            order = in_order(part.strategy, strategies or [])
+            for i, strategy in enumerate(order):
+                rows = part[part.strategy == strategy].set_index("severity").reindex(severities)
+                x = np.arange(len(severities)) + (i - (len(order) - 1) / 2) * 0.08  # dodge so intervals stay readable
+                ax.errorbar(x, rows.drop_map, yerr=[rows.drop_map - rows.ci_low, rows.ci_high - rows.drop_map],
+                            marker="o", capsize=3, label=strategy)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xticks(np.arange(len(severities)), [f"{s * 100:g}%" for s in severities])
+            ax.set_xlabel("share of training questions kept")
+            ax.set_title("all settings" if scope == "all" else scope, fontsize=10)
+        axes[0][0].set_ylabel("drop in mAP vs balanced\n(above 0: loses under imbalance)")
+        fig.suptitle(f"{dataset}: robustness to imbalance (95% interval: languages, seeds, questions)", fontsize=10)
+        _legend_outside(fig, list(axes[0]), "strategy")
+        written.append(_save(fig, out_dir / f"robustness-{dataset}.png"))
     return written

@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlret.artifacts import require_columns, staged_dir, write_bytes, write_json
+from mlret.artifacts import read_json, read_table, require_columns, staged_dir, write_bytes, write_json
+from mlret.data.corpora import pool_label
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
 from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.paper_tables import write_paper_tables
-from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_bars, strategy_bars
+from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
 from mlret.reporting.summary import summary_markdown
-from mlret.reporting.tables import results_markdown, results_table, robustness_table
+from mlret.reporting.robustness import headline_contrasts, robustness_table
+from mlret.reporting.tables import results_markdown, results_table
 
 #: What `dvc exp show` and `dvc metrics diff` compare across experiments: the headline strategy's
 #: mAP per profile × dataset × setting and its rank distance in the multilingual pool. Every other
@@ -89,6 +91,34 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def question_articles(parallel_root: str | Path, datasets: list[str]) -> dict[str, dict[str, int]]:
+    """qid -> article per dataset: the coarser resampling unit of the robustness sensitivity check."""
+    out = {}
+    for dataset in datasets:
+        questions = read_table(Path(parallel_root) / dataset / "questions.parquet", ["qid", "article"], "parallelise")
+        out[dataset] = dict(zip(questions.qid, questions.article.astype(int)))
+    return out
+
+
+def exposure_table(train_metrics_root: str | Path, models: list[str], params: Params) -> pd.DataFrame:
+    """Realised exposure of every trained run: each language's share of pair sides, and its profile's fraction.
+
+    Read from the `train` stage's metrics, so that a reader sees what a run actually trained on
+    (with ``train.schedule: quota`` the shares are fixed by the profile, not by the seed).
+    """
+    rows = []
+    for model in models:
+        path = Path(train_metrics_root) / f"{model}.json"
+        metrics = read_json(path)
+        if "language_share" not in metrics:
+            raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro train@{model.replace('/', '-')}`.")
+        strategy, profile, seed = model.split("/")
+        for lang, share in sorted(metrics["language_share"].items()):
+            rows.append({"strategy": strategy, "profile": profile, "seed": int(seed), "lang": lang, "share": share,
+                         "fraction_kept": params.profiles[profile].fraction(lang), "batch_kinds": str(metrics.get("batch_kinds", {}))})
+    return pd.DataFrame(rows, columns=["strategy", "profile", "seed", "lang", "share", "fraction_kept", "batch_kinds"])
+
+
 def _csv(frame: pd.DataFrame) -> bytes:
     """Six significant digits: enough for every reported number, stable under float noise in diffs."""
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
@@ -107,6 +137,8 @@ def build_report(
     *,
     eval_root: str | Path,
     eval_metrics_root: str | Path,
+    train_metrics_root: str | Path,
+    parallel_root: str | Path,
     loss_root: str | Path,
     out_dir: str | Path,
     metrics_path: str | Path,
@@ -119,11 +151,19 @@ def build_report(
     results = load_results(eval_root, models, scored)
     losses = loss_curves(loss_root, models)
     table = results_table(results, headline=params.sampling)
-    robustness = robustness_table(results, low_resource_languages(params, results.query_lang))
+    low = low_resource_languages(params, results.query_lang)
+    fractions = {name: {lang: profile.fraction(lang) for lang in set(results.query_lang)} for name, profile in params.profiles.items()}
+    robustness = robustness_table(results, low, fractions, params.sampling)
+    by_article = robustness_table(results, low, fractions, params.sampling, units="article", articles=question_articles(parallel_root, params.data.eval_sources))
+    exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params)
+    write_bytes(out_dir / "robustness_by_article.csv", _csv(by_article))
+    write_bytes(out_dir / "exposure.csv", _csv(exposure))
     write_bytes(out_dir / "results.csv", _csv(table))
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))
-    write_bytes(out_dir / "summary.md", summary_markdown(table, robustness, params.sampling).encode("utf-8"))
+    pools = {dataset: pool_label(dataset, params.data.train_source) for dataset in sorted(set(results.dataset))}
+    summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools)
+    write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
         results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
         models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir),
@@ -132,10 +172,10 @@ def build_report(
         pair_heatmaps(results, figures, params.strategies)
         strategy_bars(table, figures, params.strategies)
         rank_distance_bars(table, figures, params.strategies)
-        robustness_bars(robustness, figures, params.strategies)
+        robustness_curves(robustness, figures, params.strategies)
     # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
     with staged_dir(plots_dir) as plots:
         for stem, rows in map_bars_data(table, params.strategies).items():
             write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
         write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(metrics_path, {"headline": params.sampling, **headline_metrics(table, params.sampling)})
+    write_json(metrics_path, {"headline": params.sampling, **headline_metrics(table, params.sampling), "robustness": headline_contrasts(robustness)})

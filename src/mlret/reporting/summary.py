@@ -1,11 +1,12 @@
-"""The research answer, written from the numbers (never a hard-coded claim)."""
+"""The research answer, worded from intervals (never from a count of wins, never a hard-coded claim)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from mlret.reporting.collect import BASE
+from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE
+from mlret.reporting.wording import comparison_sentence, robustness_sentence
 
 QUESTION = (
     "When fine-tuning a multilingual bi-encoder with contrastive learning, how should training batches mix "
@@ -15,84 +16,118 @@ QUESTION = (
 ALPHA = 0.05
 
 
-def _winner_sentence(block: pd.DataFrame, headline: str) -> str:
-    trained = block[block.strategy != BASE].sort_values("map", ascending=False)
-    if trained.empty:
-        return "no trained model."
-    first = trained.iloc[0]
-    base = block[block.strategy == BASE]
-    text = f"**{first.strategy}** leads with mAP {first['map']:.3f}"
-    if len(trained) > 1:
-        second = trained.iloc[1]
-        text += f", {first['map'] - second['map']:+.3f} ahead of {second.strategy} ({second['map']:.3f})"
-    if not base.empty:
-        text += f"; the untuned base model scores {base.iloc[0]['map']:.3f}"
-    head = trained[trained.strategy == headline]
-    if not head.empty and first.strategy != headline:
-        row = trained[trained.strategy == first.strategy].iloc[0]
-        significant = not pd.isna(row.p_vs_headline_holm) and row.p_vs_headline_holm < ALPHA
-        text += (
-            f". {headline} trails by {-row.delta_vs_headline:.3f}"
-            + (f" (significant, Holm p = {row.p_vs_headline_holm:.3g})" if significant else f" (not significant, Holm p = {row.p_vs_headline_holm:.3g})")
+def severity_label(severity: float) -> str:
+    return "absent (0 %)" if severity == 0 else f"{severity * 100:g} % kept"
+
+
+def _interval(row: pd.Series, estimate: str = "drop_map") -> str:
+    return f"{row[estimate]:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+
+
+def answer_lines(robustness: pd.DataFrame, by_article: pd.DataFrame, headline: str) -> list[str]:
+    """One sentence per dataset × severity from the headline contrast (all settings), with its half-width."""
+    contrasts = robustness[(robustness.kind == "contrast") & (robustness.scope == "all")]
+    if contrasts.empty:
+        return [
+            f"No contrast: it needs `{headline}` and `{COMPARATOR}` trained on `{REFERENCE_PROFILE}` and on an imbalanced "
+            "profile (see `runs` in params.yaml)."
+        ]
+    articles = by_article[(by_article.kind == "contrast") & (by_article.scope == "all")].set_index(["dataset", "severity"])
+    lines = []
+    for row in contrasts.itertuples():
+        sentence = robustness_sentence(headline, COMPARATOR, row.drop_map, row.ci_low, row.ci_high)
+        text = (
+            f"- {row.dataset}, {severity_label(row.severity)}: {sentence}. "
+            f"Interval half-width {(row.ci_high - row.ci_low) / 2:.3f} ({row.cells} languages, "
+            f"{row.reference_seeds} balanced seeds, questions resampled)"
         )
-    elif first.strategy == headline:
-        others = trained[trained.strategy != headline]
-        beaten = others[others.p_vs_headline_holm < ALPHA]
-        text += f". Its lead is significant against {len(beaten)} of {len(others)} other strategies (Holm p < {ALPHA})"
-    seeds = int(first.seeds)
-    if seeds > 1 and not pd.isna(first.map_seed_sd) and len(trained) > 1 and (first['map'] - trained.iloc[1]['map']) < first.map_seed_sd:
-        text += f"; the lead is smaller than the seed spread ({first.map_seed_sd:.3f}), so it is not a finding"
-    elif seeds == 1:
-        text += "; one seed only, so seed variance is not accounted for"
-    return text + "."
+        if (row.dataset, row.severity) in articles.index:
+            art = articles.loc[(row.dataset, row.severity)]
+            text += f"; resampling articles instead: [{art.ci_low:+.3f}, {art.ci_high:+.3f}]"
+        lines.append(text + ".")
+    return lines
 
 
-def summary_markdown(table: pd.DataFrame, robustness: pd.DataFrame, headline: str) -> str:
-    parts = ["# Summary", "", f"**Question.** {QUESTION}", "", "## Which strategy wins each setting (mAP)", ""]
-    for (dataset, setting, profile), block in table[table.strategy != BASE].groupby(["dataset", "setting", "profile"], sort=True):
-        base = table[(table.dataset == dataset) & (table.setting == setting) & (table.strategy == BASE)]
-        parts.append(f"- {dataset}, {setting}, profile `{profile}`: " + _winner_sentence(pd.concat([base, block]), headline))
-    parts += ["", "## Robustness to language imbalance", ""]
-    if robustness.empty:
-        parts.append("Only one profile ran, so robustness cannot be assessed.")
-    else:
-        for (dataset, profile, pairs), block in robustness.groupby(["dataset", "profile", "pairs"], sort=True):
-            ordered = block.sort_values("delta_map", ascending=False)
-            listing = ", ".join(f"{r.strategy} {r.delta_map:+.3f}" for r in ordered.itertuples())
-            parts.append(f"- {dataset}, `{profile}` vs balanced, {pairs} pairs: {listing} (change in mAP; higher means more robust).")
-        head = robustness[robustness.strategy == headline]
-        if not head.empty:
-            low = robustness[robustness.pairs == "with low-resource language"]
-            ranks = low.groupby(["dataset", "profile"]).apply(
-                lambda b: int((b.delta_map > b[b.strategy == headline].delta_map.mean()).sum()) + 1, include_groups=False
-            )
-            parts += ["", f"On language pairs that involve a low-resource language, `{headline}` ranks "
-                      + ", ".join(f"{r} of {len(robustness.strategy.unique())} ({d}, {p})" for (d, p), r in ranks.items())
-                      + " by change in mAP (1 = degrades least)."]
-    parts += ["", "## Answer", "", _answer(table, robustness, headline), ""]
-    return "\n".join(parts)
+def robustness_markdown(robustness: pd.DataFrame) -> list[str]:
+    """The robustness curve as a table: drop per strategy and severity, one table per dataset × scope."""
+    parts = []
+    drops = robustness[robustness.kind == "drop"]
+    for (dataset, scope), block in drops.groupby(["dataset", "scope"], sort=True):
+        severities = sorted(block.severity.unique())
+        parts += [f"### {dataset}, {scope} settings" if scope == "all" else f"### {dataset}, {scope} only", ""]
+        parts.append("| strategy | " + " | ".join(severity_label(s) for s in severities) + " |")
+        parts.append("|---" * (len(severities) + 1) + "|")
+        for strategy, rows in block.groupby("strategy", sort=True):
+            by = rows.set_index("severity")
+            parts.append(f"| {strategy} | " + " | ".join(_interval(by.loc[s]) if s in by.index else "" for s in severities) + " |")
+        contrast = robustness[(robustness.kind == "contrast") & (robustness.dataset == dataset) & (robustness.scope == scope)]
+        for strategy, rows in contrast.groupby("strategy", sort=True):
+            by = rows.set_index("severity")
+            parts.append(f"| **{strategy}** | " + " | ".join(_interval(by.loc[s]) if s in by.index else "" for s in severities) + " |")
+        parts.append("")
+    return parts
 
 
-def _answer(table: pd.DataFrame, robustness: pd.DataFrame, headline: str) -> str:
-    trained = table[table.strategy != BASE]
-    if trained.empty:
-        return "No trained model was evaluated."
-    wins = trained.loc[trained.groupby(["dataset", "setting", "profile"])["map"].idxmax()]
-    count = int((wins.strategy == headline).sum())
-    significant_losses = trained[(trained.strategy != headline) & (trained.delta_vs_headline < 0) & (trained.p_vs_headline_holm < ALPHA)]
-    significant_wins = trained[(trained.strategy != headline) & (trained.delta_vs_headline > 0) & (trained.p_vs_headline_holm < ALPHA)]
-    by_strategy = wins.strategy.value_counts()
-    others = ", ".join(f"{s} in {n}" for s, n in by_strategy.items() if s != headline)
-    text = (
-        f"Across {len(wins)} dataset × setting × profile cells, `{headline}` has the best mAP in {count}"
-        + (f"; {others}" if others else "")
-        + f". It is significantly better than another strategy in {len(significant_wins)} comparisons and significantly worse in {len(significant_losses)} (Holm p < {ALPHA})."
-    )
-    if not robustness.empty:
-        low = robustness[robustness.pairs == "with low-resource language"].groupby("strategy").delta_map.mean()
-        if headline in low:
-            text += (
-                f" Under imbalance, on pairs with a low-resource language, `{headline}` changes by {low[headline]:+.3f} mAP on average, "
-                f"against {np.mean([v for s, v in low.items() if s != headline]):+.3f} for the other strategies."
-            )
-    return text
+def claims_lines(table: pd.DataFrame, headline: str) -> list[str]:
+    """The paper's comparisons on the balanced profile: the headline strategy against each other one, per setting."""
+    rows = table[(table.profile == REFERENCE_PROFILE) & (table.strategy != BASE) & (table.strategy != headline)]
+    lines = []
+    for row in rows.itertuples():
+        low, high = getattr(row, "delta_vs_headline_ci_low", float("nan")), getattr(row, "delta_vs_headline_ci_high", float("nan"))
+        if pd.isna(row.delta_vs_headline) or pd.isna(low) or pd.isna(high):
+            continue
+        sentence = comparison_sentence(headline, row.strategy, row.delta_vs_headline, low, high, "better", "worse")
+        p = row.p_vs_headline_holm
+        lines.append(f"- {row.dataset}, {row.setting} mAP: {sentence}; Holm p = {p:.3g}.")
+    return lines
+
+
+def rank_distance_lines(table: pd.DataFrame) -> list[str]:
+    rows = table[(table.setting == "multi") & table.get("rank_distance", pd.Series(dtype=float)).notna()]
+    lines = []
+    for dataset, block in rows.groupby("dataset", sort=True):
+        cells = ", ".join(
+            f"{r.strategy}{'' if r.profile in (REFERENCE_PROFILE, '-') else '/' + r.profile} {r.rank_distance:.1f} "
+            f"[{r.rank_distance_ci_low:.1f}, {r.rank_distance_ci_high:.1f}]"
+            for r in block[block.profile.isin([REFERENCE_PROFILE, "-"])].itertuples()
+        )
+        lines.append(f"- {dataset}: {cells}.")
+    return lines
+
+
+def exposure_markdown(exposure: pd.DataFrame) -> list[str]:
+    """Realised share of pair sides of each reduced language, per run: what the runs actually trained on."""
+    reduced = exposure[exposure.fraction_kept < 1]
+    if reduced.empty:
+        return ["No run trained on an imbalanced profile."]
+    table = reduced.pivot_table(index=["profile", "lang", "fraction_kept"], columns=["strategy", "seed"], values="share")
+    parts = ["| profile | language | kept | " + " | ".join(f"{s}/{seed}" for s, seed in table.columns) + " |",
+             "|---" * (len(table.columns) + 3) + "|"]
+    for (profile, lang, kept), values in table.iterrows():
+        parts.append(f"| {profile} | {lang} | {kept:g} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in values) + " |")
+    return parts
+
+
+def summary_markdown(
+    table: pd.DataFrame, robustness: pd.DataFrame, by_article: pd.DataFrame, exposure: pd.DataFrame,
+    headline: str, pools: dict[str, str],
+) -> str:
+    parts = ["# Summary", "", f"**Question.** {QUESTION}", ""]
+    parts += ["**Pools.** " + "; ".join(f"{d}: {label}" for d, label in sorted(pools.items())) + ".", ""]
+    parts += ["## Answer", "",
+              f"Drop = mAP on `{REFERENCE_PROFILE}` minus mAP on the imbalanced profile, on the reduced language's own pairs "
+              f"(mono L→L, cross X→L and L→X with X kept in full, multilingual pool for L's questions; settings weighted equally); "
+              f"the contrast is drop({headline}) − drop({COMPARATOR}), 95 % bootstrap interval over languages at the severity, "
+              "balanced seeds and questions.", ""]
+    parts += answer_lines(robustness, by_article, headline)
+    parts += ["", "## Robustness curve (drop in mAP; above 0: loses under imbalance)", ""]
+    parts += robustness_markdown(robustness) or ["Only the reference profile ran, so robustness cannot be assessed.", ""]
+    parts += ["## The paper's comparisons on the balanced profile", "",
+              f"`{headline}` against each other strategy: mean difference over seeds [two-level bootstrap interval: seeds, then questions]; "
+              "p: sign-flip test flipping whole questions, Holm-adjusted over the results table.", ""]
+    parts += claims_lines(table, headline) or ["No other strategy ran on the balanced profile."]
+    parts += ["", "Rank distance in the multilingual pool (lower: less language bias), balanced profile [95 % question bootstrap]:", ""]
+    parts += rank_distance_lines(table)
+    parts += ["", "## Realised exposure of the reduced languages (share of pair sides)", ""]
+    parts += exposure_markdown(exposure)
+    return "\n".join(parts) + "\n"

@@ -42,7 +42,7 @@ def evaluate_model(
         )
         write_table(Path(eval_dir) / dataset / "per_query.parquet", per_query)
         write_runs(Path(eval_dir) / dataset / "runs", runs, run_tag)
-        metrics[dataset] = summarise(per_query, len(skipped))
+        metrics[dataset] = {"pool": corpora.pool_label(dataset), **summarise(per_query, len(skipped))}
     for name, folder in corpora.beir.items():
         metrics[f"beir-{name}"] = score_beir(folder, Path(embeddings_dir) / f"beir-{name}")
     write_json(metrics_path, metrics)

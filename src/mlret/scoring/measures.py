@@ -13,7 +13,9 @@ far apart the same answer in different languages lands. Queries with one
 relevant candidate have none and are left out of its mean (they still count
 for mAP). **A perfect retriever does not score 0** but ``R - 1`` (10 on
 XQuAD-R), the smallest value any ranking can reach; we report LAReQA's
-unshifted quantity so our numbers compare with the paper's.
+unshifted quantity, as the paper defines it. Only a full pool (a zero-shot
+dataset) gives values comparable with the paper's; the training source is
+scored on its test articles alone (see ``EvalCorpora.pool_label``).
 
 *Same-language share@k.* The fraction of a query's top-k results written in
 the query's language.
