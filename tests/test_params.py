@@ -336,3 +336,12 @@ def test_a_strategy_is_keyed_to_its_own_settings_only() -> None:
     assert all(settings.strategy is strategy for strategy, settings in params.strategy_settings.items())
     with pytest.raises(MlretError, match=r"^strategy_settings.hybrid: holds the settings of mono\.\n"):
         dataclasses.replace(params, strategy_settings={**params.strategy_settings, Strategy.HYBRID: MonoSettings()})
+
+
+def test_the_gpu_preset_is_valid_and_trains_every_strategy_on_the_whole_ladder_with_five_seeds() -> None:
+    preset = load_params(SHIPPED.parent / "presets" / "paper-gpu.yaml")
+    shipped_params = load_params(SHIPPED)
+    assert preset.profiles == shipped_params.profiles and preset.data == shipped_params.data
+    grid = {(str(r.strategy), r.profile, r.seed, str(r.corpora)) for r in preset.runs}
+    assert grid == {(s, p, seed, "all") for s in STRATEGIES for p in preset.profiles for seed in range(5)}
+    assert not preset.train.freeze_word_embeddings and preset.train.batch_size == 128

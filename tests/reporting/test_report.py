@@ -55,6 +55,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
             share = {"en": 0.4, "ru": 0.4, "zh": 0.2} if "lowres" in model else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
             write_json(root / "metrics-train" / f"{model}.json", {"language_share": share, "batch_kinds": {strategy: 3}})
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
+    write_json(root / "metrics-eval" / "base.json", {"tiny": {"pool": "full pool, zero-shot"}})
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(

@@ -10,39 +10,17 @@ from scipy import stats
 
 from mlret.reporting.stats import (
     PERMUTATION_RESAMPLES,
-    bootstrap_interval,
     cluster_bootstrap_interval,
     cluster_permutation_pvalue,
     holm,
-    paired_permutation_pvalue,
     two_level_bootstrap_contrast,
     two_level_bootstrap_difference,
     weighted_mean,
 )
 
 
-def test_bootstrap_interval_resamples_the_weighted_mean() -> None:
-    """50 queries at 0 with weight 1 and 50 at 1 with weight 9: the weighted mean is 0.9, the plain one 0.5.
-
-    Reference: the same percentile bootstrap written as a loop over 20,000 resamples of (value, weight)
-    rows; the two differ only by Monte Carlo error (about 0.004 here).
-    """
-    values = np.array([0.0] * 50 + [1.0] * 50)
-    weights = np.array([1.0] * 50 + [9.0] * 50)
-    low, high = bootstrap_interval(values, weights)
-    rng = np.random.default_rng(1)
-    means = [weighted_mean(values[i], weights[i]) for i in rng.integers(0, 100, size=(20_000, 100))]
-    ref_low, ref_high = np.percentile(means, [2.5, 97.5])
-    assert low == pytest.approx(ref_low, abs=0.015) and high == pytest.approx(ref_high, abs=0.015)
-    assert 0.84 < low < 0.9 < high < 0.95  # k ~ Binomial(100, 1/2) ones: 9k / (8k + 100) for k in about [40, 60]
-
-
-def test_bootstrap_of_a_constant_is_the_constant() -> None:
-    assert bootstrap_interval(np.array([0.4, 0.4, 0.4]), np.array([1.0, 2.0, 3.0])) == pytest.approx((0.4, 0.4))
-
-
-def test_permutation_pvalue_is_the_exact_weighted_sign_flip_test(exact_sign_flip_pvalue) -> None:
-    """Five queries: 2^5 = 32 sign flips, fewer than the resamples, so scipy enumerates them all.
+def test_singleton_clusters_give_the_exact_weighted_sign_flip_test(exact_sign_flip_pvalue) -> None:
+    """Five questions of one row each: 2^5 = 32 sign flips, fewer than the resamples, so all are enumerated.
 
     Differences (1, 1, 1, 1, -1) with weights (10, 10, 10, 10, 1): the observed sum is 39, and only
     flips keeping the four heavy signs equal reach |39|: 4 of 32. Unweighted it would be 12 of 32.
@@ -51,19 +29,20 @@ def test_permutation_pvalue_is_the_exact_weighted_sign_flip_test(exact_sign_flip
     b = np.array([0.0, 0.0, 0.0, 0.0, 1.0])
     weights = np.array([10.0, 10.0, 10.0, 10.0, 1.0])
     assert exact_sign_flip_pvalue(a, b, weights) == 4 / 32 and exact_sign_flip_pvalue(a, b, np.ones(5)) == 12 / 32
-    assert paired_permutation_pvalue(a, b, weights) == pytest.approx(4 / 32)
+    assert cluster_permutation_pvalue(a, b, weights, np.arange(5)) == pytest.approx(4 / 32)
     rng = np.random.default_rng(5)
     for _ in range(3):  # random cases with ties and zero differences
         a, b, w = rng.integers(0, 4, 8) / 4, rng.integers(0, 4, 8) / 4, rng.uniform(0.1, 1, 8)
-        assert paired_permutation_pvalue(a, b, w) == pytest.approx(exact_sign_flip_pvalue(a, b, w), abs=1e-12)
+        assert cluster_permutation_pvalue(a, b, w, np.arange(8)) == pytest.approx(exact_sign_flip_pvalue(a, b, w), abs=1e-12)
 
 
 def test_paired_test_separates_a_consistent_difference_from_noise() -> None:
     rng = np.random.default_rng(0)
     a = rng.uniform(size=200)
-    assert paired_permutation_pvalue(a + 0.05, a, np.ones(200)) < 0.001
-    assert paired_permutation_pvalue(a, a[rng.permutation(200)], np.ones(200)) > 0.01
-    assert paired_permutation_pvalue(a, a, np.ones(200)) == 1.0
+    questions = np.arange(200)
+    assert cluster_permutation_pvalue(a + 0.05, a, np.ones(200), questions) < 0.001
+    assert cluster_permutation_pvalue(a, a[rng.permutation(200)], np.ones(200), questions) > 0.01
+    assert cluster_permutation_pvalue(a, a, np.ones(200), questions) == 1.0
 
 
 def test_holm_hand_examples(holm_by_hand) -> None:
@@ -285,15 +264,15 @@ def test_default_resamples_keep_the_floor_far_below_holm_thresholds() -> None:
 
 def test_translations_no_longer_push_a_small_difference_to_the_floor() -> None:
     """316 questions, each in 11 language rows with the same difference: per question a − b has mean
-    0.006 and sd 0.05. As 3,476 independent rows the difference looks 7 standard errors away and the
-    row-level test sits at its floor (2/2001 two-sided); as 316 questions it is 2 standard errors
-    away, p about 0.04, far above the cluster test's floor."""
+    0.006 and sd 0.05. As 3,476 independent rows (one cluster per row) the difference looks 7
+    standard errors away and the test sits at its floor, 1/20,001; as 316 questions it is 2
+    standard errors away, p about 0.04, far above that floor."""
     rng = np.random.default_rng(5)
     diff = rng.normal(size=316)
     diff = 0.006 + 0.05 * (diff - diff.mean()) / diff.std()
     b = np.repeat(rng.uniform(0.2, 0.8, 316), 11)
     a, clusters, weights = b + np.repeat(diff, 11), np.repeat(np.arange(316), 11), np.ones(316 * 11)
-    assert paired_permutation_pvalue(a, b, weights) <= 2 / 2001
+    assert cluster_permutation_pvalue(a, b, weights, np.arange(316 * 11)) == 1 / (1 + PERMUTATION_RESAMPLES)
     p = cluster_permutation_pvalue(a, b, weights, clusters)
     assert 0.02 < p < 0.06
     assert p > 100 / (1 + PERMUTATION_RESAMPLES)

@@ -6,6 +6,7 @@ per-query mean differ, and so do weighted and unweighted resampling.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from pathlib import Path
 
@@ -18,11 +19,11 @@ from mlret.scoring.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
 from mlret.params import Profile, load_params
 from mlret.reporting.collect import load_results, model_names, pair_map
 from mlret.reporting.report import low_resource_languages
-from mlret.reporting.stats import bootstrap_interval
-from mlret.reporting.tables import results_table, robustness_table
+from mlret.reporting.stats import cluster_bootstrap_interval
+from mlret.reporting.tables import results_markdown, results_table
 
 REPO = Path(__file__).resolve().parents[2]
-QUESTIONS = {"en": 6, "ru": 2}  # 8 queries per setting: 2^8 sign flips, fewer than the resamples, so tests are exact
+QUESTIONS = {"en": 6, "ru": 2}  # 6 questions (q0, q1 asked in both languages): 2^6 sign flips, fewer than the resamples, so tests are exact
 MODELS = model_names(["mono", "hybrid"], ["balanced", "lowres"], [0, 1])
 
 
@@ -106,16 +107,26 @@ def test_point_estimates_equal_the_evaluate_stage_summary(frames, table) -> None
     assert abs(hybrid - micro) > 1e-3  # the fixture tells the macro average from the per-query mean
 
 
-def test_bootstrap_interval_resamples_seed_averaged_queries_with_their_weights(frames, table) -> None:
+def per_question(qids: pd.Series, values: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` over the rows of each question, in plain Python."""
+    sums: dict[str, float] = {}
+    for qid, value in zip(qids, values):
+        sums[qid] = sums.get(qid, 0.0) + value
+    return np.array(list(sums.values()))
+
+
+def test_bootstrap_interval_resamples_seed_averaged_questions_with_their_weights(frames, table) -> None:
     _, by_model = frames
     q = seed_mean(by_model, "mono", "lowres", "mono")
     weights = np.where(q.query_lang == "en", 1 / 12, 1 / 4)
     row = table[(table.strategy == "mono") & (table.profile == "lowres") & (table.setting == "mono")].iloc[0]
-    assert (row.map_ci_low, row.map_ci_high) == bootstrap_interval(q.ap.to_numpy(), weights)
-    assert (row.map_ci_low, row.map_ci_high) != bootstrap_interval(q.ap.to_numpy(), np.ones(len(q)))
+    assert (row.map_ci_low, row.map_ci_high) == cluster_bootstrap_interval(q.ap.to_numpy(), weights, q.qid.to_numpy())
+    assert (row.map_ci_low, row.map_ci_high) != cluster_bootstrap_interval(q.ap.to_numpy(), np.ones(len(q)), q.qid.to_numpy())
+    assert (row.map_ci_low, row.map_ci_high) != cluster_bootstrap_interval(q.ap.to_numpy(), weights, np.arange(len(q)))
 
 
 def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, table, exact_sign_flip_pvalue, holm_by_hand) -> None:
+    """The sign-flip test on per-question weighted sums of differences, all 2^6 flips enumerated here."""
     _, by_model = frames
     tested = table[table.p_vs_headline.notna()]
     assert len(tested) == 4 and set(tested.strategy) == {"mono"}  # 2 profiles × 2 settings; base and hybrid untested
@@ -123,45 +134,87 @@ def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, 
     for row in tested.itertuples():
         a, b = seed_mean(by_model, "hybrid", row.profile, row.setting), seed_mean(by_model, "mono", row.profile, row.setting)
         weights = np.where(a.query_lang == "en", 1 / 12, 1 / 4)
-        raw.append(exact_sign_flip_pvalue(a.ap.to_numpy(), b.ap.to_numpy(), weights))
+        by_question = per_question(a.qid, (a.ap - b.ap).to_numpy() * weights)
+        assert len(by_question) == 6
+        raw.append(exact_sign_flip_pvalue(by_question, np.zeros(6), np.ones(6)))
         assert row.p_vs_headline == pytest.approx(raw[-1], abs=1e-12)
         assert row.delta_vs_headline == pytest.approx(np.sum((a.ap - b.ap) * weights), abs=1e-12)
     assert tested.p_vs_headline_holm.tolist() == pytest.approx(holm_by_hand(raw), abs=1e-12)
-    # Four distinct p-values (3/64 to 17/64); Holm multiplies the three smallest by 4, 3 and 2 and raises them.
-    assert sorted(raw) == [3 / 64, 4 / 64, 7 / 64, 17 / 64] and sorted(holm_by_hand(raw)) == [12 / 64, 12 / 64, 14 / 64, 17 / 64]
+    # Four p-values (4/64 to 22/64; two equal); Holm multiplies the three smallest by 4, 3 and 2 and raises them.
+    assert sorted(raw) == [4 / 64, 6 / 64, 6 / 64, 22 / 64] and sorted(holm_by_hand(raw)) == [16 / 64, 18 / 64, 18 / 64, 22 / 64]
     assert table[table.p_vs_headline.isna()].p_vs_headline_holm.isna().all()
 
 
-def test_robustness_separates_pairs_with_one_low_resource_side_and_keeps_the_sign() -> None:
-    """zh is low-resource in ``lowres``. Per pair, lowres mAP minus balanced mAP:
+LANGS = ["en", "de", "ru"]
 
-    with zh on one side or both: en→zh, zh→en, ru→zh, zh→ru −0.2 each, zh→zh −0.3, zh→all −0.1: mean −0.2;
-    without zh: en→ru, ru→en, en→en, ru→ru +0.1 each, en→all, ru→all 0: mean +1/15.
+
+def cross_rows(strategy: str, value_of: dict[str, float], seed: int = 0) -> list[dict[str, object]]:
+    """Cross-setting rows of one run: every question in every ordered pair of distinct languages (6
+    pairs, so every row weighs 1 / (6 × questions)), each metric equal to the question's value."""
+    return [{"dataset": "tiny", "setting": "cross", "strategy": strategy, "profile": "balanced", "seed": seed,
+             "query_lang": x, "pool_lang": y, "qid": qid, "ap": v, "recall@10": v, "ndcg@10": v}
+            for x in LANGS for y in LANGS if x != y for qid, v in value_of.items()]
+
+
+def test_the_interval_draws_the_language_rows_of_a_question_together() -> None:
+    """Three questions, each asked in 6 language pairs (18 rows of equal weight): q1 scores 1 in every
+    pair, q2 and q3 score 0, so the mean is 1/3.
+
+    Drawing 3 questions with replacement, the mean is (copies of q1) / 3: 0, 1/3, 2/3 or 1 with
+    probabilities 8/27, 12/27, 6/27, 1/27, so the 2.5th percentile is 0 and the 97.5th is 1 (the CDF
+    reaches only 26/27 < 0.975 at 2/3). Drawn one by one, the 18 rows would look like 18 independent
+    values, 6 of them ones: an interval of about [0.1, 0.6], strictly inside [0, 1].
     """
-    langs = ["en", "ru", "zh"]
-    pairs = [("mono" if x == y else "cross", x, y) for x in langs for y in langs] + [("multi", x, "all") for x in langs]
+    value_of = {"q1": 1.0, "q2": 0.0, "q3": 0.0}
+    replicates = [np.mean([value_of[q] for q in draw]) for draw in itertools.product(value_of, repeat=3)]
+    low, high = np.quantile(replicates, [0.025, 0.975], method="inverted_cdf")
+    assert (low, high) == (0.0, 1.0)
+    row = results_table(pd.DataFrame(cross_rows("mono", value_of)), headline="hybrid").iloc[0]
+    for name in ("map", "recall@10", "ndcg@10"):
+        assert row[name] == pytest.approx(1 / 3)
+        assert (row[f"{name}_ci_low"], row[f"{name}_ci_high"]) == pytest.approx((low, high), abs=1e-12)
+    rows_low, rows_high = cluster_bootstrap_interval(np.repeat([1.0, 0.0, 0.0], 6), np.ones(18), np.arange(18))
+    assert 0 < rows_low < rows_high < 1
 
-    def ap(profile: str, x: str, y: str) -> float:
-        if profile == "balanced":
-            return 0.5
-        if "zh" not in (x, y):
-            return 0.5 if y == "all" else 0.6
-        return {("zh", "zh"): 0.2, ("zh", "all"): 0.4}.get((x, y), 0.3)
 
-    rows = []
-    for profile in ("balanced", "lowres"):
-        for setting, x, y in pairs:
-            spread = 0.1 if (x, y) == ("en", "ru") else 0.0  # two queries around the pair's mean
-            for i, value in enumerate((ap(profile, x, y) - spread, ap(profile, x, y) + spread)):
-                rows.append({"dataset": "tiny", "strategy": "hybrid", "profile": profile, "seed": 0, "setting": setting,
-                             "query_lang": x, "pool_lang": y, "qid": f"q{i}", "ap": value})
-    rows += [{**r, "strategy": "base", "profile": "-", "ap": 0.0} for r in rows[:4]]  # the base model is no strategy
-    robustness = robustness_table(pd.DataFrame(rows), {"balanced": set(), "lowres": {"zh"}})
-    got = robustness.set_index("pairs")
-    assert robustness.strategy.tolist() == ["hybrid", "hybrid"] and robustness.profile.tolist() == ["lowres", "lowres"]
-    assert got.loc["with low-resource language", "n_pairs"] == 6 and got.loc["high-resource only", "n_pairs"] == 6
-    assert got.loc["with low-resource language", "delta_map"] == pytest.approx(-0.2)
-    assert got.loc["high-resource only", "delta_map"] == pytest.approx(0.4 / 6)
+def test_the_paired_test_flips_whole_questions() -> None:
+    """hybrid beats mono on every row of three questions (by 0.4, 0.2 and 0.1, in all 6 language pairs).
+
+    Flipping whole questions, all 2^3 = 8 sign patterns are enumerated and only the two with equal
+    signs reach |0.4 + 0.2 + 0.1|: p = 2/8. Flipping the 18 rows one by one would give 2/2^18, or
+    the Monte Carlo floor 1/20,001. It is the table's only test, so Holm leaves it as it is.
+    """
+    differences = [0.4, 0.2, 0.1]
+    flips = [abs(sum(s * d for s, d in zip(signs, differences))) for signs in itertools.product((1, -1), repeat=3)]
+    exact = sum(f >= sum(differences) - 1e-12 for f in flips) / len(flips)
+    assert exact == 0.25
+    rows = cross_rows("mono", {"q1": 0.5, "q2": 0.5, "q3": 0.5}) + cross_rows("hybrid", {"q1": 0.9, "q2": 0.7, "q3": 0.6})
+    table = results_table(pd.DataFrame(rows), headline="hybrid").set_index("strategy")
+    assert table.at["mono", "p_vs_headline"] == exact and table.at["mono", "p_vs_headline_holm"] == exact
+    assert table.at["mono", "delta_vs_headline"] == pytest.approx(sum(differences) / 3)
+    assert np.isnan(table.at["hybrid", "p_vs_headline"]) and np.isnan(table.at["hybrid", "delta_vs_headline_ci_low"])
+
+
+@pytest.mark.parametrize(("spread", "interval"), [(0.0, (0.1, 0.1)), (0.1, (0.0, 0.2))])
+def test_the_delta_interval_redraws_the_seeds_of_each_strategy(spread: float, interval: tuple[float, float]) -> None:
+    """hybrid (one seed) scores mono's seed mean + 0.1 on every row, and questions score 0.3, 0.5, 0.8.
+
+    With mono's two seeds identical (spread 0) the difference is 0.1 whichever questions are drawn:
+    interval [0.1, 0.1]. With mono's seeds 0.1 below and above their mean, redrawing both seeds
+    makes mono's mean 0.1 lower, the same or 0.1 higher on every row (probabilities 1/4, 1/2, 1/4),
+    so the difference is 0.2, 0.1 or 0 whatever questions are drawn: the 95% interval is [0, 0.2].
+    Seed 1 lists its rows in reverse order: seeds are matched by (languages, qid), not by position.
+    """
+    mean = {"q1": 0.3, "q2": 0.5, "q3": 0.8}
+    rows = (cross_rows("hybrid", {q: v + 0.1 for q, v in mean.items()})
+            + cross_rows("mono", {q: v - spread for q, v in mean.items()}, seed=0)
+            + cross_rows("mono", {q: v + spread for q, v in mean.items()}, seed=1)[::-1])
+    table = results_table(pd.DataFrame(rows), headline="hybrid")
+    mono = table.set_index("strategy").loc["mono"]
+    assert mono.seeds == 2 and mono.delta_vs_headline == pytest.approx(0.1)
+    assert (mono.delta_vs_headline_ci_low, mono.delta_vs_headline_ci_high) == pytest.approx(interval, abs=1e-12)
+    # the Markdown Δ cell carries the interval; p = 2/8 (every question favours hybrid)
+    assert f"| +0.100 [{interval[0]:+.3f}, {interval[1]:+.3f}] | 0.25 |" in results_markdown(table, "hybrid")
 
 
 def test_low_resource_languages_follow_each_profile_fraction() -> None:

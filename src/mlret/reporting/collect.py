@@ -48,8 +48,8 @@ def load_results(eval_root: str | Path, models: list[str], datasets: list[str] |
 def pair_map(rows: pd.DataFrame, by: list[str] | None = None) -> pd.Series:
     """Mean AP of each (query language, pool language) pair over every row given, seeds included.
 
-    The report's one X×Y aggregation: the heatmaps unstack it into a matrix,
-    the robustness table takes its difference between profiles.
+    The report's one X×Y aggregation: the heatmaps unstack it into a matrix, the pair tables
+    write it out.
     """
     return rows.groupby([*(by or []), "query_lang", "pool_lang"]).ap.mean()
 

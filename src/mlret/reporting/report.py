@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from mlret.artifacts import read_json, read_table, require_columns, staged_dir, write_bytes, write_json
-from mlret.data.corpora import pool_label
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
 from mlret.reporting.collect import BASE, load_results
@@ -91,6 +90,16 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def pool_labels(eval_metrics_root: str | Path, datasets: list[str]) -> dict[str, str]:
+    """Each dataset's candidate pool as the evaluate stage labelled it (in-domain test articles, or full and zero-shot)."""
+    path = Path(eval_metrics_root) / f"{BASE}.json"
+    metrics = read_json(path)
+    missing = [d for d in datasets if "pool" not in metrics.get(d, {})]
+    if missing:
+        raise MlretError(f"{path}: no `pool` label for {missing}.", "Re-run the evaluate stages (`dvc repro evaluate_base`).")
+    return {d: metrics[d]["pool"] for d in datasets}
+
+
 def question_articles(parallel_root: str | Path, datasets: list[str]) -> dict[str, dict[str, int]]:
     """qid -> article per dataset: the coarser resampling unit of the robustness sensitivity check."""
     out = {}
@@ -161,7 +170,7 @@ def build_report(
     write_bytes(out_dir / "results.csv", _csv(table))
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))
-    pools = {dataset: pool_label(dataset, params.data.train_source) for dataset in sorted(set(results.dataset))}
+    pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
     summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(

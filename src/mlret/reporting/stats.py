@@ -1,16 +1,16 @@
-"""Uncertainty for the report: bootstrap intervals over queries, paired tests, Holm correction.
+"""Uncertainty for the report: bootstrap intervals and sign-flip tests over whole questions, Holm correction.
 
-All resampling is scipy's (``scipy.stats.bootstrap``, ``scipy.stats.permutation_test``)
-and the multiple-testing correction is statsmodels' ``multipletests``; this
-module only says *what* is resampled. The unit is a query row of a setting
-(one query in one (query, pool) language pair), weighted as in
-:mod:`mlret.reporting.collect`; seeds are first averaged per query, so the
-intervals describe query sampling, and the seed spread is reported beside them.
-
-Those row-level functions treat translations of one question as independent queries. The
-cluster functions further down resample whole questions (or articles) instead, and the two-level
-bootstrap adds the seed variance to the question variance; they are written directly in numpy,
-vectorised over resamples, because scipy's resamplers have no notion of a cluster.
+The unit of a setting is a query row: one question asked in one (query language, pool language)
+pair, weighted as in :mod:`mlret.reporting.collect` so that weighted means are the evaluate
+stage's macro averages. The rows of one question are translations of it against translated
+pools; their scores move together, so resampling rows as if independent would count a question
+up to |languages|² times and make intervals too narrow and p-values too small. Every function
+here therefore resamples or flips *clusters* (question ids, or articles as a coarser check):
+:func:`cluster_bootstrap_interval` for a mean of seed-averaged values,
+:func:`two_level_bootstrap_contrast` when the spread between seeds (training runs) must enter
+too, and :func:`cluster_permutation_pvalue` for a paired test. They are written directly in
+numpy, vectorised over resamples, because scipy's resamplers have no notion of a cluster; the
+multiple-testing correction is statsmodels' ``multipletests``.
 """
 
 from __future__ import annotations
@@ -18,47 +18,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 CONFIDENCE = 0.95
-RESAMPLES = 2000
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sum(values * weights) / np.sum(weights))
-
-
-def bootstrap_interval(values: np.ndarray, weights: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the weighted mean, resampling query rows."""
-    if len(values) < 2 or np.all(values == values[0]):
-        v = weighted_mean(values, weights)
-        return v, v
-
-    def statistic(v: np.ndarray, w: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.sum(v * w, axis=axis) / np.sum(w, axis=axis)
-
-    result = stats.bootstrap(
-        (values, weights), statistic, paired=True, vectorized=True, confidence_level=CONFIDENCE,
-        n_resamples=RESAMPLES, method="percentile", rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def paired_permutation_pvalue(a: np.ndarray, b: np.ndarray, weights: np.ndarray, seed: int = 0) -> float:
-    """Two-sided p-value that two systems have the same weighted mean on the same queries (sign flips)."""
-    diff = a - b
-    if np.all(diff == 0):
-        return 1.0
-
-    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.sum((x - y) * weights, axis=axis)
-
-    result = stats.permutation_test(
-        (a, b), statistic, permutation_type="samples", vectorized=True, n_resamples=RESAMPLES,
-        alternative="two-sided", rng=np.random.default_rng(seed),
-    )
-    return float(result.pvalue)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -70,13 +36,8 @@ def holm(pvalues: list[float]) -> list[float]:
 
 # --- Resampling whole questions -------------------------------------------------------------
 #
-# A query row is one question asked in one (query language, pool language) pair. The rows of a
-# question are translations of it against translated pools: their scores move together, so
-# resampling rows as if they were independent counts one question up to |languages|² times and
-# makes intervals too narrow and p-values too small. The functions below resample *clusters*
-# (question ids, or articles as a coarser sensitivity check): every row of a drawn cluster enters
-# a resample together, with its own weight, and the weighted mean is renormalised by the weight
-# actually drawn.
+# Every row of a drawn cluster enters a resample together, with its own weight, and the weighted
+# mean is renormalised by the weight actually drawn (clusters hold different numbers of rows).
 
 CLUSTER_RESAMPLES = 10_000
 #: Sign flips of the cluster permutation test. A Monte Carlo p-value is never below

@@ -1,17 +1,34 @@
-"""The comparison tables: strategy × profile × dataset × setting, with honest uncertainty."""
+"""The comparison tables: strategy × profile × dataset × setting, with honest uncertainty.
+
+A query row is one question asked in one (query language, pool language) pair; the rows of one
+question (``qid``) are translations of it against translated pools, so their scores move
+together. Every interval and test here therefore resamples or flips whole questions (see
+:mod:`mlret.reporting.stats`), never rows one by one.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from mlret.reporting.collect import BASE, pair_map
-from mlret.reporting.stats import bootstrap_interval, holm, paired_permutation_pvalue, weighted_mean
+from mlret.reporting.collect import BASE
+from mlret.reporting.stats import (
+    CLUSTER_RESAMPLES,
+    CONFIDENCE,
+    PERMUTATION_RESAMPLES,
+    cluster_bootstrap_interval,
+    cluster_permutation_pvalue,
+    holm,
+    two_level_bootstrap_difference,
+    weighted_mean,
+)
 
 #: Reported metric -> per-query column. Rank distance is reported for the multilingual setting only.
 METRICS = {"map": "ap", "recall@10": "recall@10", "ndcg@10": "ndcg@10", "rank_distance": "rank_distance"}
 LOWER_IS_BETTER = {"rank_distance"}
 QUERY_KEY = ["query_lang", "pool_lang", "qid"]
+CLUSTER = "qid"  # the resampling unit: every language row of a question moves together
+_NO_TEST = {"p_vs_headline": np.nan, "delta_vs_headline": np.nan, "delta_vs_headline_ci_low": np.nan, "delta_vs_headline_ci_high": np.nan}
 
 
 def _defined(group: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -29,9 +46,29 @@ def _defined(group: pd.DataFrame, column: str) -> pd.DataFrame:
     return rows.assign(weight=1.0 / (in_pair * pairs))
 
 
+def _seed_average(defined: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Seed-averaged value per query row of :func:`_defined` rows, with its weight (identical across seeds)."""
+    return defined.groupby(QUERY_KEY).agg(value=(column, "mean"), weight=("weight", "first"))
+
+
 def _per_query(group: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Seed-averaged value per query row, with its weight (identical across seeds)."""
-    return _defined(group, column).groupby(QUERY_KEY).agg(value=(column, "mean"), weight=("weight", "first"))
+    return _seed_average(_defined(group, column), column)
+
+
+def _by_seed(group: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One column per seed, one row per query row (``QUERY_KEY``) defined in every seed.
+
+    Rows are matched by key, not by position, so seeds whose files list queries in different
+    orders, or groups with different numbers of seeds, still line up query by query.
+    """
+    return group.set_index([*QUERY_KEY, "seed"])[column].unstack("seed").dropna(how="any")
+
+
+def _interval(q: pd.DataFrame) -> tuple[float, float]:
+    """Bootstrap interval of the weighted mean of seed-averaged values, drawing whole questions."""
+    if q.empty:
+        return np.nan, np.nan
+    return cluster_bootstrap_interval(q.value.to_numpy(), q.weight.to_numpy(), q.index.get_level_values(CLUSTER).to_numpy())
 
 
 def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
@@ -43,12 +80,11 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
             for name, column in METRICS.items():
                 if name == "rank_distance" and setting != "multi":
                     continue
-                per_seed = [weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in _defined(group, column).groupby("seed")]
-                q = _per_query(group, column)
-                low, high = bootstrap_interval(q.value.to_numpy(), q.weight.to_numpy())
-                row[name] = float(np.mean(per_seed))
+                defined = _defined(group, column)
+                per_seed = [weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in defined.groupby("seed")]
+                row[name] = float(np.mean(per_seed)) if per_seed else np.nan
                 row[f"{name}_seed_sd"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else np.nan
-                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _interval(_seed_average(defined, column))
             row.update(_versus(block, strategy, profile, headline))
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -60,44 +96,40 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
     return table.sort_values(["dataset", "setting", "_base_first", "profile", "strategy"], kind="stable").drop(columns="_base_first").reset_index(drop=True)
 
 
-def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> dict[str, object]:
-    """Paired permutation test of the headline strategy against this row, on the same queries (mAP)."""
+def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> dict[str, float]:
+    """The headline strategy against this row on the same queries (mAP), same profile.
+
+    delta: weighted mean over common query rows of headline minus row, each seed-averaged (the
+    difference of the two table cells when both define every row). p: two-sided sign-flip test
+    flipping whole questions. Interval: two-level bootstrap (each strategy's seeds redrawn, then
+    questions drawn once for both) on the rows defined in every seed of both, so the spread
+    between training runs enters as well as the choice of questions.
+    """
     if strategy in (BASE, headline):
-        return {"p_vs_headline": np.nan, "delta_vs_headline": np.nan}
-    other = block[(block.strategy == headline) & (block.profile == profile)]
-    if other.empty:
-        return {"p_vs_headline": np.nan, "delta_vs_headline": np.nan}
-    mine = _per_query(block[(block.strategy == strategy) & (block.profile == profile)], "ap")
-    theirs = _per_query(other, "ap")
-    joined = mine.join(theirs, how="inner", suffixes=("_mine", "_headline"))
+        return dict(_NO_TEST)
+    theirs_rows = block[(block.strategy == headline) & (block.profile == profile)]
+    if theirs_rows.empty:
+        return dict(_NO_TEST)
+    mine_rows = block[(block.strategy == strategy) & (block.profile == profile)]
+    joined = _per_query(mine_rows, "ap").join(_per_query(theirs_rows, "ap"), how="inner", suffixes=("_mine", "_headline"))
+    if joined.empty:
+        return dict(_NO_TEST)
     a, b, w = joined.value_headline.to_numpy(), joined.value_mine.to_numpy(), joined.weight_mine.to_numpy()
-    return {"p_vs_headline": paired_permutation_pvalue(a, b, w), "delta_vs_headline": weighted_mean(a - b, w)}
-
-
-def robustness_table(results: pd.DataFrame, low_resource: dict[str, set[str]], reference: str = "balanced") -> pd.DataFrame:
-    """Change in mAP from the reference profile to each imbalanced one, per strategy and dataset,
-    separately for language pairs that involve a low-resource language of that profile and for the rest."""
-    rows = []
-    trained = results[results.strategy != BASE]
-    for (dataset, strategy), group in trained.groupby(["dataset", "strategy"], sort=True):
-        ref = group[group.profile == reference]
-        if ref.empty:
-            continue
-        ref_pairs = pair_map(ref, by=["setting"])
-        for profile, low in low_resource.items():
-            if profile == reference:
-                continue
-            mine = group[group.profile == profile]
-            if mine.empty:
-                continue
-            delta = (pair_map(mine, by=["setting"]) - ref_pairs).dropna().reset_index()
-            involves = delta.query_lang.isin(low) | delta.pool_lang.isin(low)
-            for label, part in (("with low-resource language", delta[involves]), ("high-resource only", delta[~involves])):
-                if part.empty:
-                    continue
-                rows.append({"dataset": dataset, "strategy": strategy, "profile": profile, "pairs": label,
-                             "delta_map": float(part.ap.mean()), "n_pairs": int(len(part))})
-    return pd.DataFrame(rows, columns=["dataset", "strategy", "profile", "pairs", "delta_map", "n_pairs"])
+    out = {
+        "p_vs_headline": cluster_permutation_pvalue(a, b, w, joined.index.get_level_values(CLUSTER).to_numpy()),
+        "delta_vs_headline": weighted_mean(a - b, w),
+        "delta_vs_headline_ci_low": np.nan,
+        "delta_vs_headline_ci_high": np.nan,
+    }
+    theirs, mine = _by_seed(theirs_rows, "ap"), _by_seed(mine_rows, "ap")
+    common = joined.index[joined.index.isin(theirs.index) & joined.index.isin(mine.index)]
+    if len(common):
+        contrast = two_level_bootstrap_difference(
+            theirs.reindex(common).to_numpy().T, mine.reindex(common).to_numpy().T,
+            joined.weight_mine.reindex(common).to_numpy(), common.get_level_values(CLUSTER).to_numpy(),
+        )
+        out["delta_vs_headline_ci_low"], out["delta_vs_headline_ci_high"] = contrast.low, contrast.high
+    return out
 
 
 def _cell(row: pd.Series, name: str, best: bool) -> str:
@@ -109,11 +141,28 @@ def _cell(row: pd.Series, name: str, best: bool) -> str:
     return f"**{text}**" if best else text
 
 
+def _delta(row: pd.Series) -> str:
+    if pd.isna(row.delta_vs_headline):
+        return ""
+    text = f"{row.delta_vs_headline:+.3f}"
+    if not pd.isna(row.get("delta_vs_headline_ci_low", np.nan)):
+        text += f" [{row.delta_vs_headline_ci_low:+.3f}, {row.delta_vs_headline_ci_high:+.3f}]"
+    return text
+
+
 def results_markdown(table: pd.DataFrame, headline: str) -> str:
     """One Markdown table per dataset × setting; the best value of each column in bold."""
+    level = f"{CONFIDENCE:.0%}"
+    tests = int(table.p_vs_headline.notna().sum())
+    tested = "test" if tests == 1 else "tests"
     parts = [
-        "Each cell: mean over seeds [95% bootstrap interval over queries] ±seed standard deviation (when several seeds ran).",
-        f"p: paired permutation test of `{headline}` against the row on the same queries (mAP), Holm-adjusted over the whole report.",
+        f"Each cell: mean over seeds [{level} percentile bootstrap interval resampling whole questions: every language row "
+        f"of a question (qid) is drawn together, {CLUSTER_RESAMPLES:,} resamples] ±seed standard deviation (when several seeds ran).",
+        f"Δ: mAP of `{headline}` minus the row's on the same queries [{level} two-level bootstrap interval: each strategy's "
+        f"seeds redrawn, then whole questions drawn once for both, {CLUSTER_RESAMPLES:,} resamples].",
+        f"p: two-sided paired sign-flip test of `{headline}` against the row (mAP), flipping whole questions "
+        f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip enumerated when "
+        f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting).",
         "",
     ]
     for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
@@ -125,8 +174,7 @@ def results_markdown(table: pd.DataFrame, headline: str) -> str:
         parts.append("|---" * (len(names) + 5) + "|")
         for _, row in block.iterrows():
             cells = [_cell(row, n, bool(np.isclose(row[n], best[n]))) for n in names]
-            delta = "" if pd.isna(row.delta_vs_headline) else f"{row.delta_vs_headline:+.3f}"
             p = "" if pd.isna(row.p_vs_headline_holm) else f"{row.p_vs_headline_holm:.3g}"
-            parts.append(f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {delta} | {p} |")
+            parts.append(f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {_delta(row)} | {p} |")
         parts.append("")
     return "\n".join(parts)
