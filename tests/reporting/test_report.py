@@ -99,6 +99,7 @@ def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     assert "- tiny, mono mAP: hybrid is better than mono by" in summary
     assert "**Pools.** tiny: full pool, zero-shot." in summary and "| lowres | zh | 0.1 | 0.2000 |" in summary
     assert "leads" not in summary and "wins" not in summary
+    assert "### tiny (full pool, zero-shot) — multi" in (report_dir / "reports" / "results.md").read_text()
 
 
 def test_headline_metrics_and_figures(report_dir: Path) -> None:

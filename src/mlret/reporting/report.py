@@ -169,8 +169,8 @@ def build_report(
     write_bytes(out_dir / "exposure.csv", _csv(exposure))
     write_bytes(out_dir / "results.csv", _csv(table))
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
-    write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling)).encode("utf-8"))
     pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
+    write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"))
     summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(

@@ -150,7 +150,7 @@ def _delta(row: pd.Series) -> str:
     return text
 
 
-def results_markdown(table: pd.DataFrame, headline: str) -> str:
+def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] | None = None) -> str:
     """One Markdown table per dataset × setting; the best value of each column in bold."""
     level = f"{CONFIDENCE:.0%}"
     tests = int(table.p_vs_headline.notna().sum())
@@ -168,7 +168,8 @@ def results_markdown(table: pd.DataFrame, headline: str) -> str:
     for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
         names = [n for n in METRICS if n in block and block[n].notna().any()]
         best = {n: (block[n].min() if n in LOWER_IS_BETTER else block[n].max()) for n in names}
-        parts.append(f"### {dataset} — {setting}")
+        pool = f" ({pools[dataset]})" if pools and dataset in pools else ""
+        parts.append(f"### {dataset}{pool} — {setting}")
         parts.append("")
         parts.append("| strategy | profile | seeds | " + " | ".join(names) + f" | Δ mAP {headline} − row | p (Holm) |")
         parts.append("|---" * (len(names) + 5) + "|")
