@@ -27,8 +27,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip check
 	touch $@
 
+# Stage commands call `python`: the environment's bin folder goes first on PATH so that they
+# run with its interpreter and packages, not whatever `python` the shell would find.
 repro: install
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: install-dev
 	$(BIN)/python -m pytest -q; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status
