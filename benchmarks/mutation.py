@@ -59,6 +59,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "src/mlret/reporting/stats.py": ("tests/reporting/test_stats.py",),
     # test_report.py builds a whole report per mutant (6 s of fixtures): 10 more minutes for this file.
     "src/mlret/reporting/tables.py": ("tests/reporting/test_tables.py",),
+    "src/mlret/reporting/robustness.py": ("tests/reporting/test_robustness.py",),
     "src/mlret/training/samplers.py": ("tests/training/test_samplers.py", "tests/training/test_schedule.py"),
     "src/mlret/training/pairs.py": ("tests/training/test_samplers.py", "tests/training/test_schedule.py"),
     # Each loop test trains a tiny model (1-7 s, plus a fresh checkpoint per mutant): see FUNCTIONS.
