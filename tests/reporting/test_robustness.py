@@ -7,6 +7,8 @@ import itertools
 import pandas as pd
 import pytest
 
+from mlret.errors import MlretError
+
 from mlret.reporting.robustness import Cell, ladder_cells, own_rows, robustness_table
 
 LANGS = ["en", "ru", "zh"]
@@ -106,3 +108,9 @@ def test_several_cells_at_a_severity_are_averaged_and_resampled(results: pd.Data
     row = table[(table.kind == "drop") & (table.strategy == "hybrid") & (table.scope == "mono") & (table.severity == 0.0)].iloc[0]
     assert row.cells == 2 and row.drop_map == pytest.approx((0.1 + 0.4) / 2)
     assert (row.ci_low, row.ci_high) == pytest.approx((0.1, 0.4))
+
+
+def test_a_reference_run_missing_rows_is_an_error_not_a_silent_skip(results: pd.DataFrame) -> None:
+    gap = (results.strategy == "multi") & (results.profile == "balanced") & (results.seed == 1) & (results.query_lang == "zh")
+    with pytest.raises(MlretError, match=r"^multi/balanced/1: no score for \d+ of zh's rows"):
+        robustness_table(results[~gap], LOW, FRACTIONS, headline="hybrid", resamples=100)

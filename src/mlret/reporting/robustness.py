@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlret.errors import MlretError
 from mlret.reporting.collect import BASE
 from mlret.reporting.stats import CLUSTER_RESAMPLES, CONFIDENCE, Contrast, _percentiles
 
@@ -135,7 +136,10 @@ def drop_data(results: pd.DataFrame, strategy: str, cells: list[Cell], scope: st
         for seed in seeds:
             ref = template.merge(reference[reference.seed == seed][key + ["ap"]], on=key, how="left")
             if ref.ap.isna().any():
-                return None
+                raise MlretError(
+                    f"{strategy}/{REFERENCE_PROFILE}/{seed}: no score for {int(ref.ap.isna().sum())} of {cell.lang}'s rows that {strategy}/{cell.profile} has.",
+                    "Re-run its evaluate stage (`dvc repro`): both profiles are scored on the same test questions.",
+                )
             per_seed.append(_unit_sums(ref, ref.ap, units, unit_of))
         ref_sums.append(per_seed)
     return DropData(np.transpose(np.array(ref_sums), (1, 0, 2)), np.array(red_sums), np.array(weights))
