@@ -46,7 +46,7 @@ import pandas as pd
 
 from mlret.errors import MlretError
 from mlret.reporting.collect import BASE
-from mlret.reporting.stats import CLUSTER_RESAMPLES, CONFIDENCE, Contrast, _percentiles
+from mlret.reporting.stats import CLUSTER_RESAMPLES, CONFIDENCE, Contrast, percentile_interval
 
 SCOPES = ("all", "mono", "cross", "multi")
 REFERENCE_PROFILE = "balanced"
@@ -176,7 +176,7 @@ def bootstrap_drops(
         per_cell = (ref - red) / weight
         total += coefficients[name] * (cell_counts * per_cell).sum(axis=1) / cells
     estimate = sum(coefficients[n] * _estimate(data[n]) for n in names)
-    low, high = _percentiles(total, confidence)
+    low, high = percentile_interval(total, confidence)
     return Contrast(float(estimate), low, high)
 
 

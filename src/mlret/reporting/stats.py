@@ -89,7 +89,7 @@ def _chunks(resamples: int, n_clusters: int) -> list[int]:
     return [min(size, resamples - start) for start in range(0, resamples, size)]
 
 
-def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval by the inverted empirical CDF: the ⌈R·α/2⌉-th and ⌈R·(1−α/2)⌉-th smallest
     replicates, so that on a discrete bootstrap distribution the endpoints are values it can take."""
     alpha = 1 - confidence
@@ -119,7 +119,7 @@ def cluster_bootstrap_interval(
     for size in _chunks(resamples, len(sums)):
         drawn = rng.integers(0, len(sums), size=(size, len(sums)))
         replicates.append(sums[drawn].sum(axis=1) / totals[drawn].sum(axis=1))
-    return _percentiles(np.concatenate(replicates), confidence)
+    return percentile_interval(np.concatenate(replicates), confidence)
 
 
 def two_level_bootstrap_contrast(
@@ -175,7 +175,7 @@ def two_level_bootstrap_contrast(
             counts = seed_rng.multinomial(n, np.full(n, 1 / n), size=size) if n > 1 else np.ones((size, 1))
             combined += c * (counts / n) @ sums
         replicates.append(np.take_along_axis(combined, drawn, axis=1).sum(axis=1) / totals[drawn].sum(axis=1))
-    low, high = _percentiles(np.concatenate(replicates), confidence)
+    low, high = percentile_interval(np.concatenate(replicates), confidence)
     return Contrast(float(estimate), low, high)
 
 
