@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mlret.errors import MlretError
-from mlret.params import STRATEGIES, CrossSettings, HybridSettings, IndexParams, MonoSettings, MultiSettings, Profile, SplitParams, Strategy, TrainParams, load_params, parse_params
+from mlret.params import STRATEGIES, CrossSettings, HybridSettings, IndexParams, MonoSettings, MultiSettings, Profile, SplitParams, Strategy, TrainParams, load_params, parse_params, read_yaml
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -170,6 +170,7 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", save_every=0), r"^train.save_every = 0 must be a positive integer\.$"),
         (update("train", hard_negatives=-1), r"^train.hard_negatives = -1 must be at least 0\.$"),
         (update("train", sampling_alpha=-0.5), r"^train.sampling_alpha = -0.5 must be at least 0\.$"),
+        (update("train", sampling_alpha=120), r"^train.sampling_alpha = 120 must be at most 10\.$"),  # n**120 overflows
         (update("train", warmup_ratio=1.5), r"^train.warmup_ratio = 1.5 must be at most 1\.$"),
         (update("model", max_query_length=2), r"^model.max_query_length = 2 must be at least 4\.$"),
         (update("train", max_passage_length=3), r"^train.max_passage_length = 3 must be at least 4\.$"),
@@ -191,6 +192,8 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         # checks within a section
         (update("data/sources/mlqa-r/sha256", de="abc"), r"^data.sources.mlqa-r.sha256.de = 'abc' is not a SHA-256 hex digest\.$"),
         (update("data/sources/mlqa-r", url="https://example.org/de.json"), r"^data.sources.mlqa-r.url = 'https://example.org/de.json' has no `\{lang\}`"),
+        (update("data/sources/mlqa-r", url="https://x.org/{version}/{lang}.json"), r"^data.sources.mlqa-r.url = .* has the unknown placeholder\(s\) \['version'\]\.$"),
+        (update("data/sources/mlqa-r", url="https://x.org/{lang}.json{"), r"^data.sources.mlqa-r.url = .* is not a valid URL pattern \("),
         (drop("data/sources/mlqa-r/expected_questions", "de"), r"^data.sources.mlqa-r.expected_questions: lists \['ar', 'en',"),
         (update("data/split", test=0.5), r"^data.split: fractions add up to 1.2, not 1\.$"),
         (update("data/split", train=0.0, test=0.9), r"^data.split: train and test fractions must be positive\.$"),
@@ -345,3 +348,51 @@ def test_the_gpu_preset_is_valid_and_trains_every_strategy_on_the_whole_ladder_w
     grid = {(str(r.strategy), r.profile, r.seed, str(r.corpora)) for r in preset.runs}
     assert grid == {(s, p, seed, "all") for s in STRATEGIES for p in preset.profiles for seed in range(5)}
     assert not preset.train.freeze_word_embeddings and preset.train.batch_size == 128
+
+
+@pytest.mark.parametrize("name", ["../../esc", "a/b", "my profile", "-x", ".hidden", "é/x"])
+def test_profile_names_that_are_paths_or_arguments_are_refused(name: str) -> None:
+    """A profile name becomes data/splits/{name}/ and a `--profile` argument: `../../esc` would write outside the stage's folder."""
+
+    def rename(raw: dict) -> None:
+        raw["profiles"][name] = raw["profiles"].pop("balanced")
+
+    err = rejection(rename)
+    assert err.what.startswith(f"profiles.{name} = {name!r} is not a safe name")
+    assert "letters, digits, `_` and `-`" in err.fix
+    with pytest.raises(MlretError, match="is not a safe name"):
+        Profile(name, 1.0)  # built in code (by a benchmark or a test), it is refused the same way
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda raw: raw["data"]["sources"].__setitem__("../x", raw["data"]["sources"].pop("mlqa-r")), "data.sources.../x"),
+        (lambda raw: raw["data"]["sources"]["mlqa-r"]["sha256"].__setitem__("../de", "0" * 64), "data.sources.mlqa-r.sha256.../de"),
+        (lambda raw: raw["profiles"]["balanced"].__setitem__("a/b", 0.5), "profiles.balanced.a/b"),
+    ],
+)
+def test_source_and_language_names_that_are_paths_are_refused(edit: Callable[[dict], None], where: str) -> None:
+    assert rejection(edit).what.startswith(f"{where} = ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  symmetric: no\n", r"params.yaml, line 2: `no` is a boolean to the stages \(YAML 1.1\) but a string to DVC"),
+        ("train:\n  symmetric: On\n", r"params.yaml, line 2: `On` is a boolean"),
+        ("train:\n  batch_size: 4\n  lr: 1\n  batch_size: 8\n", r"params.yaml, line 4: key 'batch_size' appears twice \(first on line 2\)"),
+    ],
+)
+def test_yaml_that_dvc_and_the_stages_would_read_differently_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MlretError, match=message) as caught:
+        load_params(path)
+    assert "\n" not in caught.value.what and caught.value.fix
+
+
+def test_quoted_yes_and_yaml_12_booleans_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("a: 'no'\nb: true\nc: False\n", encoding="utf-8")
+    assert read_yaml(path) == {"a": "no", "b": True, "c": False}

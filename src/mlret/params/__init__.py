@@ -12,7 +12,7 @@ value types), ``report`` (pydantic's report turned into one
 """
 
 from mlret.params.fields import CORPORA, INDEX_TYPES, STRATEGIES, Corpora, IndexType, Pooling, Precision, Strategy
-from mlret.params.file import PARAMS_FILE, Params, TrainingRun, load_params, parse_index_params, parse_params
+from mlret.params.file import PARAMS_FILE, Params, TrainingRun, load_params, parse_index_params, parse_params, read_yaml
 from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, SourceParams, SplitParams, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
 
@@ -44,4 +44,5 @@ __all__ = [
     "load_params",
     "parse_index_params",
     "parse_params",
+    "read_yaml",
 ]

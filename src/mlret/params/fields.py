@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -80,7 +81,27 @@ def _is_sha256(value: str) -> str:
     return value
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _is_safe_name(value: str) -> str:
+    """Profile, dataset and language names become folder names, file names and DVC stage arguments.
+
+    So they may not hold a path separator, `..`, a space or a leading `-`
+    (`../../x` would write outside the stage's output folder, `a/b` nest
+    folders, `my profile` break the stage's command line).
+    """
+    if not _SAFE_NAME.fullmatch(value):
+        raise invalid(
+            "is not a safe name (it becomes a folder and a command-line argument)",
+            "Use only letters, digits, `_` and `-`, starting with a letter or digit (e.g. `ladder_a`, `xquad-r`).",
+            value=value,
+        )
+    return value
+
+
 Name = Annotated[str, Field(min_length=1)]  # pydantic never turns a number into a str
+SafeName = Annotated[str, Field(strict=True), AfterValidator(_is_safe_name)]  # profile, dataset, language, benchmark names
 Bool = Annotated[bool, Field(strict=True)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]

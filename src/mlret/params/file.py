@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from pydantic.dataclasses import dataclass
 
 from mlret.errors import MlretError
-from mlret.params.fields import CONFIG, Corpora, Fraction, Name, Seed, Strategy, reported_as
+from mlret.params.fields import CONFIG, Corpora, Fraction, SafeName, Seed, Strategy, reported_as
 from mlret.params.report import as_mlret_error, did_you_mean, invalid
 from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
@@ -37,7 +37,7 @@ class TrainingRun:
     """
 
     strategy: Strategy
-    profile: Name
+    profile: SafeName
     seed: Seed
     corpora: Corpora = Corpora.ALL
 
@@ -57,7 +57,7 @@ class TrainingRun:
 class Params:
     sampling: Strategy  # headline strategy: its metrics are the top-level ones
     data: DataParams
-    profiles: dict[str, Profile]
+    profiles: dict[SafeName, Profile]
     model: ModelParams
     runs: list[TrainingRun]
     strategy_settings: dict[Strategy, StrategySettings]  # each strategy's own section of params.yaml
@@ -91,7 +91,7 @@ class _ParamsFile(BaseModel):
 
     sampling: Strategy
     data: DataParams
-    profiles: Annotated[dict[str, dict[str, Fraction]], Field(min_length=1)]
+    profiles: Annotated[dict[SafeName, dict[SafeName, Fraction]], Field(min_length=1)]
     model: ModelParams
     runs: Annotated[dict[str, TrainingRun], Field(min_length=1)]
     mono: MonoSettings
@@ -186,18 +186,67 @@ def parse_index_params(raw: Any) -> IndexParams:
         raise as_mlret_error(err, IndexParams, ("index",)) from None
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate ``params.yaml`` (DVC keeps it at the repository root)."""
+class _Refused(yaml.constructor.ConstructorError):
+    def __init__(self, problem: str, fix: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, problem, mark)
+        self.fix = fix
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what DVC (YAML 1.2) and the stages would read differently.
+
+    A repeated key is taken silently by PyYAML (the last one wins) and refused
+    by DVC; ``yes``/``no``/``on``/``off`` are booleans to PyYAML (YAML 1.1) and
+    strings to DVC. ``torchrun stages/train.py`` and ``python -m mlret.search``
+    read the file without DVC, so both are refused here rather than letting
+    the two readers disagree.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                first = seen[key].start_mark.line + 1
+                raise _Refused(f"key {key!r} appears twice (first on line {first}); DVC refuses the file", "Keep one of the two.", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        if node.value.lower() not in ("true", "false"):
+            raise _Refused(
+                f"`{node.value}` is a boolean to the stages (YAML 1.1) but a string to DVC (YAML 1.2)",
+                "Write `true` or `false` (or quote it if you mean the string).",
+                node.start_mark,
+            )
+        return bool(super().construct_yaml_bool(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _StrictLoader.construct_yaml_bool)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The one way the package reads YAML: :class:`_StrictLoader`, with file and syntax errors as :class:`MlretError`."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise MlretError(f"{path}: file not found.", "Run the stage from the repository root, where params.yaml lives.") from None
     except (OSError, UnicodeDecodeError) as err:
         raise MlretError(f"{path}: cannot be read as text ({err}).", "Point at the params.yaml file itself, readable and UTF-8.") from None
+    except _Refused as err:
+        raise MlretError(f"{path}, line {err.problem_mark.line + 1}: {err.problem}.", err.fix) from None
     except yaml.YAMLError as err:
         message = " ".join(str(err).split())
         raise MlretError(f"{path}: not valid YAML ({message}).", "Fix the syntax at the position shown.") from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml`` (DVC keeps it at the repository root)."""
+    path = Path(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise MlretError(f"{path}: expected a mapping at the top level.", "See the params.yaml shipped with the project.")
     return parse_params(raw)

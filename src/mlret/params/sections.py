@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import string
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -29,6 +30,7 @@ from mlret.params.fields import (
     PositiveInt,
     Pooling,
     Precision,
+    SafeName,
     Sha256,
     TokenLength,
     reported_as,
@@ -46,10 +48,10 @@ class SourceParams:
 
     KEY_FIELD: ClassVar[str] = "name"
 
-    name: Name
+    name: SafeName
     url: str
-    sha256: Annotated[dict[str, Sha256], Field(min_length=1)]
-    expected_questions: dict[str, PositiveInt]
+    sha256: Annotated[dict[SafeName, Sha256], Field(min_length=1)]
+    expected_questions: dict[SafeName, PositiveInt]
 
     @property
     def languages(self) -> list[str]:
@@ -61,8 +63,15 @@ class SourceParams:
     @field_validator("url")
     @classmethod
     def _has_lang_placeholder(cls, url: str) -> str:
-        if "{lang}" not in url:
-            raise invalid("has no `{lang}` placeholder", "Write the URL with `{lang}` where the language code goes.", value=url)
+        """The URL is a ``str.format`` pattern: checked here, so a stray brace fails with params, not mid-download."""
+        try:
+            fields = {field for _, field, _, _ in string.Formatter().parse(url) if field is not None}
+        except ValueError as err:
+            raise invalid(f"is not a valid URL pattern ({err})", "Write `{lang}` where the language code goes and double any other brace (`{{`, `}}`).", value=url) from None
+        if fields != {"lang"}:
+            others = sorted(fields - {"lang"})
+            reason = f"has the unknown placeholder(s) {others}" if others else "has no `{lang}` placeholder"
+            raise invalid(reason, "Write the URL with `{lang}` (the only placeholder) where the language code goes; double a literal brace.", value=url)
         return url
 
     @model_validator(mode="after")
@@ -99,8 +108,8 @@ class SplitParams:
 @reported_as("data")
 @dataclass(frozen=True, config=CONFIG)
 class DataParams:
-    train_source: Name
-    sources: Annotated[dict[str, SourceParams], Field(min_length=1)]
+    train_source: SafeName
+    sources: Annotated[dict[SafeName, SourceParams], Field(min_length=1)]
     split: SplitParams
     mirror: str | None = None  # local copy of the release; None (or empty): download
     download_retries: NonNegativeInt = 3
@@ -136,9 +145,9 @@ class DataParams:
 class Profile:
     """Fraction of training questions kept per language (``default`` for unlisted ones)."""
 
-    name: Name
+    name: SafeName
     default: Fraction = 1.0
-    fractions: dict[str, Fraction] = dataclasses.field(default_factory=dict)
+    fractions: dict[SafeName, Fraction] = dataclasses.field(default_factory=dict)
 
     def fraction(self, lang: str) -> float:
         return self.fractions.get(lang, self.default)
@@ -173,7 +182,8 @@ class TrainParams:
     grad_accumulation: PositiveInt
     temperature: PositiveFloat
     symmetric: Bool
-    sampling_alpha: NonNegativeFloat  # 1 proportional, < 1 up-samples small languages, 0 uniform
+    # 1 proportional, < 1 up-samples small languages, 0 uniform; above 10 the shares n**alpha overflow or round to one language
+    sampling_alpha: Annotated[float, Field(strict=True, ge=0, le=10)]
     hard_negatives: NonNegativeInt
     freeze_word_embeddings: Bool
     max_query_length: TokenLength
@@ -224,7 +234,7 @@ class IndexParams:
 @dataclass(frozen=True, config=CONFIG)
 class EvalParams:
     batch_size: PositiveInt  # texts per forward pass when encoding corpora
-    beir: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+    beir: dict[SafeName, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
     # Settings whose TREC run files `evaluate` writes. Cross is opt-in: its run holds pairs x queries x 100
     # lines (37 MB gzipped per model on XQuAD-R) and doubles the stage's time.
     trec_runs: list[Literal["mono", "cross", "multi"]] = dataclasses.field(default_factory=lambda: ["mono", "multi"])
