@@ -60,6 +60,7 @@ from mlret.errors import MlretError
 from mlret.models.encoder import Encoder, Side
 from mlret.models.loading import load_checkpoint, save_checkpoint
 from mlret.params import ModelParams, Strategy, StrategySettings, TrainParams
+from mlret.training.divergence import check_finite_step
 from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool
 from mlret.training.state import (
@@ -228,6 +229,7 @@ class Trainer:
             batch = self.sampler.next_batch()
             losses.append(self.backward(*self.batch_texts(batch)))
             pairs += len(batch.pairs)
+        check_finite_step(losses, self.net.parameters(), self.step + 1, self.train)
         lr = self.optimizer_step()
         self.step += 1
         self.pairs_seen += pairs
