@@ -172,3 +172,30 @@ def test_query_file_texts_keep_their_inner_tabs_and_lose_outer_space(tmp_path: P
     file = tmp_path / "q.tsv"
     file.write_text("x\t a\tb \ny\tc\n", encoding="utf-8")
     assert read_queries(file) == [("x", "a\tb"), ("y", "c")]
+
+
+@pytest.mark.parametrize("query", ["", "  \t "])
+def test_an_empty_query_is_refused(query: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([query, "--model", "models/base", "--dataset", "xquad-r"])
+    assert capsys.readouterr().err.startswith("error: the query is empty.")
+
+
+@pytest.mark.parametrize(("source", "target"), [("en", "all"), ("de", "en")])
+def test_an_index_copied_over_another_is_refused(source: str, target: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    """en.faiss over all.faiss used to print the wrong candidates' text; de.faiss over en.faiss was an IndexError."""
+    folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
+    shutil.copyfile(folder / f"{source}.faiss", folder / f"{target}.faiss")
+    with pytest.raises(SystemExit):
+        _run(setup, capsys, QUERIES[0], "--lang", target)
+    err = capsys.readouterr().err
+    assert f"\nerror: {folder / target}.faiss: not the file {target}.manifest.json records" in err and "rebuild it" in err
+
+
+def test_an_index_stage_stopped_between_its_writes_is_refused(setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    """The index is rewritten but the stage stopped before the candidates table and the manifest that ties them together."""
+    folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
+    (folder / "all.manifest.json").unlink()
+    with pytest.raises(SystemExit):
+        _run(setup, capsys, QUERIES[0])
+    assert "all.manifest.json: not found, so all.faiss cannot be checked against its candidates" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -180,6 +181,15 @@ def read_json(path: str | Path) -> Any:
             f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).",
             "The file is truncated or corrupt; delete it and re-run the stage that produces it.",
         ) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (an artifact's identity, as DVC hashes it by content)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> None:

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if (args.query is None) == (args.queries is None):
         raise MlretError("give either a query or --queries FILE (exactly one of them).", 'e.g. python -m mlret.search --model models/base --dataset xquad-r "Who won the Super Bowl?"')
+    if args.query is not None and not args.query.strip():
+        raise MlretError("the query is empty.", 'Pass the question to search for, e.g. "Who won the Super Bowl?".')
     if args.k < 1:
         raise MlretError(f"-k {args.k}: must be at least 1.", "Pass how many results to print per query, e.g. -k 10.")
     queries = [("1", args.query)] if args.queries is None else read_queries(args.queries)
@@ -120,11 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = model_settings(args.model, params.model)
     vectors = Encoder(args.model, settings, show_progress=False).encode([text for _, text in queries], "query")
 
-    from mlret.artifacts import read_table
-    from mlret.scoring.index import INDEX_CANDIDATE_COLUMNS, load_index, search
+    from mlret.scoring.index import load_pool, search
 
-    index = load_index(index_path, params.index)
-    candidates = read_table(index_dir / f"{args.lang}.candidates.parquet", INDEX_CANDIDATE_COLUMNS, "index")
+    index, candidates = load_pool(index_dir, args.lang, params.index)
     indices, scores = search(index, vectors, min(args.k, index.ntotal))
     for q, (qid, text) in enumerate(queries):
         if args.queries is not None and not args.json:

@@ -23,7 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from mlret.artifacts import atomic_path, write_table
+from mlret.artifacts import atomic_path, file_sha256, read_json, read_table, write_json, write_table
 from mlret.data.corpora import EvalCorpora, load_candidate_embeddings
 from mlret.errors import MlretError
 from mlret.params import INDEX_TYPES, IndexParams
@@ -251,9 +251,38 @@ def index_model(corpora: EvalCorpora, embeddings_dir: str | Path, index_dir: str
 
 
 def build_pool_indexes(out_dir: Path, candidates: pd.DataFrame, candidate_emb: np.ndarray, params: IndexParams) -> None:
+    """Per pool: ``{pool}.faiss``, ``{pool}.candidates.parquet`` and, written last, ``{pool}.manifest.json`` tying the two together."""
     groups = [("all", candidates.index.to_numpy())] + [
         (str(lang), rows.index.to_numpy()) for lang, rows in candidates.groupby("lang", sort=True)
     ]
     for name, rows in tqdm(groups, desc=f"index {out_dir.name}", unit="index", leave=False):
-        save_index(build_index(candidate_emb[rows], params), out_dir / f"{name}.faiss")
-        write_table(out_dir / f"{name}.candidates.parquet", candidates.loc[rows, INDEX_CANDIDATE_COLUMNS])
+        index_path, table_path = out_dir / f"{name}.faiss", out_dir / f"{name}.candidates.parquet"
+        save_index(build_index(candidate_emb[rows], params), index_path)
+        write_table(table_path, candidates.loc[rows, INDEX_CANDIDATE_COLUMNS])
+        write_json(out_dir / f"{name}.manifest.json", {"rows": len(rows), "index_sha256": file_sha256(index_path), "candidates_sha256": file_sha256(table_path)})
+
+
+def load_pool(index_dir: str | Path, pool: str, params: IndexParams) -> tuple[faiss.Index, pd.DataFrame]:
+    """A pool's index and the candidates its rows are, checked to belong together.
+
+    Row ``i`` of the index is row ``i`` of the candidates table; nothing in
+    either file says so. An index stage stopped between its writes, or a file
+    copied over another, would pair them wrongly and print other candidates'
+    text for the hits (or fail on a row out of range), so both files must
+    match the hashes and row count the manifest recorded when they were written.
+    """
+    index_dir = Path(index_dir)
+    index_path, table_path = index_dir / f"{pool}.faiss", index_dir / f"{pool}.candidates.parquet"
+    manifest_path = index_dir / f"{pool}.manifest.json"
+    rebuild = f"Delete {index_dir} and rebuild it (`dvc repro`): the index stage was interrupted, or its files were changed by hand."
+    if not manifest_path.is_file():
+        raise MlretError(f"{manifest_path}: not found, so {index_path.name} cannot be checked against its candidates.", rebuild)
+    manifest = read_json(manifest_path)
+    index = load_index(index_path, params)
+    candidates = read_table(table_path, INDEX_CANDIDATE_COLUMNS, "index")
+    for path, key in ((index_path, "index_sha256"), (table_path, "candidates_sha256")):
+        if not isinstance(manifest, dict) or file_sha256(path) != manifest.get(key):
+            raise MlretError(f"{path}: not the file {manifest_path.name} records (its content changed after the index was built).", rebuild)
+    if not int(index.ntotal) == len(candidates) == manifest.get("rows"):
+        raise MlretError(f"{index_path}: {int(index.ntotal)} vectors, but {table_path.name} has {len(candidates)} rows.", rebuild)
+    return index, candidates
