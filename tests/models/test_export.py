@@ -63,8 +63,24 @@ def test_sentence_transformers_encodes_as_the_pipeline(writer: str, pooling: str
     assert worst >= 0.9999
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)
     st = SentenceTransformer(str(folder), device="cpu")
-    assert st.prompts["query"] == "query : " and st.prompts["passage"] == "passage : "
+    assert st.prompts["query"] == "query : " and st.prompts["passage"] == st.prompts["document"] == "passage : "
     assert st.similarity_fn_name == "cosine" and st.max_seq_length == 32
+
+
+@pytest.mark.parametrize("writer", ["base", "trained"])
+def test_encode_query_and_encode_document_give_the_pipelines_embeddings(writer: str, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    """sentence-transformers' own query/document entry points pick the folder's prompts, with no argument."""
+    params = make_params(str(tiny_checkpoint), pooling="mean")
+    folder = _save(writer, tiny_checkpoint, params, tmp_path / "models" / "m")
+    st = SentenceTransformer(str(folder), device="cpu")
+    # No empty `document` prompt beside `passage`: both carry the passage prefix.
+    assert st.prompts == {"query": "query : ", "document": "passage : ", "passage": "passage : "}
+    encoder = Encoder(folder, params, device="cpu", precision="fp32", show_progress=False)
+    for side, theirs in (("query", st.encode_query(TEXTS)), ("passage", st.encode_document(TEXTS)),
+                         ("passage", st.encode(TEXTS, prompt_name="document"))):
+        ours = encoder.encode(TEXTS, side)
+        cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+        assert cosine.min() >= 0.9999, (side, cosine)
 
 
 def test_unnormalised_models_stay_unnormalised(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:

@@ -80,7 +80,9 @@ def write_model_files(folder: Path, model: ModelParams, training: Mapping[str, A
         folder / ST_CONFIG_FILE,
         {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": model.query_prefix, "passage": model.passage_prefix},
+            # `document` is the name encode_document() looks up first; sentence-transformers
+            # >= 5 would otherwise fill it in as an empty prompt and drop the passage prefix.
+            "prompts": {"query": model.query_prefix, "document": model.passage_prefix, "passage": model.passage_prefix},
             "default_prompt_name": None,
             "similarity_fn_name": "cosine" if model.normalize else "dot",
         },
@@ -120,7 +122,7 @@ def read_model_settings(folder: str | Path) -> ModelParams | None:
             name=str(folder),
             pooling=pooling,  # type: ignore[arg-type]
             query_prefix=prompts.get("query", ""),
-            passage_prefix=prompts.get("passage", ""),
+            passage_prefix=prompts.get("passage", prompts.get("document", "")),
             max_query_length=query_length,  # type: ignore[arg-type]
             max_passage_length=max_length,  # type: ignore[arg-type]
             normalize=normalize,
@@ -194,8 +196,8 @@ def _usage(model: ModelParams) -> list[str]:
         "from sentence_transformers import SentenceTransformer",
         "",
         'model = SentenceTransformer("path/to/this/folder")',
-        'queries = model.encode(["Who wrote Faust?"], prompt_name="query")',
-        'passages = model.encode(["Goethe wrote Faust."], prompt_name="passage")',
+        'queries = model.encode_query(["Who wrote Faust?"])  # or encode(..., prompt_name="query")',
+        'passages = model.encode_document(["Goethe wrote Faust."])  # or encode(..., prompt_name="passage")',
         "scores = model.similarity(queries, passages)",
         "```",
         "",
