@@ -200,3 +200,45 @@ def test_a_failed_staged_folder_leaves_the_target_as_it_was(tmp_path: Path) -> N
         (folder / "weights").write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and (target / "weights").read_bytes() == b"old"
+
+
+def test_a_full_disk_under_faiss_names_the_index(tmp_path: Path) -> None:
+    """FAISS reports a failed write as RuntimeError('... (File too large)'); it reaches the user as that OS error on the index file."""
+    import numpy as np
+
+    from mlret.params import IndexParams
+    from mlret.scoring.index import build_index, save_index
+
+    pool = np.eye(64, dtype=np.float32)
+    path = tmp_path / "all.faiss"
+    with file_size_cap(), pytest.raises(OSError) as err:
+        save_index(build_index(pool, IndexParams("flat")), path)
+    assert err.value.errno == errno.EFBIG and err.value.filename == str(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_under_safetensors_names_the_staged_folder(tmp_path: Path) -> None:
+    """safetensors reports it as SafetensorError('... (os error 27)'); the checkpoint folder keeps its previous content."""
+    import torch
+    from safetensors.torch import save_file
+
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "old.json").write_text("{}")
+    with file_size_cap(), pytest.raises(OSError) as err, staged_dir(target) as staging:
+        save_file({"w": torch.zeros(4096)}, str(staging / "model.safetensors"))
+    assert err.value.errno == errno.EFBIG and err.value.filename == str(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"] and [p.name for p in target.iterdir()] == ["old.json"]
+
+
+def test_a_staged_folder_that_cannot_be_created_is_named_by_its_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only output folder (which root, running the tests, could still write: so the refusal is made by hand)."""
+    import tempfile
+
+    def refuse(prefix: str, dir: str) -> str:  # noqa: A002 (tempfile's own name)
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "x1y2"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(PermissionError) as err, staged_dir(tmp_path / "checkpoints" / "run"):
+        pass
+    assert err.value.filename == str(tmp_path / "checkpoints" / "run")

@@ -16,10 +16,11 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,39 @@ def _new_temp_file(path: Path) -> Path:
 
 
 def _naming_target(err: OSError, path: Path, tmp: Path | None) -> OSError:
-    """The same error, naming ``path`` where it named our temporary file, or nothing.
+    """The same error, naming ``path`` where it named our temporary file or folder (or anything in it), or nothing.
 
     A full disk shows up on ``write``/``close`` of an open file, where Python
-    and pyarrow give no file name; the user needs to know which artifact failed.
+    and pyarrow give no file name; the user needs to know which artifact failed,
+    by the name they know rather than a temporary one.
     An error about some other file (one the caller read inside the block) keeps its name.
     """
-    named = err.filename
-    if err.errno is None or (named is not None and (tmp is None or os.fsdecode(named) != str(tmp))):
+    named = None if err.filename is None else os.fsdecode(err.filename)
+    inside = tmp is not None and named is not None and (named == str(tmp) or named.startswith(str(tmp) + os.sep))
+    if err.errno is None or (named is not None and not inside):
         return err
     return OSError(err.errno, err.strerror, str(path))
+
+
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")  # Rust's io::Error (safetensors, tokenizers)
+_REASONS = {os.strerror(code): code for code in sorted(errno.errorcode, reverse=True)}  # C's strerror in parentheses (FAISS)
+
+
+def os_error_of(err: BaseException) -> OSError | None:
+    """The operating-system error behind ``err``, for libraries that report one as their own exception.
+
+    safetensors raises ``SafetensorError(... (os error 28))`` and FAISS
+    ``RuntimeError(... (No space left on device))`` for a full disk; as
+    ``OSError`` they get the same one-line message and fix as Python's own.
+    """
+    if isinstance(err, OSError):
+        return err
+    if isinstance(err, MlretError):
+        return None
+    text = str(err)
+    number = _OS_ERROR_NUMBER.search(text)
+    code = int(number.group(1)) if number else next((c for reason, c in _REASONS.items() if f"({reason})" in text), None)
+    return None if code is None else OSError(code, os.strerror(code))
 
 
 @contextlib.contextmanager
@@ -86,8 +110,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
-    except OSError as err:
-        raise _naming_target(err, path, tmp) from err
+    except Exception as err:
+        found = os_error_of(err)
+        if found is None:
+            raise
+        raise _naming_target(found, path, tmp) from err
 
 
 @contextlib.contextmanager
@@ -99,17 +126,27 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     ``mkdir`` and ``open`` would give (writers such as safetensors create
     private files) and takes ``target``'s place. ``target`` is never half
     written: if the block fails, the folder is deleted and ``target`` keeps its
-    previous content.
+    previous content. An ``OSError``, or a library's error for one (see
+    :func:`os_error_of`), is re-raised naming ``target``.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        yield staging
-        set_default_modes(staging)
-        _replace_dir(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name[:200]}.tmp-", dir=target.parent))
+    except OSError as err:  # e.g. a read-only folder: name the artifact, not the temporary folder it could not create
+        raise OSError(err.errno, err.strerror, str(target)) from err
+    try:
+        try:
+            yield staging
+            set_default_modes(staging)
+            _replace_dir(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except Exception as err:
+        found = os_error_of(err)
+        if found is None:
+            raise
+        raise _naming_target(found, target, staging) from err
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -198,17 +235,54 @@ def write_table(path: str | Path, frame: pd.DataFrame) -> None:
         pq.write_table(table, tmp)
 
 
-def read_table(path: str | Path, columns: Iterable[str], produced_by: str) -> pd.DataFrame:
-    """Load a Parquet artifact and insist on the columns the caller uses."""
+_KINDS: dict[type, tuple[str, Any]] = {
+    int: ("integers", pd.api.types.is_integer_dtype),
+    str: ("text", pd.api.types.is_string_dtype),
+    bool: ("true/false values", pd.api.types.is_bool_dtype),
+}
+
+
+def read_table(
+    path: str | Path, columns: Iterable[str], produced_by: str, *, kinds: Mapping[str, type] | None = None, unique: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Load a Parquet artifact and insist on what the caller relies on, blaming the file when it is wrong.
+
+    Always: the columns the caller uses, at least one row, text that is valid
+    UTF-8 and no missing (null) values in those columns, floats aside (NaN is
+    a value there). On request: the kind of values of some columns (``kinds``,
+    e.g. ``{"article": int}``) and no repeated key (``unique``). A corrupt or
+    hand-edited file would otherwise fail later in whatever first touched the
+    bad value, or be blamed on params.yaml.
+    """
     path = Path(path)
     wanted = list(columns)
+    redo = f"The file is corrupt or was changed by hand; delete it and run `dvc repro {produced_by}`."
     if not path.exists():
         raise MlretError(f"{path}: file not found.", f"Run `dvc repro {produced_by}` first.")
     try:
-        frame = pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise MlretError(f"{path}: not a readable Parquet file ({err}).", f"Delete it and run `dvc repro {produced_by}`.") from None
-    require_columns(frame, wanted, path, produced_by)
+    require_columns(pd.DataFrame(columns=table.column_names), wanted, path, produced_by)
+    for name in wanted:
+        column = table.column(name)
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as err:
+            raise MlretError(f"{path}: column {name!r} is damaged ({str(err).splitlines()[0]}).", redo) from None
+        if column.null_count and not pa.types.is_floating(column.type):
+            raise MlretError(f"{path}: column {name!r} has {column.null_count} missing (null) value(s).", redo)
+    if table.num_rows == 0:
+        raise MlretError(f"{path}: the table has no rows.", redo)
+    frame = table.to_pandas()
+    for name, kind in (kinds or {}).items():
+        noun, is_kind = _KINDS[kind]
+        if not is_kind(frame[name]):
+            raise MlretError(f"{path}: column {name!r} should hold {noun}, but holds {frame[name].dtype}.", redo)
+    if unique and frame.duplicated(list(unique)).any():
+        first = frame[frame.duplicated(list(unique))].iloc[0]
+        key = ", ".join(f"{c} = {first[c]!r}" for c in unique)
+        raise MlretError(f"{path}: the row with {key} appears more than once.", redo)
     return frame
 
 

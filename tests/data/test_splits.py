@@ -90,3 +90,54 @@ def test_profile_with_a_single_language_has_no_cross_pairs() -> None:
     questions = pd.DataFrame({"qid": ["a", "a"], "lang": ["en", "ru"]})
     with pytest.raises(MlretError, match="fewer than two languages"):
         validate_profile(questions, Profile("mono-only", 0.0, {"en": 1.0}))
+
+
+def _flip_a_byte_of(path: Path, text: str) -> None:
+    """Corrupt one character of ``text`` in an uncompressed Parquet file, as a bad disk or copy would."""
+    data = bytearray(path.read_bytes())
+    at = data.find(text.encode("utf-8"))
+    assert at >= 0
+    data[at] = 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edited(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    if kind == "no rows":
+        return frame.iloc[:0]
+    if kind == "null text":
+        return frame.assign(text=frame.text.where(frame.index != 3, None))
+    if kind == "string article":
+        return frame.assign(article=frame.article.astype(str))
+    return pd.concat([frame, frame.iloc[[5]]], ignore_index=True)  # "repeated row"
+
+
+@pytest.mark.parametrize(
+    ("table", "kind", "message"),
+    [
+        ("questions", "no rows", "the table has no rows"),
+        ("questions", "null text", "column 'text' has 1 missing (null) value(s)"),
+        ("questions", "string article", "column 'article' should hold integers, but holds str"),
+        ("candidates", "repeated row", "the row with candidate_id = 'en:0:1:2' appears more than once"),
+        ("candidates", "null text", "column 'text' has 1 missing (null) value(s)"),
+    ],
+)
+def test_a_bad_parallel_table_is_blamed_on_its_file_not_on_params(parallel_dir: Path, tmp_path: Path, table: str, kind: str, message: str) -> None:
+    """A zero-row table or a string `article` column used to read as "fewer than two languages keep training data"."""
+    path = parallel_dir / f"{table}.parquet"
+    write_table(path, _edited(pd.read_parquet(path), kind))
+    with pytest.raises(MlretError) as caught:
+        build_splits(parallel_dir, SPLIT, {"all": Profile("all")}, tmp_path / "splits", tmp_path / "m.json")
+    assert caught.value.what == f"{path}: {message}." and "dvc repro parallelise" in caught.value.fix
+    assert not (tmp_path / "splits").exists()
+
+
+def test_a_flipped_byte_in_the_questions_stops_split(parallel_dir: Path, tmp_path: Path) -> None:
+    """Invalid UTF-8 used to pass split and reach train.parquet."""
+    path = parallel_dir / "questions.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(path), path, compression="none")  # so that the text is in the file as written
+    _flip_a_byte_of(path, "где")
+    with pytest.raises(MlretError, match=r"column 'text' is damaged \(.*UTF8"):
+        build_splits(parallel_dir, SPLIT, {"all": Profile("all")}, tmp_path / "splits", tmp_path / "m.json")
+    assert not (tmp_path / "splits").exists()

@@ -25,7 +25,7 @@ import pandas as pd
 
 from mlret.artifacts import read_json, read_table, write_bytes, write_table
 from mlret.data.beir import BeirDataset
-from mlret.data.parallel import CANDIDATE_COLUMNS, QUESTION_COLUMNS
+from mlret.data.parallel import CANDIDATE_COLUMNS, CANDIDATE_KINDS, QUESTION_COLUMNS, QUESTION_KINDS
 from mlret.errors import MlretError
 from mlret.params import CORPORA, Corpora, Params
 
@@ -82,8 +82,8 @@ def add_corpora_arguments(parser: argparse.ArgumentParser) -> None:
 def load_eval_tables(parallel_root: str | Path, dataset: str, train_source: str, articles_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Questions and candidates of ``dataset`` that evaluation uses, in a fixed order."""
     folder = Path(parallel_root) / dataset
-    questions = read_table(folder / "questions.parquet", QUESTION_COLUMNS, "parallelise")
-    candidates = read_table(folder / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise")
+    questions = read_table(folder / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"])
+    candidates = read_table(folder / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
     if dataset == train_source:
         test = set(read_json(articles_path)["test"])
         questions = questions[questions.article.isin(test)]

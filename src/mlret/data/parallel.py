@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = ["candidate_id", "lang", "article", "paragraph", "sentence", "text"]
 QUESTION_COLUMNS = ["qid", "lang", "text", "article", "paragraph", "answer_candidate", "answer_crosses_sentence"]
+#: What readers of the two tables rely on beyond the columns (:func:`mlret.artifacts.read_table` checks it).
+CANDIDATE_KINDS: dict[str, type] = {"candidate_id": str, "lang": str, "article": int, "paragraph": int, "sentence": int, "text": str}
+QUESTION_KINDS: dict[str, type] = {"qid": str, "lang": str, "text": str, "article": int, "paragraph": int, "answer_candidate": str}
 
 
 @dataclass

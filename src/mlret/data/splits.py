@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlret.artifacts import read_table, write_json, write_table
-from mlret.data.parallel import CANDIDATE_COLUMNS, QUESTION_COLUMNS
+from mlret.data.parallel import CANDIDATE_COLUMNS, CANDIDATE_KINDS, QUESTION_COLUMNS, QUESTION_KINDS
 from mlret.errors import MlretError
 from mlret.params import Profile, SplitParams
 
@@ -125,8 +125,8 @@ def build_splits(
     metrics_path: str | Path,
 ) -> None:
     parallel_dir, out_dir = Path(parallel_dir), Path(out_dir)
-    questions = read_table(parallel_dir / "questions.parquet", QUESTION_COLUMNS, "parallelise")
-    candidates = read_table(parallel_dir / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise")
+    questions = read_table(parallel_dir / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"])
+    candidates = read_table(parallel_dir / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
     articles = split_articles(sorted(candidates.article.unique().tolist()), split)
 
     train_questions = questions[questions.article.isin(articles.train)]
