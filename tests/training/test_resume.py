@@ -7,6 +7,7 @@ import json
 import logging
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from mlret.artifacts import read_table, write_table
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.params import HybridSettings, MonoSettings, MultiSettings
-from mlret.training.loop import train_run
-from mlret.training.state import STATE_FORMAT, STATE_JSON, STATE_TENSORS, file_sha256, run_identity
+from mlret.training.loop import LOG_COLUMNS, train_run
+from mlret.training.state import LOG_FIELDS, STATE_FORMAT, STATE_JSON, STATE_TENSORS, file_sha256, run_identity
 
 NOTICE = "discarding the checkpoint"
 
@@ -215,7 +216,31 @@ def break_sampler(folder: Path) -> None:
     (folder / STATE_JSON).write_text(json.dumps(state))
 
 
-@pytest.mark.parametrize("damage", [break_json, break_tensors, break_sampler])
+def log_damage(edit: Callable[[list], object]) -> Callable[[Path], None]:
+    """A checkpoint whose loss log (only) is damaged: identity and tensors still valid, so only the log can tell."""
+
+    def damage(folder: Path) -> None:
+        state = json.loads((folder / STATE_JSON).read_text())
+        state["log"] = edit(state["log"])
+        (folder / STATE_JSON).write_text(json.dumps(state))
+
+    damage.__name__ = f"break_log_{edit.__name__}"
+    return damage
+
+
+def _text(log: list) -> object:
+    return "not a log"
+
+
+def _missing_loss(log: list) -> object:
+    return [{k: v for k, v in row.items() if k != "loss"} for row in log]
+
+
+def _short(log: list) -> object:
+    return log[:-1]
+
+
+@pytest.mark.parametrize("damage", [break_json, break_tensors, break_sampler, *(log_damage(e) for e in (_text, _missing_loss, _short))])
 def test_a_damaged_checkpoint_restarts_cleanly(
     fixed_workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, damage, caplog: pytest.LogCaptureFixture, spec_for, weights, same_weights, interrupt, tiny_model, tiny_train
 ) -> None:
@@ -227,3 +252,7 @@ def test_a_damaged_checkpoint_restarts_cleanly(
     assert len([r for r in caplog.records if NOTICE in r.getMessage()]) == 1
     assert metrics["steps"] == 6 and len(pd.read_csv(spec.log_path)) == 6
     assert same_weights(weights(spec), reference)
+
+
+def test_the_checked_log_fields_are_the_logged_columns() -> None:
+    assert list(LOG_FIELDS) == LOG_COLUMNS

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 STATE_FORMAT = 3  # bump when the resumable state changes shape; older checkpoints then restart cleanly
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
+LOG_FIELDS = ("step", "loss", "learning_rate", "pairs_per_s")  # a row of the loss log (the loop's LOG_COLUMNS)
 
 
 class Unusable(Exception):
@@ -103,6 +104,7 @@ def read_state(folder: Path, identity: str) -> tuple[dict[str, Any], dict[str, t
         raise Unusable("it was written by another version of the trainer")
     if state.get("identity") != identity:
         raise Unusable("it belongs to another run (params, training data or base model differ)")
+    _check_log(state)
     try:
         if file_sha256(folder / STATE_TENSORS) != state.get("tensors_sha256"):
             raise Unusable(f"{STATE_TENSORS} does not match its checksum")
@@ -110,6 +112,23 @@ def read_state(folder: Path, identity: str) -> tuple[dict[str, Any], dict[str, t
     except (OSError, SafetensorError) as err:
         raise Unusable(f"{STATE_TENSORS} is unreadable ({type(err).__name__})") from None
     return state, tensors
+
+
+def _check_log(state: dict[str, Any]) -> None:
+    """The loss log must be one row of numbers per step done: it is written out as is when the run ends.
+
+    A damaged log would otherwise be resumed and fail only then, in the
+    metrics or the CSV, on every re-run, instead of being discarded here.
+    """
+    step, log = state.get("step"), state.get("log")
+    if not isinstance(step, int) or isinstance(step, bool) or not isinstance(log, list) or len(log) != step:
+        raise Unusable("its loss log does not have one row per step done")
+    for number, row in enumerate(log, start=1):
+        numbers = isinstance(row, dict) and set(row) == set(LOG_FIELDS) and all(
+            isinstance(row[key], (int, float)) and not isinstance(row[key], bool) for key in LOG_FIELDS
+        )
+        if not numbers or row["step"] != number:
+            raise Unusable(f"row {number} of its loss log is damaged")
 
 
 # -- optimiser and RNG states as tensors plus JSON ------------------------------------------
