@@ -11,6 +11,7 @@ from mlret.encoding.corpora import encode_corpora
 from mlret.errors import cli_errors
 from mlret.models.encoder import Encoder
 from mlret.params import load_params
+from mlret.training.stop import stop_with_launcher
 
 
 @cli_errors
@@ -23,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
-    with distributed():
+    with stop_with_launcher("encode"), distributed():
         encoder = Encoder(args.checkpoint, params.model, batch_size=params.eval.batch_size, device=args.device)
         encoded = encode_corpora(encoder, corpora, args.out_dir)
         if rank_and_world()[0] == 0:

@@ -6,6 +6,7 @@ from mlret.data.corpora import EvalCorpora, add_corpora_arguments
 from mlret.errors import cli_errors
 from mlret.params import load_params
 from mlret.scoring.evaluate import evaluate_model
+from mlret.training.stop import stop_with_launcher
 
 
 @cli_errors
@@ -18,7 +19,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="this model's name (base, or {strategy}/{profile}/{seed}): the tag of its TREC run files")
     args = parser.parse_args()
     params = load_params()
-    evaluate_model(EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora), args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs)
+    corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
+    with stop_with_launcher("evaluate"):
+        evaluate_model(corpora, args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs)
     print(f"evaluated {args.embeddings_dir} -> {args.metrics_path}")
 
 

@@ -1,17 +1,23 @@
 """Stopping a training run between steps, on a signal or when the process that launched it is gone.
 
 The loop polls :attr:`StopRequests.reason` after each step, so a stop always
-leaves an exact, resumable checkpoint.
+leaves an exact, resumable checkpoint. Stages without steps to stop between
+(encode, evaluate) use :func:`stop_with_launcher`: their outputs are written
+atomically, so stopping them anywhere leaves no half-written file.
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from mlret.errors import MlretError
 
 
 class StopRequests:
@@ -51,6 +57,43 @@ class StopRequests:
         if self.signal is None and self._launcher_gone is not None and self._launcher_gone():
             self.signal = "the exit of the process that started it"
         return self.signal
+
+
+@contextlib.contextmanager
+def stop_with_launcher(stage: str, poll_s: float = 1.0) -> Iterator[None]:
+    """Under DVC, stop the block with :class:`MlretError` within ``poll_s`` of the launching process exiting.
+
+    DVC does not forward the SIGTERM it receives, so a killed ``dvc repro``
+    would otherwise leave the stage running on as an orphan, writing outputs
+    nobody will record. A watcher thread interrupts the main thread (as
+    Ctrl-C does, so ``finally`` blocks and atomic writers clean up); outside
+    DVC, or off the main thread, the block runs unwatched.
+    """
+    gone = _launcher_watch()
+    if gone is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    finished, interrupted = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(poll_s):
+            if gone():
+                interrupted.set()
+                _thread.interrupt_main()
+                return
+
+    threading.Thread(target=watch, name=f"{stage}-launcher-watch", daemon=True).start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not interrupted.is_set():
+            raise
+        raise MlretError(
+            f"{stage} stopped by the exit of the process that started it; every file it finished is complete, the rest were not written.",
+            "Run `dvc repro` again to redo the stage.",
+        ) from None
+    finally:
+        finished.set()
 
 
 def _launcher_watch() -> Callable[[], bool] | None:

@@ -1,0 +1,57 @@
+"""Stages without training steps (encode, evaluate) stop with the `dvc repro` that started them, leaving no partial file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# A stage body that never ends by itself: it keeps rewriting an output atomically, as encode and evaluate write theirs.
+STAGE = """
+import os, sys
+from pathlib import Path
+from mlret.artifacts import write_bytes
+from mlret.errors import cli_errors
+from mlret.training.stop import stop_with_launcher
+
+@cli_errors
+def main() -> None:
+    out = Path(sys.argv[1])
+    (out / "pid").write_text(str(os.getpid()))
+    with stop_with_launcher("evaluate", poll_s=0.1):
+        while True:
+            write_bytes(out / "per_query.parquet", bytes(1 << 20))
+
+main()
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path) -> None:
+    launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"  # stands in for `dvc repro`
+    env = {**os.environ, "DVC_STAGE": "evaluate@hybrid-lowres-0"}
+    with open(tmp_path / "stderr", "w") as stderr:
+        dvc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", STAGE, str(tmp_path)], env=env, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "per_query.parquet").is_file():
+        assert time.monotonic() < deadline and dvc.poll() is None, (tmp_path / "stderr").read_text()
+        time.sleep(0.02)
+    pid = int((tmp_path / "pid").read_text())
+    dvc.kill()
+    dvc.wait()
+    deadline = time.monotonic() + 5
+    while _running(pid):
+        assert time.monotonic() < deadline, "the orphaned stage kept running"
+        time.sleep(0.02)
+    err = (tmp_path / "stderr").read_text()
+    assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet", "pid", "stderr"]  # no temporary file left
