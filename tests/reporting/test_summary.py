@@ -41,7 +41,8 @@ def test_each_severity_gets_its_own_sentence_and_no_win_is_counted() -> None:
     assert "less robust" in lines[0] and "no difference" in lines[1]
     summary = summary_markdown(pd.DataFrame(columns=["dataset", "setting", "strategy", "profile", "delta_vs_headline", "p_vs_headline_holm"]),
                                robustness, robustness.iloc[:0], pd.DataFrame(columns=["strategy", "profile", "seed", "lang", "share", "fraction_kept"]),
-                               "hybrid", {"xquad-r": "in-domain test articles"})
+                               "hybrid", {"xquad-r": "in-domain test articles"},
+                               {"hybrid": {"balanced": [0], "ladder_a": [0]}, "multi": {"balanced": [0], "ladder_a": [0]}}, {"ladder_a": [0.0, 0.25]})
     assert "wins" not in summary and "leads" not in summary and "**Pools.** xquad-r: in-domain test articles." in summary
 
 

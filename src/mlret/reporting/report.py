@@ -12,6 +12,7 @@ from mlret.artifacts import read_json, read_table, require_columns, staged_dir, 
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
 from mlret.reporting.collect import BASE, load_results
+from mlret.reporting.grid import grid_record
 from mlret.reporting.paper_tables import write_paper_tables
 from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
 from mlret.reporting.summary import summary_markdown
@@ -37,14 +38,18 @@ def low_resource_languages(params: Params, languages: Iterable[str]) -> dict[str
 
 
 def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
-    """``{profile: {dataset: {setting: {metric: value}}}}`` for the headline strategy, seed-averaged.
+    """``{"strategy": name, profile: {dataset: {setting: {metric: value}}}}`` for the headline strategy, seed-averaged.
 
+    One section whose keys do not name the strategy, so that `dvc metrics diff` and `dvc exp diff`
+    compare two experiments with different headlines number by number (``headline.balanced.…``).
     Kept to :data:`HEADLINE_METRICS` so that an experiment table stays a screenful; a
-    robustness contrast belongs beside the profiles, under its own top-level key.
+    robustness contrast belongs beside it, under its own top-level key.
     """
-    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    out: dict[str, object] = {"strategy": headline}
     for _, row in table[table.strategy == headline].iterrows():
-        cell = out.setdefault(row.profile, {}).setdefault(row.dataset, {}).setdefault(row.setting, {})
+        profile = out.setdefault(row.profile, {})
+        assert isinstance(profile, dict)
+        cell = profile.setdefault(row.dataset, {}).setdefault(row.setting, {})
         for name in HEADLINE_METRICS:
             value = row.get(name, np.nan)
             if not pd.isna(value):
@@ -171,7 +176,9 @@ def build_report(
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
     write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"))
-    summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools)
+    severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
+    grid = grid_record(params)["runs"]
+    summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools, grid, severities)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
         results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
@@ -187,4 +194,4 @@ def build_report(
         for stem, rows in map_bars_data(table, params.strategies).items():
             write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
         write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(metrics_path, {"headline": params.sampling, **headline_metrics(table, params.sampling), "robustness": headline_contrasts(robustness)})
+    write_json(metrics_path, {"headline": headline_metrics(table, params.sampling), "robustness": headline_contrasts(robustness)})

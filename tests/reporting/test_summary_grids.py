@@ -1,0 +1,119 @@
+"""The summary on three grids (the shipped one, two runs, balanced only): every sentence about the grid holds.
+
+Each grid is reported end to end by `build_report` on hand-made scores, and each sentence
+that names runs is checked against the runs present: a missing run is named, never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlret.artifacts import write_json, write_table
+from mlret.data.parallel import build_parallel
+from mlret.params import TrainingRun, load_params
+from mlret.reporting.report import build_report
+from mlret.scoring.settings import score_dataset
+
+from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
+
+REPO = Path(__file__).resolve().parents[2]
+LANGS = ["en", "ar", "hi", "zh"]  # three of the ladder's languages, so every severity has cells
+NOISE = {"base": 2.0, "mono": 0.9, "cross": 0.8, "multi": 0.5, "hybrid": 0.4}
+SHIPPED = load_params(REPO / "params.yaml")
+GRIDS = {
+    "shipped": SHIPPED.runs,
+    "two runs": [TrainingRun("hybrid", "balanced", 0), TrainingRun("multi", "ladder_a", 0)],
+    "balanced only": [TrainingRun(s, "balanced", 0) for s in ("mono", "cross", "multi", "hybrid")],
+}
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Path, object]:
+    """Per-query results of every run any grid holds, and the dataset's source params."""
+    root = tmp_path_factory.mktemp("grids")
+    source = write_dataset(root / "raw", "tiny", LANGS, n_articles=4, questions_per_paragraph=2)
+    data = build_parallel(source, root / "raw" / "tiny")
+    runs = {run.name: run for grid in GRIDS.values() for run in grid}
+    for model in ["base", *runs]:
+        strategy = "base" if model == "base" else runs[model].strategy
+        seed = 0 if model == "base" else runs[model].seed
+        q, p = noisy_embeddings(data.questions, data.candidates, NOISE[str(strategy)], seed + 10 * len(model))
+        per_query, _ = score_dataset(data.questions, data.candidates, q, p)
+        write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        if model == "base":
+            continue
+        (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]}).to_csv(root / "loss" / f"{model}.csv", index=False)
+        profile = SHIPPED.profiles[runs[model].profile]
+        kept = {lang: profile.fraction(lang) for lang in LANGS}
+        write_json(root / "metrics-train" / f"{model}.json",
+                   {"language_share": {lang: f / sum(kept.values()) for lang, f in kept.items()}, "batch_kinds": {str(strategy): 2}})
+    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
+    write_json(root / "metrics-eval" / "base.json", {"tiny": {"pool": "in-domain test articles"}})
+    return root, source
+
+
+def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid") -> str:
+    root, source = scored
+    tiny = dataclasses.replace(SHIPPED.data.sources["xquad-r"], name="tiny")
+    params = dataclasses.replace(SHIPPED, sampling=sampling, runs=GRIDS[grid],
+                                 data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"))
+    out = root / grid.replace(" ", "-") / sampling
+    build_report(params, eval_root=root / "eval", eval_metrics_root=root / "metrics-eval", train_metrics_root=root / "metrics-train",
+                 parallel_root=root / "parallel", loss_root=root / "loss", out_dir=out / "reports", metrics_path=out / "report.json",
+                 plots_dir=out / "plots")
+    return (out / "reports" / "summary.md").read_text(encoding="utf-8")
+
+
+def named_missing(summary: str) -> set[tuple[str, str]]:
+    return set(re.findall(r"^- `(\w+)` on `(\w+)` has no run", summary, flags=re.MULTILINE))
+
+
+def test_shipped_grid(scored) -> None:
+    summary = summary_of(scored, "shipped")
+    contrasts = re.findall(r"^- tiny, (absent \(0 %\)|[\d.]+ % kept): ", summary, flags=re.MULTILINE)
+    assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
+    assert "**Runs.** 16 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (3 seeds), `ladder_a` (1 seed)," in summary
+    assert named_missing(summary) == set()  # hybrid and multi ran on every profile
+    assert "not estimated" not in summary and "cannot be assessed" not in summary and "No run trained" not in summary
+    assert "| hybrid − multi |" not in summary and "| **hybrid − multi** |" in summary
+    assert "| ladder_a | hi | 0.01 |" in summary  # the exposure table of the reduced languages
+
+
+def test_two_runs(scored) -> None:
+    summary = summary_of(scored, "two runs")
+    assert "**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed)." in summary
+    # Neither strategy ran on both profiles: each gap is named, with what it leaves unestimated.
+    assert named_missing(summary) == {("hybrid", "ladder_a"), ("multi", "balanced")}
+    assert "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent (0 %), 1 % kept, 25 % kept)." in summary
+    assert "- `multi` on `balanced` has no run: none of its drops is estimated." in summary
+    assert "No strategy has runs on both `balanced` and an imbalanced profile" in summary
+    assert "No contrast: it needs `hybrid` and `multi`" in summary
+    assert "Only the reference profile ran" not in summary and "No run trained on an imbalanced profile" not in summary
+    assert "No other strategy ran on `balanced`." in summary
+    assert "| ladder_a | hi | 0.01 |" in summary
+
+
+def test_two_runs_with_the_comparator_as_headline(scored) -> None:
+    summary = summary_of(scored, "two runs", sampling="multi")
+    assert "drop(multi) − drop(multi)" not in summary
+    assert "No contrast: the headline strategy is `multi`, the comparator itself." in summary
+    assert "`multi` has no run on `balanced`, so it is compared with no strategy there." in summary
+    assert "No other strategy ran" not in summary
+
+
+def test_balanced_only(scored) -> None:
+    summary = summary_of(scored, "balanced only")
+    assert "**Runs.** 4 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed); `mono` on `balanced` (1 seed); `multi` on `balanced` (1 seed)." in summary
+    assert "No run trained on an imbalanced profile, so robustness cannot be assessed." in summary
+    assert "No contrast: no run trained on an imbalanced profile." in summary and "missing" not in summary
+    assert named_missing(summary) == set() and "###" not in summary  # no robustness table
+    # The paper's comparison: hybrid against each other strategy in each setting, nine sentences.
+    claims = [line for line in summary.splitlines() if re.match(r"- tiny, (mono|cross|multi) mAP: ", line)]
+    assert len(claims) == 9 and all(re.search(r"hybrid (is|and) ", line) for line in claims), claims
+    assert summary.rstrip().endswith("No run trained on an imbalanced profile.")
