@@ -373,7 +373,8 @@ def test_profile_names_that_are_paths_or_arguments_are_refused(name: str) -> Non
     ],
 )
 def test_source_and_language_names_that_are_paths_are_refused(edit: Callable[[dict], None], where: str) -> None:
-    assert rejection(edit).what.startswith(f"{where} = ")
+    err = rejection(edit)
+    assert err.what.startswith(f"{where} = ") and "is not a safe name" in err.what
 
 
 @pytest.mark.parametrize(
