@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlret.data.splits import split_articles
 from mlret.errors import MlretError
 from mlret.models.encoder import Encoder
 from mlret.models.loading import materialise_base_model
-from mlret.params import IndexParams, ModelParams
+from mlret.params import IndexParams, ModelParams, load_params
 from mlret.scoring.index import build_pool_indexes
 from mlret.search import main, model_name, read_queries
 
@@ -41,8 +43,36 @@ def test_model_name_is_the_path_under_the_models_root() -> None:
 
 def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main(["q", "--model", "models/base", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
-    assert f"{tmp_path}/base/xquad-r/all.faiss: no index" in capsys.readouterr().err
+        main(["q", "--model", "models/hybrid/ladder_a/0", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/hybrid/ladder_a/0/xquad-r/all.faiss: no index" in err and "`dvc repro index@hybrid-ladder_a-0`" in err
+    with pytest.raises(SystemExit):  # a dataset params.yaml does not configure: no stage can build it, so none is advised
+        main(["q", "--model", "models/base", "--dataset", "xquad", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
+    err = capsys.readouterr().err
+    assert "'xquad' is not a dataset of" in err and "['mlqa-r', 'xquad-r']" in err and "dvc repro" not in err
+
+
+def test_the_help_names_the_command_and_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert help_text.startswith("usage: mlret search") and "lowres" not in help_text
+    assert "the params file whose `index` section" in help_text  # --params says what it is for
+
+
+def test_degenerate_candidates_are_marked_and_counted(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Punctuation-only and one-character sentence splits stay in the pool, as in evaluation, and each hit says what it is."""
+    own = make_params(str(tiny_checkpoint), pooling="mean")
+    folder = materialise_base_model(own, tmp_path / "models" / "base")
+    texts = {"c0": ("ar", "و."), "c1": ("tr", "I."), "c2": ("es", "2)."), "c3": ("en", "The Rhine flows north."), "c4": ("zh", "德")}
+    candidates = pd.DataFrame({"candidate_id": list(texts), "lang": [v[0] for v in texts.values()], "text": [v[1] for v in texts.values()]})
+    build_pool_indexes(tmp_path / "index" / "base" / "xquad-r", candidates, _encoder(folder, own).encode(list(candidates.text), "passage"), IndexParams("flat"))
+    main(["where", "--json", "-k", "5", "--model", str(folder), "--models-root", str(tmp_path / "models"), "--dataset", "xquad-r",
+          "--index-root", str(tmp_path / "index"), "--params", str(ROOT / "params.yaml")])
+    out, err = capsys.readouterr()
+    marked = {row["candidate_id"]: row["degenerate"] for row in map(json.loads, out.splitlines())}
+    assert marked == {"c0": True, "c1": True, "c2": True, "c3": False, "c4": True}
+    assert "xquad-r, all: 5 candidates, its test articles only (in-domain); 4 are punctuation or one character" in err
 
 
 # --------------------------------------------------------------------------- a tiny index to search
@@ -93,6 +123,7 @@ def test_queries_are_encoded_with_the_models_own_settings(setup: dict[str, objec
     assert np.abs(np.array([r["score"] for r in rows]) - stale_scores).max() > 1e-3  # params.yaml would have searched differently
     assert rows[0] == {
         "query_id": "1", "query": QUERIES[0], "rank": 1, "score": rows[0]["score"], "lang": PASSAGES[ids[0]][0], "candidate_id": ids[0], "text": PASSAGES[ids[0]][1],
+        "degenerate": False,
     }
 
 
@@ -199,3 +230,17 @@ def test_an_index_stage_stopped_between_its_writes_is_refused(setup: dict[str, o
     with pytest.raises(SystemExit):
         _run(setup, capsys, QUERIES[0])
     assert "all.manifest.json: not found, so all.faiss cannot be checked against its candidates" in capsys.readouterr().err
+
+
+def test_the_readme_example_asks_about_a_test_article() -> None:
+    """The XQuAD-R index holds the test articles only: the README's question must be about one of them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    question = re.search(r'mlret search --model models/hybrid/balanced/0 --dataset xquad-r "([^"]+)"', readme).group(1)  # type: ignore[union-attr]
+    params = load_params(ROOT / "params.yaml")
+    source = ROOT / params.data.mirror / "xquad-r" / "en.json"  # type: ignore[operator]
+    if not source.is_file():
+        pytest.skip(f"{source}: the LAReQA mirror is not on this machine")
+    articles = json.loads(source.read_text(encoding="utf-8"))["data"]
+    asked = [n for n, article in enumerate(articles) for paragraph in article["paragraphs"] for qa in paragraph["qas"] if qa["question"] == question]
+    assert len(asked) == 1, question
+    assert asked[0] in split_articles(list(range(len(articles))), params.data.split).test

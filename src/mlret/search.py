@@ -1,7 +1,7 @@
 """Search a saved index with a trained model: the models are meant to be used, not only scored.
 
-    python -m mlret.search --model models/hybrid/lowres/0 --dataset xquad-r "Who won the Super Bowl?"
-    python -m mlret.search --model models/base --dataset xquad-r --queries questions.tsv --json
+    mlret search --model models/hybrid/balanced/0 --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"
+    mlret search --model models/base --dataset mlqa-r --queries questions.tsv --json
 
 Queries are encoded with the model's own settings (query prefix, pooling,
 length, normalisation), read from its folder's sentence-transformers files,
@@ -12,9 +12,16 @@ multilingual pool, or one language with ``--lang``) that the `index` stage
 built. Queries are embedded before FAISS is loaded, so that torch and FAISS
 do not initialise their OpenMP runtimes at the same time.
 
+The index holds what the model was evaluated on: for the training source
+(``data.train_source``) its test articles only (XQuAD-R: 14 of 48 articles, so
+a question about a training article finds no answer), for every other dataset
+its full pool. A line on stderr says which. Candidates that are punctuation or
+one character (``و.``, ``I.``, ``2).``: sentence splits of the LAReQA release)
+are kept, as evaluation keeps them, and marked in the output.
+
 ``--queries FILE`` reads one query per line (ids are line numbers), or
 ``id<TAB>text`` lines (ids as given). ``--json`` prints one JSON object per
-hit: query_id, query, rank, score, lang, candidate_id, text.
+hit: query_id, query, rank, score, lang, candidate_id, text, degenerate.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
+import unicodedata
 from pathlib import Path
 
 from mlret.errors import MlretError, cli_errors
@@ -75,6 +84,11 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     return queries
 
 
+def is_degenerate(text: str) -> bool:
+    """Punctuation (and spaces) around at most one character: a sentence split, not an answer a reader can use."""
+    return sum(1 for ch in text if not (ch.isspace() or unicodedata.category(ch).startswith("P"))) <= 1
+
+
 def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
     """How the model in ``model_dir`` encodes: its own files, else ``fallback`` (params.yaml) with a warning."""
     own = read_model_settings(model_dir)
@@ -90,23 +104,23 @@ def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlret.search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="mlret search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("query", nargs="?", help="the question to search for, in any language (or use --queries)")
     parser.add_argument("--queries", metavar="FILE", help="a file of queries: one per line, or `id<TAB>text` lines")
-    parser.add_argument("--json", action="store_true", help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text, degenerate)")
     parser.add_argument("--model", required=True, help="a checkpoint folder under --models-root (e.g. models/base)")
-    parser.add_argument("--dataset", required=True, help="an evaluated dataset, e.g. xquad-r")
+    parser.add_argument("--dataset", required=True, help="an evaluated dataset, e.g. xquad-r (its test articles only) or mlqa-r (its full pool)")
     parser.add_argument("--lang", default="all", help="search one language's pool instead of all of them")
     parser.add_argument("-k", type=int, default=10, help="how many results to print per query")
     parser.add_argument("--models-root", default="models", help="the folder the model names are relative to (default: %(default)s)")
     parser.add_argument("--index-root", default="data/index", help="the `index` stage's output, one folder per model (default: %(default)s)")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the params file whose `index` section (and, for a model folder without its own settings, `model`) applies (default: %(default)s)")
     args = parser.parse_args(argv)
 
     if (args.query is None) == (args.queries is None):
-        raise MlretError("give either a query or --queries FILE (exactly one of them).", 'e.g. python -m mlret.search --model models/base --dataset xquad-r "Who won the Super Bowl?"')
+        raise MlretError("give either a query or --queries FILE (exactly one of them).", 'e.g. mlret search --model models/base --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"')
     if args.query is not None and not args.query.strip():
-        raise MlretError("the query is empty.", 'Pass the question to search for, e.g. "Who won the Super Bowl?".')
+        raise MlretError("the query is empty.", 'Pass the question to search for, e.g. "Where does the Middle Rhine flow between Bingen and Bonn?".')
     if args.k < 1:
         raise MlretError(f"-k {args.k}: must be at least 1.", "Pass how many results to print per query, e.g. -k 10.")
     queries = [("1", args.query)] if args.queries is None else read_queries(args.queries)
@@ -115,7 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     index_dir = Path(args.index_root) / name / args.dataset
     index_path = index_dir / f"{args.lang}.faiss"
     if not index_path.is_file():
-        raise MlretError(f"{index_path}: no index for model {name!r}, dataset {args.dataset!r}, pool {args.lang!r}.", "Run `dvc repro` to build it, and check the names.")
+        datasets = [*params.data.eval_sources, *params.eval.beir]
+        if args.dataset not in datasets:
+            raise MlretError(f"{index_path}: no index, and {args.dataset!r} is not a dataset of {args.params}.", f"Pick one of {datasets} (data.sources and eval.beir).")
+        stage = "index_base" if name == "base" else "index@" + name.replace("/", "-")
+        raise MlretError(
+            f"{index_path}: no index for model {name!r}, dataset {args.dataset!r}, pool {args.lang!r}.",
+            f"Build it with `dvc repro {stage}` if `runs` in {args.params} has that model and it is scored on {args.dataset} "
+            "(a run with `corpora: in_domain` is indexed on the training source only); --lang takes a language of the dataset or `all`.",
+        )
 
     from mlret.models.encoder import Encoder
 
@@ -125,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     from mlret.scoring.index import load_pool, search
 
     index, candidates = load_pool(index_dir, args.lang, params.index)
+    degenerate = candidates.text.map(is_degenerate)
+    pool = "its test articles only (in-domain)" if args.dataset == params.data.train_source else "its full pool"
+    print(f"{args.dataset}, {args.lang}: {len(candidates)} candidates, {pool}; {int(degenerate.sum())} are punctuation "
+          "or one character (kept, as in evaluation; marked)", file=sys.stderr)
     indices, scores = search(index, vectors, min(args.k, index.ntotal))
     for q, (qid, text) in enumerate(queries):
         if args.queries is not None and not args.json:
@@ -134,10 +160,12 @@ def main(argv: list[str] | None = None) -> None:
                 break
             hit = candidates.iloc[int(row)]
             if args.json:
-                record = {"query_id": qid, "query": text, "rank": rank, "score": float(score), "lang": str(hit.lang), "candidate_id": str(hit.candidate_id), "text": str(hit.text)}
+                record = {"query_id": qid, "query": text, "rank": rank, "score": float(score), "lang": str(hit.lang), "candidate_id": str(hit.candidate_id),
+                          "text": str(hit.text), "degenerate": bool(degenerate.iloc[int(row)])}
                 print(json.dumps(record, ensure_ascii=False))
             else:
-                print(f"{rank:>3}  {score:.4f}  [{hit.lang}]  {hit.text}")
+                mark = "  (punctuation or one character)" if degenerate.iloc[int(row)] else ""
+                print(f"{rank:>3}  {score:.4f}  [{hit.lang}]  {hit.text}{mark}")
 
 
 if __name__ == "__main__":
