@@ -48,6 +48,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         q, p = noisy_embeddings(data.questions, data.candidates, NOISE[strategy], seed)
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
         write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        write_json(root / "metrics-eval" / f"{model}.json", {"tiny": {"pool": "full pool, zero-shot", **summarise(per_query, 0)}})  # the evaluate stage's summary
         if model != "base":  # the `train` stage's loss log: step, loss and what else it records
             log = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 1.5, NOISE[strategy] + seed], "learning_rate": 1e-5, "pairs_per_s": 9.0})
             (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,6 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
             share = {"en": 0.4, "ru": 0.4, "zh": 0.2} if "lowres" in model else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
             write_json(root / "metrics-train" / f"{model}.json", {"language_share": share, "batch_kinds": {strategy: 3}})
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
-    write_json(root / "metrics-eval" / "base.json", {"tiny": {"pool": "full pool, zero-shot"}})
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
@@ -123,6 +123,20 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     assert set(robustness.reference_seeds) == {2} and (robustness.ci_low <= robustness.drop_map).all() and (robustness.drop_map <= robustness.ci_high).all()
     assert set(pd.read_csv(report_dir / "reports" / "robustness_by_article.csv").units) == {"article"}
     assert metrics["robustness"] == {}
+
+
+def test_each_model_gets_a_card_with_its_lareqa_results(report_dir: Path) -> None:
+    """The card with results lives under reports/cards/: the model folder's card belongs to the stage that saved it."""
+    cards = report_dir / "reports" / "cards"
+    assert sorted(str(p.relative_to(cards)) for p in cards.rglob("*.md")) == sorted(
+        ["base.md"] + [f"{s}/{p}/{seed}.md" for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)])
+    card = (cards / "hybrid" / "lowres" / "1.md").read_text(encoding="utf-8")
+    evaluated = json.loads((report_dir / "metrics-eval" / "hybrid" / "lowres" / "1.json").read_text())["tiny"]
+    row = f"| tiny | full pool, zero-shot | {evaluated['mono']['map']:.3f} | {evaluated['cross']['map']:.3f} | {evaluated['multi']['map']:.3f} | {evaluated['multi']['rank_distance']:.1f} |"
+    assert row in card.splitlines()
+    front = card.split("---")[1]
+    assert "base_model: intfloat/multilingual-e5-small" in front and "license: mit" in front
+    assert "language:\n- en\n- ru\n- zh\n" in front and "library_name: sentence-transformers" in front
 
 
 def test_the_report_loads_neither_torch_nor_faiss() -> None:

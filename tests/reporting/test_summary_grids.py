@@ -17,7 +17,7 @@ from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.params import TrainingRun, load_params
 from mlret.reporting.report import build_report
-from mlret.scoring.settings import score_dataset
+from mlret.scoring.settings import score_dataset, summarise
 
 from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
 
@@ -45,6 +45,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
         q, p = noisy_embeddings(data.questions, data.candidates, NOISE[str(strategy)], seed + 10 * len(model))
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
         write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        write_json(root / "metrics-eval" / f"{model}.json", {"tiny": {"pool": "in-domain test articles", **summarise(per_query, 0)}})  # the evaluate stage's summary
         if model == "base":
             continue
         (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,6 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
         write_json(root / "metrics-train" / f"{model}.json",
                    {"language_share": {lang: f / sum(kept.values()) for lang, f in kept.items()}, "batch_kinds": {str(strategy): 2}})
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
-    write_json(root / "metrics-eval" / "base.json", {"tiny": {"pool": "in-domain test articles"}})
     return root, source
 
 

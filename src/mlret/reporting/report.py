@@ -11,6 +11,7 @@ import pandas as pd
 from mlret.artifacts import read_json, read_table, require_columns, staged_dir, write_bytes, write_json
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
+from mlret.reporting.cards import model_cards
 from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.grid import grid_record
 from mlret.reporting.paper_tables import write_paper_tables
@@ -184,6 +185,9 @@ def build_report(
         results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
         models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir),
     )
+    with staged_dir(out_dir / "cards") as cards:
+        for model, card in model_cards(eval_metrics_root, models, params.model.name, sorted(set(results.query_lang))).items():
+            write_bytes(cards / f"{model}.md", card.encode("utf-8"))
     with staged_dir(out_dir / "figures") as figures:
         pair_heatmaps(results, figures, params.strategies)
         strategy_bars(table, figures, params.strategies)
