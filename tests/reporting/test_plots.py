@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlret.reporting.plots import SETTINGS, colour_limits, figure_name, grouped_bars, in_order, pair_heatmaps
+from mlret.reporting.plots import SETTINGS, cell_text, colour_limits, figure_name, grouped_bars, in_order, pair_heatmaps
 
 
 def test_figure_names_have_no_empty_parts() -> None:
@@ -71,3 +71,8 @@ def test_difference_heatmaps_against_the_base_model_and_multi(tmp_path: Path) ->
         "heatmap-d-hybrid-balanced.png", "heatmap-d-multi-balanced-vs-base.png", "heatmap-d-multi-balanced.png",
     ]
     assert all((tmp_path / n).stat().st_size > 0 for n in names)
+
+
+def test_heatmap_cells_that_round_to_zero_carry_no_sign() -> None:
+    assert [cell_text(v, "+.2f") for v in (0.004, -0.004, -0.0, 0.006, -0.012)] == ["0", "0", "0", "+0.01", "-0.01"]
+    assert cell_text(0.8123, ".2f") == "0.81"

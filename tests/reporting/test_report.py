@@ -112,7 +112,7 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     # Only what experiments are compared by: `dvc exp show` gets one column per number here.
     assert {name for profile in ("balanced", "lowres") for cell in headline[profile]["tiny"].values() for name in cell} == {"map", "rank_distance"}
     figures = sorted(p.name for p in (report_dir / "reports" / "figures").glob("*.png"))
-    assert "bars-tiny-map.png" in figures and "rank-distance.png" in figures
+    assert "bars-tiny-map.png" in figures and "rank-distance.png" in figures and "train-loss.png" in figures  # the DVC plots, offline
     assert "heatmap-tiny-hybrid-lowres.png" in figures and "robustness-tiny.png" in figures
     assert "heatmap-tiny-base.png" in figures and "heatmap-tiny-hybrid-lowres-vs-base.png" in figures
     assert not [name for name in figures if "--" in name or name.endswith("-.png")]

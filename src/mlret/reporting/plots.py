@@ -2,7 +2,7 @@
 
 Differences between strategies are a few points of mAP, so value axes are
 fitted to the data rather than drawn from 0 (the axis label says so), and
-every bar carries its 95% bootstrap interval over queries. Colour scales of
+every bar carries its 95% bootstrap interval over questions. Colour scales of
 the X→Y heatmaps are shared by every heatmap of a dataset, so colours compare
 across strategies; difference heatmaps use a diverging scale centred at 0.
 """
@@ -27,7 +27,7 @@ SETTINGS = ("mono", "cross", "multi")
 #: Strategies that difference heatmaps are taken against (when they ran).
 REFERENCES = (BASE, "multi")
 NO_PROFILE = "-"  # the base model's profile in the tables
-CI_NOTE = "error bars: 95% bootstrap interval over queries"
+CI_NOTE = "error bars: 95% bootstrap interval over questions, all language versions of a question drawn together"
 METRIC_LABELS = {"map": "mAP", "rank_distance": "rank distance"}
 
 
@@ -59,6 +59,12 @@ def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
     return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
 
 
+def cell_text(value: float, fmt: str) -> str:
+    """``value`` in ``fmt``, and "0" where it rounds to zero: "+0.00" and "-0.00" suggest a sign the data do not have."""
+    text = format(value, fmt)
+    return "0" if float(text) == 0 else text
+
+
 def _heatmap(matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, scale_label: str, fmt: str, path: Path) -> Path:
     cmap = plt.get_cmap(cmap_name)
     values = matrix.to_numpy(dtype=float)
@@ -70,7 +76,7 @@ def _heatmap(matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, 
     ax.set_ylabel("query language")
     for (i, j), value in np.ndenumerate(values):
         if not np.isnan(value):
-            ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7, color=_text_colour(cmap, norm, value))
+            ax.text(j, i, cell_text(value, fmt), ha="center", va="center", fontsize=7, color=_text_colour(cmap, norm, value))
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, label=scale_label)
     return _save(fig, path)
@@ -123,7 +129,7 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | 
             for (strategy, profile), diff in diffs.items():
                 written.append(_heatmap(
                     diff, norm_diff, "RdBu", f"{dataset}: X→Y mAP, {_label(strategy, profile)} − {ref_name}",
-                    f"Δ mAP (blue: better than {ref_name})", "+.2f",
+                    f"Δ mAP (blue: better than {ref_name}; one cell: no interval,\nsee results.md for what noise allows)", "+.2f",
                     out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}-vs-{reference}.png",
                 ))
     return written
@@ -236,3 +242,16 @@ def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[
         _legend_outside(fig, list(axes[0]), "strategy")
         written.append(_save(fig, out_dir / f"robustness-{dataset}.png"))
     return written
+
+
+def loss_curves_figure(losses: pd.DataFrame, out_dir: Path) -> Path:
+    """Training loss per step, one line per run: the static twin of the `training loss` DVC plot, readable offline."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for run, rows in losses.groupby("run", sort=True):
+        ax.plot(rows.step, rows.loss, linewidth=0.8, label=run)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (InfoNCE)")
+    ax.set_title("Training loss per step, one line per strategy/profile/seed", fontsize=10)
+    if len(losses):
+        _legend_outside(fig, [ax], "run")
+    return _save(fig, out_dir / "train-loss.png")

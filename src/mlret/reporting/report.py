@@ -15,7 +15,7 @@ from mlret.reporting.cards import model_cards
 from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.grid import grid_record
 from mlret.reporting.paper_tables import write_paper_tables
-from mlret.reporting.plots import figure_name, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
+from mlret.reporting.plots import figure_name, loss_curves_figure, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
 from mlret.reporting.summary import summary_markdown
 from mlret.reporting.robustness import headline_contrasts, robustness_table
 from mlret.reporting.tables import results_markdown, results_table
@@ -193,6 +193,7 @@ def build_report(
         strategy_bars(table, figures, params.strategies)
         rank_distance_bars(table, figures, params.strategies)
         robustness_curves(robustness, figures, params.strategies)
+        loss_curves_figure(losses, figures)
     # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
     with staged_dir(plots_dir) as plots:
         for stem, rows in map_bars_data(table, params.strategies).items():
