@@ -18,7 +18,7 @@ from mlret.artifacts import write_table
 from mlret.errors import MlretError
 from mlret.reporting.collect import load_results, model_names
 from mlret.reporting.paper_tables import (
-    beir_table, main_latex, main_markdown, main_table, metrics_table, pair_tables, per_language_table, write_paper_tables,
+    beir_table, main_caption, main_latex, main_markdown, main_table, holm_bold, metrics_table, pair_tables, per_language_table, write_paper_tables,
 )
 from mlret.reporting.tables import results_table
 from mlret.scoring.settings import PER_QUERY_COLUMNS, summarise
@@ -121,27 +121,37 @@ def test_main_table_order_base_first_training_source_first_mono_cross_multi(resu
     main = main_table(table, results, TRAIN, STRATEGIES, PROFILES)
     assert list(main.index) == ["base", "mono/balanced", "hybrid/balanced", "mono/lowres", "hybrid/lowres"]
     assert list(main.columns) == [
-        ("xq (in-domain test articles)", "mono"), ("xq (in-domain test articles)", "cross"), ("xq (in-domain test articles)", "multi"),
-        ("xq (in-domain test articles)", "rank dist."), ("ml", "mono"), ("ml", "cross"), ("ml", "multi"), ("ml", "rank dist."),
+        ("xq (in-domain test articles)", "seeds"), ("xq (in-domain test articles)", "mono"), ("xq (in-domain test articles)", "cross"),
+        ("xq (in-domain test articles)", "multi"), ("xq (in-domain test articles)", "rank dist."),
+        ("ml", "seeds"), ("ml", "mono"), ("ml", "cross"), ("ml", "multi"), ("ml", "rank dist."),
     ]
+    assert main[("ml", "seeds")].to_dict() == {"base": 1, "mono/balanced": 2, "hybrid/balanced": 2, "mono/lowres": 2, "hybrid/lowres": 2}
 
 
-def test_main_markdown_and_latex_bold_the_best_of_each_column(results, table) -> None:
+def test_main_table_bolds_only_what_the_holm_test_separates(results, table) -> None:
     main = main_table(table, results, TRAIN, STRATEGIES, PROFILES)
-    best_map = main[("ml", "multi")].max()
-    best_distance = main[("ml", "rank dist.")].min()  # lower is better
-    worst_distance = main[("ml", "rank dist.")].max()
-    markdown = main_markdown(main)
-    assert f"**{best_map:.3f}**" in markdown and f"**{best_distance:.1f}**" in markdown
-    assert f"**{worst_distance:.1f}**" not in markdown
-    assert markdown.splitlines()[0].startswith("| model | xq (in-domain test articles) mono | xq (in-domain test articles) cross")
-    latex = main_latex(main)
+    maps = [c for c in main.columns if c[1] in ("mono", "cross", "multi")]
+    # Nothing separated: nothing bold, not even each column's best.
+    assert not holm_bold(main, table.assign(p_vs_headline_holm=1.0), "hybrid", TRAIN).any().any()
+    # Everything separated in hybrid's favour: the best mAP of a column is bold where it is hybrid's, and only there.
+    separated = table.assign(p_vs_headline_holm=0.001, delta_vs_headline=0.1)
+    bold = holm_bold(main, separated, "hybrid", TRAIN)
+    for column in main.columns:
+        best = main[column].astype(float).idxmax()
+        expected = {best} if column in maps and best.startswith("hybrid/") else set()
+        assert set(bold.index[bold[column]]) == expected, column
+    assert bold[maps].any().any() and not bold.loc["base"].any()
+    markdown = main_markdown(main, bold)
+    column = next(c for c in maps if bold[c].any())
+    assert f"**{main[column].max():.3f}**" in markdown
+    assert markdown.splitlines()[0].startswith("| model | xq (in-domain test articles) seeds | xq (in-domain test articles) mono")
+    latex = main_latex(main, bold, main_caption(TRAIN))
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert latex.count(rule) == 1
-    assert rf"\textbf{{{best_map:.3f}}}" in latex and rf"\textbf{{{best_distance:.1f}}}" in latex
-    assert rf"\textbf{{{worst_distance:.1f}}}" not in latex
-    assert latex.count(r"\textbf{") == sum(markdown.count(f"**{c}") for c in "0123456789")  # the same cells bold in both
-    assert r"\multicolumn{4}{c}{xq (in-domain test articles)}" in latex
+    assert rf"\textbf{{{main[column].max():.3f}}}" in latex
+    assert latex.count(r"\textbf{") == markdown.count("**") // 2 == int(bold.to_numpy().sum())  # the same cells bold in both
+    assert "in-domain test articles" in latex and "mAP over the full pool" not in latex and "Holm" in latex
+    assert r"\multicolumn{5}{c}{xq (in-domain test articles)}" in latex
     assert latex.index("base") < latex.index("mono/balanced") < latex.index("hybrid/lowres")
 
 

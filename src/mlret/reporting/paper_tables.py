@@ -25,6 +25,8 @@ from mlret.scoring.measures import macro_mean
 SETTINGS = ("mono", "cross", "multi")
 IN_DOMAIN = "in-domain test articles"
 RANK_DISTANCE = "rank dist."  # the one main-table column where lower is better
+SEEDS = "seeds"  # per dataset in the main table: XQuAD-R rows may average 3 seeds where MLQA-R rows have 1
+ALPHA = 0.05  # Holm-adjusted p below which the main table bolds a column's best mAP
 #: Rank metrics beside mAP: per-query column -> header. Same-language share exists in ``multi`` only.
 EXTRA_METRICS = {"mrr@10": "MRR@10", "recall@1": "R@1", "recall@100": "R@100", "ndcg@10": "nDCG@10", "same_language_top10": "same-lang.@10"}
 BEIR_METRICS = {"ndcg@10": "nDCG@10", "recall@100": "R@100"}
@@ -94,6 +96,7 @@ def main_table(table: pd.DataFrame, results: pd.DataFrame, train_source: str, st
     for dataset in _datasets(table.dataset.unique(), train_source):
         block = labelled[labelled.dataset == dataset]
         label = dataset_label(dataset, train_source)
+        out[(label, SEEDS)] = block.groupby("model").seeds.max()
         for setting in [s for s in SETTINGS if s in set(block.setting)]:
             out[(label, setting)] = block[block.setting == setting].set_index("model")["map"]
         distance = distances[distances.dataset == dataset].set_index("model").rank_distance
@@ -107,23 +110,66 @@ def _lower_is_better(columns: pd.Index) -> list[object]:
     return [c for c in columns if c[1] == RANK_DISTANCE]
 
 
-def main_markdown(main: pd.DataFrame) -> str:
-    formats = {c: ".1f" for c in _lower_is_better(main.columns)}
+def holm_bold(main: pd.DataFrame, table: pd.DataFrame, headline: str | None, train_source: str) -> pd.DataFrame:
+    """The cells to bold: a column's best mAP, only where the Holm-adjusted test separates it (p < :data:`ALPHA`).
+
+    The results table tests the headline strategy against each other strategy on the same profile.
+    So a best row of the headline is bold when every strategy it is compared with there is worse
+    with Holm p < ALPHA; a best row of another strategy when it beats the headline there with Holm
+    p < ALPHA. The base model and the rank distance have no test, and are never bold.
+    """
+    bold = pd.DataFrame(False, index=main.index, columns=main.columns)
+    if headline is None:
+        return bold
+    rows = table[table.strategy != BASE].assign(label=[dataset_label(d, train_source) for d in table[table.strategy != BASE].dataset])
+    for column in main.columns:
+        label, setting = column
+        values = main[column].astype(float)
+        if setting not in SETTINGS or values.isna().all() or values.idxmax() == BASE:
+            continue
+        best = str(values.idxmax())
+        strategy, profile = best.split("/")
+        tested = rows[(rows.label == label) & (rows.setting == setting) & (rows.profile == profile)]
+        if strategy == headline:
+            others = tested[tested.strategy != headline]
+            separated = len(others) > 0 and bool(((others.p_vs_headline_holm < ALPHA) & (others.delta_vs_headline > 0)).all())
+        else:
+            mine = tested[tested.strategy == strategy]
+            separated = len(mine) == 1 and bool(mine.p_vs_headline_holm.iloc[0] < ALPHA and mine.delta_vs_headline.iloc[0] < 0)
+        bold.at[best, column] = separated
+    return bold
+
+
+def _formats(main: pd.DataFrame) -> dict[object, str]:
+    return {**{c: ".1f" for c in _lower_is_better(main.columns)}, **{c: ".0f" for c in main.columns if c[1] == SEEDS}}
+
+
+def main_markdown(main: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
+    """The main table; ``bold`` (:func:`holm_bold`) marks cells, none by default."""
     header = ["model", *(f"{d} {s}" for d, s in main.columns)]
-    return _markdown(main, _best(main, _lower_is_better(main.columns)), formats, header)
+    return _markdown(main, pd.DataFrame(False, index=main.index, columns=main.columns) if bold is None else bold, _formats(main), header)
 
 
-def main_latex(main: pd.DataFrame) -> str:
-    """booktabs LaTeX from pandas' own writer, best per column in bold (the cells bold in Markdown)."""
+def main_caption(train_source: str) -> str:
+    return (f"mAP over each dataset's candidate pool: for {train_source}, the training source, its in-domain test articles "
+            "(the other articles are trained on); for every other dataset the full LAReQA pool, zero-shot. "
+            "Macro over (query, pool) language pairs, mean over the seeds counted in `seeds`; "
+            "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). "
+            f"Bold: a column's best mAP where the Holm-adjusted sign-flip test (p < {ALPHA:g}) separates it from the "
+            "strategies it is compared with on its profile; no other cell is bold.")
+
+
+def main_latex(main: pd.DataFrame, bold: pd.DataFrame | None = None, caption: str = "") -> str:
+    """booktabs LaTeX from pandas' own writer, the cells of ``bold`` in bold (the cells bold in Markdown)."""
     lower = _lower_is_better(main.columns)
-    best = _best(main, lower)
+    seeds = [c for c in main.columns if c[1] == SEEDS]
+    marks = np.zeros(main.shape, dtype=bool) if bold is None else bold.to_numpy()
     # Unnamed axes: pandas would give each name a header row of its own.
     styler = main.rename_axis(index=None, columns=[None, None]).style.format(precision=3, na_rep="--").format(precision=1, na_rep="--", subset=lower)
+    styler = styler.format(precision=0, na_rep="--", subset=seeds)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    styler = styler.apply(lambda _: np.where(best, "textbf:--rwrap;", ""), axis=None)
-    caption = ("mAP over the full pool, macro over (query, pool) language pairs, mean over seeds; "
-               "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). Best per column in bold.")
-    return styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * main.shape[1], caption=caption, label="tab:main")
+    styler = styler.apply(lambda _: np.where(marks, "textbf:--rwrap;", ""), axis=None)
+    return styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * main.shape[1], caption=caption or None, label="tab:main")
 
 
 # --- Per language and X→Y --------------------------------------------------------------------
@@ -267,13 +313,16 @@ def write_paper_tables(
     models: Sequence[str] = (),
     metrics_root: str | Path | None = None,
     beir: Collection[str] = (),
+    headline: str | None = None,
 ) -> None:
     """``main.md``/``main.tex``, ``per_language.*``, ``pairs/``, ``metrics.*`` and, for the benchmarks
     named in ``beir`` (eval.beir), ``beir.*`` read from ``metrics_root`` (metrics/eval)."""
     out_dir = Path(out_dir)
     main = main_table(table, results, train_source, strategies, profiles)
-    write_bytes(out_dir / "main.md", main_markdown(main).encode("utf-8"))
-    write_bytes(out_dir / "main.tex", main_latex(main).encode("utf-8"))
+    bold = holm_bold(main, table, headline, train_source)
+    caption = main_caption(train_source)
+    write_bytes(out_dir / "main.md", (f"{caption}\n\n" + main_markdown(main, bold)).encode("utf-8"))
+    write_bytes(out_dir / "main.tex", main_latex(main, bold, caption).encode("utf-8"))
     per_language = per_language_table(results, strategies, profiles)
     write_bytes(out_dir / "per_language.csv", _csv(per_language))
     write_bytes(out_dir / "per_language.md", per_language_markdown(per_language, train_source).encode("utf-8"))

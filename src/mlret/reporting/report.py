@@ -183,7 +183,7 @@ def build_report(
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
         results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
-        models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir),
+        models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir), headline=params.sampling,
     )
     with staged_dir(out_dir / "cards") as cards:
         for model, card in model_cards(eval_metrics_root, models, params.model.name, sorted(set(results.query_lang))).items():
