@@ -88,6 +88,8 @@ def test_shipped_grid(scored) -> None:
 def test_two_runs(scored) -> None:
     summary = summary_of(scored, "two runs")
     assert "**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed)." in summary
+    results = (scored[0] / "two-runs" / "hybrid" / "reports" / "results.md").read_text(encoding="utf-8")
+    assert results.startswith("# Results\n\n**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed).\n")
     # Neither strategy ran on both profiles: each gap is named, with what it leaves unestimated.
     assert named_missing(summary) == {("hybrid", "ladder_a"), ("multi", "balanced")}
     assert "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent (0 %), 1 % kept, 25 % kept)." in summary

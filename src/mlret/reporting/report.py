@@ -16,7 +16,7 @@ from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.grid import grid_record
 from mlret.reporting.paper_tables import write_paper_tables
 from mlret.reporting.plots import figure_name, loss_curves_figure, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
-from mlret.reporting.summary import summary_markdown
+from mlret.reporting.summary import grid_line, summary_markdown
 from mlret.reporting.robustness import headline_contrasts, robustness_table
 from mlret.reporting.tables import results_markdown, results_table
 
@@ -176,9 +176,10 @@ def build_report(
     write_bytes(out_dir / "results.csv", _csv(table))
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
-    write_bytes(out_dir / "results.md", ("# Results\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"))
     severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
     grid = grid_record(params)["runs"]
+    # The grid first: a strategy or profile missing from a table is absent from the grid, never dropped.
+    write_bytes(out_dir / "results.md", (f"# Results\n\n{grid_line(grid)}\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"))
     summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools, grid, severities)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
