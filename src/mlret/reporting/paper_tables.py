@@ -186,7 +186,7 @@ def per_language_table(results: pd.DataFrame, strategies: Sequence[str], profile
 
 
 def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
-    parts = ["# mAP per query language", "", "Mean over the query language's (query, pool) pairs; seeds averaged. Best per column in bold.", ""]
+    parts = ["# mAP per query language", "", "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
     for dataset in _datasets(per_language.dataset.unique(), train_source):
         for setting in SETTINGS:
             block = per_language[(per_language.dataset == dataset) & (per_language.setting == setting)]
@@ -236,7 +236,7 @@ def metrics_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Se
 def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
     parts = ["# Rank metrics beside mAP", "",
              "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. "
-             "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Best per column in bold.", ""]
+             "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
     for dataset in _datasets(metrics.dataset.unique(), train_source):
         for setting in SETTINGS:
             block = metrics[(metrics.dataset == dataset) & (metrics.setting == setting)]
@@ -286,7 +286,7 @@ def beir_table(metrics_root: str | Path, models: Sequence[str], benchmarks: Coll
 
 
 def beir_markdown(beir: pd.DataFrame) -> str:
-    parts = ["# BEIR benchmarks", "", "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Best per column in bold.", ""]
+    parts = ["# BEIR benchmarks", "", "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
     for benchmark, block in beir.groupby("benchmark", sort=True):
         for metric, header in BEIR_METRICS.items():
             wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])

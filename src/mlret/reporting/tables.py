@@ -163,6 +163,7 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
         f"p: two-sided paired sign-flip test of `{headline}` against the row (mAP), flipping whole questions "
         f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip enumerated when "
         f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting).",
+        "Bold: the best value of each column, with no test behind it; Δ and p are the tests.",
         "",
     ]
     for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
