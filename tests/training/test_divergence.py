@@ -43,3 +43,12 @@ def test_a_huge_learning_rate_stops_and_keeps_the_last_finite_checkpoint(workspa
     assert state["step"] == step - 1 and all(math.isfinite(row["loss"]) for row in state["log"])
     tensors = load_file(str(spec.resume_dir / STATE_TENSORS))
     assert all(torch.isfinite(t).all() for name, t in tensors.items() if name.startswith("model/"))
+
+
+def test_the_progress_bar_is_closed_so_the_error_line_starts_a_line(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train, capsys) -> None:
+    """The stage prints `error: ...` after the bar: an open bar would leave it glued to the bar's last line."""
+    try:
+        train_run(spec_for(workspace, tmp_path), tiny_model, dataclasses.replace(tiny_train, temperature=1e-300))
+    except TrainingDiverged:
+        err = capsys.readouterr().err  # read while the error is being handled, as cli_errors prints it (the loop's frame still alive)
+    assert "0/" in err and err.endswith("\n"), repr(err[-200:])

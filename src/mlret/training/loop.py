@@ -199,7 +199,8 @@ class Trainer:
         started = time.perf_counter()
         start_step, start_pairs = self.step, self.pairs_seen
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc=f"train {self.spec.strategy.value}/{self.spec.profile}", disable=self.rank != 0)
-        with StopRequests() as stop:
+        # The bar closes (ending its line) on any error too, so the stage's `error:` line starts a line of its own.
+        with bar, StopRequests() as stop:
             while self.step < self.total_steps:
                 t0 = time.perf_counter()
                 loss, lr, pairs = self.train_step()
