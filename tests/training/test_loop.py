@@ -112,3 +112,28 @@ def test_a_checkpoint_from_other_params_restarts_cleanly(workspace: Path, tmp_pa
     metrics = train_run(spec, tiny_model, changed)
     assert metrics["steps"] == 6 and len(pd.read_csv(spec.log_path)) == 6
     assert json.loads((spec.out_dir / "training_params.json").read_text())["train"]["learning_rate"] == 5e-4
+
+
+@pytest.mark.parametrize(
+    ("table", "edit", "message"),
+    [
+        ("train", lambda f: f.assign(query=range(len(f))), "column 'query' should hold text, but holds int64"),
+        ("train", lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), "the row with qid = "),
+        ("candidates", lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), "the row with candidate_id = "),
+    ],
+)
+def test_a_damaged_training_or_candidate_table_is_named_before_training(
+    workspace: Path, tmp_path: Path, table: str, edit, message: str, spec_for, tiny_model, tiny_train
+) -> None:
+    """Numbers for query text were a TypeError traceback mid-step; a repeated candidate was trained on silently."""
+    from mlret.artifacts import write_table
+    from mlret.errors import MlretError
+
+    spec = spec_for(workspace, tmp_path)
+    source = spec.train_table if table == "train" else spec.candidates_table
+    damaged = tmp_path / f"{table}.parquet"
+    write_table(damaged, edit(pd.read_parquet(source)))
+    spec = dataclasses.replace(spec, **{"train_table" if table == "train" else "candidates_table": damaged})
+    with pytest.raises(MlretError, match=f"{damaged}: {message}"):
+        train_run(spec, tiny_model, tiny_train)
+    assert not spec.out_dir.exists()

@@ -32,6 +32,9 @@ from mlret.params import Profile, SplitParams
 TRAIN_COLUMNS = [
     "qid", "lang", "article", "paragraph", "query", "positive", "positive_id", "hard_negative_ids",
 ]
+#: What the trainer relies on beyond the columns: texts it tokenises, one row per (qid, lang).
+TRAIN_KINDS: dict[str, type] = {"qid": str, "lang": str, "query": str, "positive": str, "positive_id": str}
+TRAIN_KEY = ["qid", "lang"]
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from mlret.artifacts import read_table, write_bytes, write_json
-from mlret.data.parallel import CANDIDATE_COLUMNS
-from mlret.data.splits import TRAIN_COLUMNS
+from mlret.data.parallel import CANDIDATE_COLUMNS, CANDIDATE_KINDS
+from mlret.data.splits import TRAIN_COLUMNS, TRAIN_KEY, TRAIN_KINDS
 from mlret.distributed import any_rank, rank_and_world
 from mlret.errors import MlretError
 from mlret.models.encoder import Encoder, Side
@@ -138,8 +138,8 @@ class Trainer:
         self.rank, self.world = rank_and_world()
         self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"))
         seed_everything(spec.seed)
-        rows = read_table(spec.train_table, TRAIN_COLUMNS, "split")
-        candidates = read_table(spec.candidates_table, CANDIDATE_COLUMNS, "parallelise")
+        rows = read_table(spec.train_table, TRAIN_COLUMNS, "split", kinds=TRAIN_KINDS, unique=TRAIN_KEY)
+        candidates = read_table(spec.candidates_table, CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
         self.rows = rows.set_index(["qid", "lang"])
         self.candidate_text: dict[str, str] = dict(zip(candidates.candidate_id, candidates.text))
         self.total_steps = planned_steps(train, len(rows))
