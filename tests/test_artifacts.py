@@ -242,3 +242,19 @@ def test_a_staged_folder_that_cannot_be_created_is_named_by_its_target(tmp_path:
     with pytest.raises(PermissionError) as err, staged_dir(tmp_path / "checkpoints" / "run"):
         pass
     assert err.value.filename == str(tmp_path / "checkpoints" / "run")
+
+
+def test_a_flipped_byte_in_a_number_is_caught_by_the_page_checksum(tmp_path: Path) -> None:
+    """Without a checksum a changed byte inside an integer column reads back as another integer, with no error at all."""
+    from mlret.errors import MlretError
+
+    middle = 0x0123456789ABCDEF  # neither the column's min nor its max, so its bytes are in the data page only
+    path = tmp_path / "t.parquet"
+    write_table(path, pd.DataFrame({"qid": ["a", "b", "c"], "article": [1, middle, 2**62]}))
+    data = bytearray(path.read_bytes())
+    at = data.find(middle.to_bytes(8, "little"))
+    assert at >= 0 and data.find(middle.to_bytes(8, "little"), at + 1) < 0
+    data[at + 3] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(MlretError, match=r"t\.parquet: not a readable Parquet file \(.*(?i:checksum|crc)"):
+        read_table(path, ["qid", "article"], "parallelise")

@@ -230,9 +230,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> None:
+    """A Parquet file whose pages carry a CRC, so that :func:`read_table` notices a changed byte in any value."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_page_checksum=True)
 
 
 _KINDS: dict[type, tuple[str, Any]] = {
@@ -247,7 +248,9 @@ def read_table(
 ) -> pd.DataFrame:
     """Load a Parquet artifact and insist on what the caller relies on, blaming the file when it is wrong.
 
-    Always: the columns the caller uses, at least one row, text that is valid
+    Always: the pages' checksums (where the writer stored them, as
+    :func:`write_table` does: without one, a flipped byte in a number reads
+    back as another number), the columns the caller uses, at least one row, text that is valid
     UTF-8 and no missing (null) values in those columns, floats aside (NaN is
     a value there). On request: the kind of values of some columns (``kinds``,
     e.g. ``{"article": int}``) and no repeated key (``unique``). A corrupt or
@@ -260,7 +263,7 @@ def read_table(
     if not path.exists():
         raise MlretError(f"{path}: file not found.", f"Run `dvc repro {produced_by}` first.")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as err:
         raise MlretError(f"{path}: not a readable Parquet file ({err}).", f"Delete it and run `dvc repro {produced_by}`.") from None
     require_columns(pd.DataFrame(columns=table.column_names), wanted, path, produced_by)
