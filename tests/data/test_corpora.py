@@ -101,3 +101,12 @@ def test_a_benchmark_without_language_folders_is_an_error(tmp_path: Path) -> Non
     assert "corpus.jsonl" in err.value.fix
     with pytest.raises(MlretError, match="no language subfolders"):
         beir_languages(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("content", ["[4, 5]", '{"train": [0]}', '{"test": ["4"]}'])
+def test_an_articles_file_of_another_shape_is_named(parallel: Path, content: str) -> None:
+    """A list at the top level used to be a TypeError traceback in encode and evaluate."""
+    (parallel / "articles.json").write_text(content, encoding="utf-8")
+    with pytest.raises(MlretError, match=r"articles\.json: expected a mapping whose `test` key lists article numbers") as caught:
+        load_eval_tables(parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json")
+    assert "dvc repro split" in caught.value.fix

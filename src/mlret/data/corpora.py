@@ -85,10 +85,22 @@ def load_eval_tables(parallel_root: str | Path, dataset: str, train_source: str,
     questions = read_table(folder / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"])
     candidates = read_table(folder / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
     if dataset == train_source:
-        test = set(read_json(articles_path)["test"])
+        test = test_articles(articles_path)
         questions = questions[questions.article.isin(test)]
         candidates = candidates[candidates.article.isin(test)]
     return questions.reset_index(drop=True), candidates.reset_index(drop=True)
+
+
+def test_articles(articles_path: str | Path) -> set[int]:
+    """The training source's test articles, from the split stage's articles.json (``{"test": [article, ...], ...}``)."""
+    split = read_json(articles_path)
+    test = split.get("test") if isinstance(split, dict) else None
+    if not isinstance(test, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in test):
+        raise MlretError(
+            f"{articles_path}: expected a mapping whose `test` key lists article numbers.",
+            "The file is corrupt or was changed by hand; delete it and run `dvc repro split`.",
+        )
+    return set(test)
 
 
 def beir_languages(folder: str | Path) -> list[Path]:
