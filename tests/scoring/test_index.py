@@ -203,3 +203,21 @@ def test_scoring_modules_do_not_load_torch(module: str) -> None:
     """torch and faiss each bring an OpenMP runtime; the FAISS and numpy stages must not load torch."""
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_manifest_whose_row_count_disagrees_is_named_with_every_count(tmp_path: Path) -> None:
+    """The message used to read "54 vectors, but all.candidates.parquet has 54 rows", leaving out the manifest that disagreed."""
+    import json
+
+    import pandas as pd
+
+    from mlret.scoring.index import build_pool_indexes, load_pool
+
+    emb = unit(np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32))
+    candidates = pd.DataFrame({"candidate_id": [f"c{i}" for i in range(6)], "lang": ["en", "ru"] * 3, "text": [f"t{i}" for i in range(6)]})
+    params = IndexParams("flat")
+    build_pool_indexes(tmp_path, candidates, emb, params)
+    manifest = json.loads((tmp_path / "all.manifest.json").read_text())
+    (tmp_path / "all.manifest.json").write_text(json.dumps({**manifest, "rows": 1}))
+    with pytest.raises(MlretError, match=r"all\.faiss: 6 vectors, all\.candidates\.parquet 6 rows, all\.manifest\.json records 1\."):
+        load_pool(tmp_path, "all", params)

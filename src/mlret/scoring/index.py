@@ -284,5 +284,7 @@ def load_pool(index_dir: str | Path, pool: str, params: IndexParams) -> tuple[fa
         if not isinstance(manifest, dict) or file_sha256(path) != manifest.get(key):
             raise MlretError(f"{path}: not the file {manifest_path.name} records (its content changed after the index was built).", rebuild)
     if not int(index.ntotal) == len(candidates) == manifest.get("rows"):
-        raise MlretError(f"{index_path}: {int(index.ntotal)} vectors, but {table_path.name} has {len(candidates)} rows.", rebuild)
+        raise MlretError(
+            f"{index_path}: {int(index.ntotal)} vectors, {table_path.name} {len(candidates)} rows, {manifest_path.name} records {manifest.get('rows')!r}.", rebuild
+        )
     return index, candidates
