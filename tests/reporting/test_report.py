@@ -169,6 +169,9 @@ def test_a_missing_loss_log_names_the_file_and_the_stage(tmp_path: Path) -> None
     (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,lr\n1,0.1\n")
     with pytest.raises(MlretError, match=r"missing column\(s\) \['loss'\]"):
         loss_curves(tmp_path, ["mono/balanced/0"])
+    (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,loss\nx,y\n")  # used to pass into the loss plot
+    with pytest.raises(MlretError, match=r"0\.csv: columns \['step', 'loss'\] should hold numbers"):
+        loss_curves(tmp_path, ["mono/balanced/0"])
 
 
 def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:

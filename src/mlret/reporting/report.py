@@ -90,6 +90,8 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise MlretError(f"{path}: not a readable CSV file ({err}).", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.") from None
         require_columns(log, LOSS_COLUMNS, path, f"train@{model.replace('/', '-')}")
+        if not all(pd.api.types.is_numeric_dtype(log[c]) for c in LOSS_COLUMNS):
+            raise MlretError(f"{path}: columns {list(LOSS_COLUMNS)} should hold numbers.", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.")
         strategy, profile, seed = model.split("/")
         frames.append(log[list(LOSS_COLUMNS)].assign(run=model, strategy=strategy, profile=profile, seed=int(seed)))
     columns = ["run", "strategy", "profile", "seed", *LOSS_COLUMNS]
