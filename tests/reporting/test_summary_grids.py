@@ -21,6 +21,7 @@ from mlret.scoring.settings import score_dataset, summarise
 
 from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
 
+pytestmark = pytest.mark.slow  # three full reports (about 40 s on two cores)
 REPO = Path(__file__).resolve().parents[2]
 LANGS = ["en", "ar", "hi", "zh"]  # three of the ladder's languages, so every severity has cells
 NOISE = {"base": 2.0, "mono": 0.9, "cross": 0.8, "multi": 0.5, "hybrid": 0.4}
