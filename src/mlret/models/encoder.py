@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from mlret.errors import MlretError
 from mlret.models.loading import load_checkpoint
+from mlret.models.packing import pack, packing_offset, use_packed_attention
 from mlret.params import ModelParams, Pooling, Precision
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class Encoder:
         self.model = model
         self.batch_size = batch_size or _default_batch_size(self.device)
         self.show_progress = show_progress
+        self.position_offset: int | None = None  # set by enable_packing()
 
     @property
     def dim(self) -> int:
@@ -180,7 +182,38 @@ class Encoder:
 
     def vectors(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector per sequence from the network's output: the model's pooling, normalised if it says so."""
-        vectors = pool(last_hidden_state, attention_mask, self.model.pooling)
+        return self._finish(pool(last_hidden_state, attention_mask, self.model.pooling))
+
+    def enable_packing(self) -> bool:
+        """Run :meth:`embed` unpadded (:mod:`mlret.models.packing`) if the network passes the packing probe.
+
+        For training, where padding costs a backward pass too; :meth:`encode`
+        already batches texts of similar length and stays padded.
+        """
+        self.position_offset = packing_offset(self.net)
+        if self.position_offset is not None:
+            use_packed_attention(self.net)
+        return self.position_offset is not None
+
+    def embed(self, batch: list[list[int]], network: torch.nn.Module | None = None) -> torch.Tensor:
+        """Vectors of a batch of :meth:`tokenize` output through ``network`` (default: this encoder's; training passes its DDP wrapper).
+
+        Gradients flow as the caller's context allows. Packed after
+        :meth:`enable_packing`, padded otherwise; the vectors are the same.
+        """
+        network = network or self.net
+        if self.position_offset is None:
+            input_ids, mask = self.pad(batch)
+            return self.vectors(network(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask)
+        packed = pack(batch, self.position_offset, self.device)
+        hidden = network(**packed.model_inputs()).last_hidden_state
+        if self.model.pooling == Pooling.MEAN:
+            return self._finish(packed.mean(hidden))
+        if self.model.pooling == Pooling.CLS:
+            return self._finish(packed.first(hidden))
+        return self.vectors(hidden, torch.ones(hidden.shape[:2], device=hidden.device))  # raises: pooling was checked in _setup
+
+    def _finish(self, vectors: torch.Tensor) -> torch.Tensor:
         return F.normalize(vectors, p=2.0, dim=-1) if self.model.normalize else vectors
 
     def encode(self, texts: Sequence[str], side: Side) -> np.ndarray:
@@ -197,9 +230,7 @@ class Encoder:
             total=len(ids), unit="text", desc={"query": "encode queries", "passage": "encode passages"}[side], disable=not self.show_progress
         ) as bar:
             for rows in self._batches(order):
-                input_ids, mask = self.pad([ids[i] for i in rows])
-                hidden = self.net(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                out[rows] = self.vectors(hidden, mask).cpu().numpy()
+                out[rows] = self.embed([ids[i] for i in rows]).cpu().numpy()
                 bar.update(len(rows))
         return out
 
