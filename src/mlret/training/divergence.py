@@ -12,7 +12,7 @@ the previous step when the run stops.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -24,17 +24,20 @@ class TrainingDiverged(MlretError):
     """The loss or a gradient of a step is NaN or infinite; no model is written."""
 
 
-def check_finite_step(losses: Sequence[float], parameters: Iterable[torch.nn.Parameter], step: int, train: TrainParams) -> None:
-    """Raise :class:`TrainingDiverged` if a (micro-)batch loss or the gradient of ``step`` is not finite.
-
-    The gradient norm is one reduction over all gradients (``_foreach_norm``),
-    read back once per step, as the loss already is.
-    """
+def check_finite_loss(losses: Sequence[float], step: int, train: TrainParams) -> None:
+    """Raise :class:`TrainingDiverged` if a (micro-)batch loss of ``step`` is not finite."""
     bad_loss = next((loss for loss in losses if not math.isfinite(loss)), None)
     if bad_loss is not None:
         raise _diverged(f"the loss is {bad_loss}", step, train)
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())):
+
+
+def check_finite_gradient(grad_norm: torch.Tensor, step: int, train: TrainParams) -> None:
+    """Raise :class:`TrainingDiverged` if the gradient norm of ``step`` (as clipping computes it) is not finite.
+
+    One NaN or infinite entry anywhere makes the total norm non-finite, so the
+    norm that clipping needs anyway is the whole check.
+    """
+    if not bool(torch.isfinite(grad_norm)):
         raise _diverged("a gradient is NaN or infinite", step, train)
 
 

@@ -61,7 +61,7 @@ from mlret.models.dropout import use_fast_dropout
 from mlret.models.encoder import Encoder, Side
 from mlret.models.loading import load_checkpoint, save_checkpoint
 from mlret.params import ModelParams, Strategy, StrategySettings, TrainParams
-from mlret.training.divergence import check_finite_step
+from mlret.training.divergence import check_finite_gradient, check_finite_loss
 from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool
 from mlret.training.state import (
@@ -243,7 +243,7 @@ class Trainer:
             batch = self.sampler.next_batch()
             losses.append(self.backward(*self.batch_texts(batch)))
             pairs += len(batch.pairs)
-        check_finite_step(losses, self.net.parameters(), self.step + 1, self.train)
+        check_finite_loss(losses, self.step + 1, self.train)
         lr = self.optimizer_step()
         self.step += 1
         self.pairs_seen += pairs
@@ -258,7 +258,8 @@ class Trainer:
 
     def optimizer_step(self) -> float:
         """Clip, step and advance the schedule; returns the learning rate the step used."""
-        torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
+        check_finite_gradient(grad_norm, self.step + 1, self.train)  # before the weights change
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
