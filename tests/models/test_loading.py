@@ -146,3 +146,14 @@ def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(keep: float,
     with pytest.raises(MlretError, match="are damaged"):
         materialise_base_model(make_params(str(folder)), tmp_path / "base")
     assert not (tmp_path / "base").exists()
+
+
+def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    """The backend keeps its last call's truncation; a run resumed after its last step encodes nothing and saved another tokenizer.json."""
+    params = make_params(str(tiny_checkpoint))
+    net, tokenizer = load_checkpoint(tiny_checkpoint)
+    fresh = save_checkpoint(net, tokenizer, tmp_path / "fresh", params, training={})
+    tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)
+    used = save_checkpoint(net, tokenizer, tmp_path / "used", params, training={})
+    assert (fresh / "tokenizer.json").read_bytes() == (used / "tokenizer.json").read_bytes()
+    assert tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)["input_ids"][0].__len__() == 4  # still usable after the save

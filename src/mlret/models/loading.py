@@ -196,6 +196,13 @@ def save_checkpoint(
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as target:
         net.save_pretrained(target, safe_serialization=True)
+        # The fast tokenizer keeps the truncation and padding of its last call, which would make the saved
+        # tokenizer.json depend on what the run encoded last (nothing, for a run resumed after its last step).
+        # Every call sets its own again, so the file is saved without them.
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend.no_truncation()
+            backend.no_padding()
         tokenizer.save_pretrained(target)
         write_model_files(target, model, training)
     return out_dir
