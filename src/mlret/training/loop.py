@@ -62,6 +62,7 @@ from mlret.models.encoder import Encoder, Side
 from mlret.models.loading import load_checkpoint, save_checkpoint
 from mlret.params import ModelParams, Strategy, StrategySettings, TrainParams
 from mlret.training.divergence import check_finite_gradient, check_finite_loss
+from mlret.training.embeddings import clip_gradients, lazy_embedding_optimizer
 from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool
 from mlret.training.state import (
@@ -161,17 +162,22 @@ class Trainer:
         if train.freeze_word_embeddings:
             self.net.get_input_embeddings().weight.requires_grad_(False)
         self.autocast_dtype = self.encoder.autocast_dtype
-        decay = [p for n, p in self.net.named_parameters() if p.requires_grad and not _no_decay(n)]
-        no_decay = [p for n, p in self.net.named_parameters() if p.requires_grad and _no_decay(n)]
+        # Trained word embeddings on one process: only the rows a batch uses are updated (mlret.training.embeddings).
+        embedding = self.net.get_input_embeddings()
+        lazy = not train.freeze_word_embeddings and self.world == 1
+        dense = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad and not (lazy and p is embedding.weight)]
+        decay = [p for n, p in dense if not _no_decay(n)]
+        no_decay = [p for n, p in dense if _no_decay(n)]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=train.learning_rate,
             # One fused kernel over all parameters instead of a loop of small ops; the same update up to float rounding.
             fused=True,
         )
-        self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, int(round(train.warmup_ratio * self.total_steps)), self.total_steps
-        )
+        warmup = int(round(train.warmup_ratio * self.total_steps))
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.total_steps)
+        self.embedding_optimizer = lazy_embedding_optimizer(embedding, train.learning_rate) if lazy else None
+        self.embedding_scheduler = get_linear_schedule_with_warmup(self.embedding_optimizer, warmup, self.total_steps) if self.embedding_optimizer else None
         self.loss_fn = InfoNCELoss(train.temperature, train.symmetric)
         self.ddp: torch.nn.Module = self.net
         if self.world > 1:
@@ -237,7 +243,8 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimiser step over ``grad_accumulation`` batches: (mean loss, learning rate used, pairs)."""
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self._optimizers():
+            optimizer.zero_grad(set_to_none=True)
         losses, pairs = [], 0
         for _ in range(self.train.grad_accumulation):
             batch = self.sampler.next_batch()
@@ -258,12 +265,19 @@ class Trainer:
 
     def optimizer_step(self) -> float:
         """Clip, step and advance the schedule; returns the learning rate the step used."""
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
+        grad_norm = clip_gradients([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
         check_finite_gradient(grad_norm, self.step + 1, self.train)  # before the weights change
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
+        for optimizer, scheduler in zip(self._optimizers(), self._schedulers(), strict=True):
+            optimizer.step()
+            scheduler.step()
         return lr
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] + ([self.embedding_optimizer] if self.embedding_optimizer is not None else [])
+
+    def _schedulers(self) -> list[Any]:
+        return [self.scheduler] + ([self.embedding_scheduler] if self.embedding_scheduler is not None else [])
 
     def _autocast(self) -> Any:
         if self.autocast_dtype is None:
@@ -315,20 +329,21 @@ class Trainer:
         """Write the resumable state (no pickle) in one rename: an interrupted save leaves the previous one intact."""
         if self.rank != 0:
             return
-        optimizer_tensors, optimizer = pack_optimizer(self.optimizer)
         rng_tensors, rng = pack_rng()
-        tensors = {f"model/{name}": cpu_copy(value) for name, value in self.net.state_dict().items()} | optimizer_tensors | rng_tensors
-        state = {
+        tensors = {f"model/{name}": cpu_copy(value) for name, value in self.net.state_dict().items()} | rng_tensors
+        state: dict[str, Any] = {
             "identity": self.identity,
             "run_params": self._run_params(),
             "step": self.step,
             "pairs_seen": self.pairs_seen,
             "log": self.log,
-            "optimizer": optimizer,
-            "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             **rng,
         }
+        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self._optimizers(), self._schedulers()):
+            optimizer_tensors, state[key] = pack_optimizer(optimizer, key)
+            tensors |= optimizer_tensors
+            state[schedule_key] = scheduler.state_dict()
         write_state(self.spec.resume_dir, state, tensors)
 
     def _maybe_resume(self) -> None:
@@ -355,10 +370,11 @@ class Trainer:
     def _apply(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Load a checkpoint's state into this trainer (the caller restores the fresh state if this raises)."""
         self.net.load_state_dict({name[len("model/"):]: value for name, value in tensors.items() if name.startswith("model/")})
-        self.optimizer.load_state_dict(unpack_optimizer(self.optimizer, state["optimizer"], tensors))
-        if set(state["scheduler"]) != set(self.scheduler.state_dict()):
-            raise ValueError("the schedule state has other fields")
-        self.scheduler.load_state_dict(state["scheduler"])
+        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self._optimizers(), self._schedulers()):
+            optimizer.load_state_dict(unpack_optimizer(optimizer, state[key], tensors, key))
+            if set(state[schedule_key]) != set(scheduler.state_dict()):
+                raise ValueError("the schedule state has other fields")
+            scheduler.load_state_dict(state[schedule_key])
         self.sampler.load_state_dict(state["sampler"])
         unpack_rng(state, tensors)
         step, pairs_seen, log = int(state["step"]), int(state["pairs_seen"]), list(state["log"])
@@ -370,19 +386,24 @@ class Trainer:
         """The trainer's state before resuming, to return to if the checkpoint turns out unusable."""
         return {
             "net": {name: cpu_copy(value) for name, value in self.net.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "optimizers": [copy.deepcopy(o.state_dict()) for o in self._optimizers()],
+            "schedulers": [copy.deepcopy(s.state_dict()) for s in self._schedulers()],
             "sampler": copy.deepcopy(self.sampler.state_dict()),
             "rng": (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], np.random.get_state(), random.getstate()),
         }
 
     def _apply_snapshot(self, fresh: dict[str, Any]) -> None:
         self.net.load_state_dict(fresh["net"])
-        self.optimizer.load_state_dict(fresh["optimizer"])
-        self.scheduler.load_state_dict(fresh["scheduler"])
+        for optimizer, scheduler, optimizer_state, scheduler_state in zip(self._optimizers(), self._schedulers(), fresh["optimizers"], fresh["schedulers"]):
+            optimizer.load_state_dict(optimizer_state)
+            scheduler.load_state_dict(scheduler_state)
         self.sampler.load_state_dict(fresh["sampler"])
         set_rng_states(*fresh["rng"])
         self.step, self.pairs_seen, self.log = 0, 0, []
+
+
+# Where each optimiser's state (and its schedule's) lives in a checkpoint: the dense AdamW, then the lazy embedding optimiser.
+_OPTIMIZER_KEYS = [("optimizer", "scheduler"), ("embedding_optimizer", "embedding_scheduler")]
 
 
 def _no_decay(name: str) -> bool:

@@ -134,21 +134,21 @@ def _check_log(state: dict[str, Any]) -> None:
 # -- optimiser and RNG states as tensors plus JSON ------------------------------------------
 
 
-def pack_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The optimiser's moments as tensors, and its groups and scalar entries as JSON."""
+def pack_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The optimiser's moments as tensors (named ``prefix/index/key``), and its groups and scalar entries as JSON."""
     saved = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, entries in saved["state"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optimizer/{index}/{key}"] = cpu_copy(value)
+                tensors[f"{prefix}/{index}/{key}"] = cpu_copy(value)
             else:
                 scalars.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": saved["param_groups"], "scalars": scalars}
 
 
-def unpack_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def unpack_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str = "optimizer") -> dict[str, Any]:
     """Rebuild an optimiser state dict, checking each moment against the shape of its parameter."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     groups = [
@@ -157,7 +157,7 @@ def unpack_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], te
     ]
     per_param: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        if key.startswith("optimizer/"):
+        if key.startswith(f"{prefix}/"):
             _, index, name = key.split("/", 2)
             per_param.setdefault(int(index), {})[name] = value
     for index, scalars in saved["scalars"].items():
