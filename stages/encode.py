@@ -6,10 +6,7 @@ Several GPUs: torchrun --nproc_per_node 4 stages/encode.py models/hybrid/lowres/
 import argparse
 
 from mlret.data.corpora import EvalCorpora, add_corpora_arguments
-from mlret.distributed import distributed, rank_and_world
-from mlret.encoding.corpora import encode_corpora
 from mlret.errors import cli_errors
-from mlret.models.encoder import Encoder
 from mlret.params import load_params
 from mlret.training.stop import stop_with_launcher
 
@@ -22,6 +19,11 @@ def main() -> None:
     parser.add_argument("out_dir", help="this model's embeddings (data/embeddings/{model})")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     args = parser.parse_args()
+    # torch is imported once the arguments are known, so that --help and usage errors answer at once.
+    from mlret.distributed import distributed, rank_and_world
+    from mlret.encoding.corpora import encode_corpora
+    from mlret.models.encoder import Encoder
+
     params = load_params()
     corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
     with stop_with_launcher("encode"), distributed():

@@ -6,10 +6,8 @@ Every path comes from dvc.yaml. Several GPUs: torchrun --nproc_per_node 4 stages
 import argparse
 from pathlib import Path
 
-from mlret.distributed import distributed
 from mlret.errors import MlretError, cli_errors
 from mlret.params import STRATEGIES, Strategy, load_params
-from mlret.training.loop import RunSpec, train_run
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,6 +29,10 @@ def parse_args() -> argparse.Namespace:
 @cli_errors
 def main() -> None:
     args = parse_args()
+    # torch is imported once the arguments are known, so that --help and usage errors answer at once.
+    from mlret.distributed import distributed
+    from mlret.training.loop import RunSpec, train_run
+
     params = load_params()
     if args.profile not in params.profiles:
         raise MlretError(f"--profile {args.profile!r} is not defined; params.yaml has {sorted(params.profiles)}.", "Pick one of those, or add it under `profiles`.")
