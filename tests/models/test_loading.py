@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 from mlret.errors import MlretError
-from mlret.models.loading import load_checkpoint, materialise_base_model, save_checkpoint
+from mlret.models.loading import OTHER_WEIGHTS_SHARD, SHARD_INDEX, WORD_EMBEDDINGS_SHARD, load_checkpoint, materialise_base_model, save_checkpoint
 from mlret.params import ModelParams
 
 MakeParams = Callable[..., ModelParams]
@@ -29,7 +29,7 @@ def _pickle_only_copy(src: Path, dst: Path) -> Path:
 def test_materialise_local_path_round_trips(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
     out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
     assert out == tmp_path / "models" / "base"
-    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    assert (out / WORD_EMBEDDINGS_SHARD).is_file() and (out / OTHER_WEIGHTS_SHARD).is_file() and not list(out.glob("*.bin"))
     assert [p.name for p in out.parent.iterdir()] == ["base"]  # no staging directory left behind
 
     original, copy = AutoModel.from_pretrained(tiny_checkpoint), AutoModel.from_pretrained(out)
@@ -157,3 +157,26 @@ def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(tiny_checkpoi
     used = save_checkpoint(net, tokenizer, tmp_path / "used", params, training={})
     assert (fresh / "tokenizer.json").read_bytes() == (used / "tokenizer.json").read_bytes()
     assert tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)["input_ids"][0].__len__() == 4  # still usable after the save
+
+
+def test_the_word_embeddings_are_a_shard_of_their_own_and_identical_when_frozen(
+    tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
+    """Runs that froze the embeddings write the base model's embedding shard byte for byte (DVC keeps it once)."""
+    params = make_params(str(tiny_checkpoint))
+    base = materialise_base_model(params, tmp_path / "base")
+    net, tokenizer = load_checkpoint(base)
+    with torch.no_grad():
+        net.encoder.layer[0].output.dense.weight.mul_(1.5)  # "training" that leaves the embeddings alone
+    run = save_checkpoint(net, tokenizer, tmp_path / "run", params, training={"strategy": "multi", "profile": "p", "seed": 0})
+    assert (run / WORD_EMBEDDINGS_SHARD).read_bytes() == (base / WORD_EMBEDDINGS_SHARD).read_bytes()
+    assert (run / OTHER_WEIGHTS_SHARD).read_bytes() != (base / OTHER_WEIGHTS_SHARD).read_bytes()
+    assert not (run / "model.safetensors").exists()
+    embedding_keys = set(load_file(run / WORD_EMBEDDINGS_SHARD))
+    assert embedding_keys == {"embeddings.word_embeddings.weight"}
+    # A standard sharded checkpoint: transformers reads every weight back through the index.
+    reloaded = AutoModel.from_pretrained(run)
+    for key, value in net.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    index = (run / SHARD_INDEX).read_text()
+    assert WORD_EMBEDDINGS_SHARD in index and OTHER_WEIGHTS_SHARD in index

@@ -100,8 +100,8 @@ def spec_for() -> Callable[..., RunSpec]:
 
 @pytest.fixture(scope="session")
 def weights() -> Callable[[RunSpec], dict[str, torch.Tensor]]:
-    """The trained weights a run wrote."""
-    return lambda spec: load_file(str(spec.out_dir / "model.safetensors"))
+    """The trained weights a run wrote, from every shard of its folder."""
+    return lambda spec: {k: v for shard in sorted(spec.out_dir.glob("*.safetensors")) for k, v in load_file(str(shard)).items()}
 
 
 @pytest.fixture(scope="session")

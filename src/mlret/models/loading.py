@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlret.artifacts import staged_dir
+from mlret.artifacts import staged_dir, write_json
 from mlret.errors import MlretError
 from mlret.models.export import write_model_files
 from mlret.params import ModelParams
@@ -52,6 +52,7 @@ def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
             net, tokenizer = _load_pretrained(model.name)
             net.save_pretrained(target)  # transformers >= 5 writes safetensors only
             tokenizer.save_pretrained(target)
+        shard_word_embeddings(target)
         write_model_files(target, model)
     return out_dir
 
@@ -204,5 +205,55 @@ def save_checkpoint(
             backend.no_truncation()
             backend.no_padding()
         tokenizer.save_pretrained(target)
+        shard_word_embeddings(target)
         write_model_files(target, model, training)
     return out_dir
+
+
+WORD_EMBEDDINGS_SHARD = "model-00001-of-00002.safetensors"
+OTHER_WEIGHTS_SHARD = "model-00002-of-00002.safetensors"
+SHARD_INDEX = "model.safetensors.index.json"
+
+
+def shard_word_embeddings(folder: Path) -> None:
+    """Rewrite ``model.safetensors`` as two shards: the word-embedding matrix alone, and every other weight.
+
+    The matrix is most of a multilingual encoder's weights (384 of 470 MB for
+    multilingual-e5-small), and runs that train with it frozen hold it
+    unchanged. Alone in its shard it is byte-identical in the base model and
+    in every such run, so DVC's content-addressed cache stores it once and,
+    with the project's ``cache.type`` (reflink or hardlink), every workspace
+    copy of it is the cached file itself. The folder stays a standard sharded
+    transformers checkpoint (``model.safetensors.index.json``); a folder that
+    transformers already sharded (a large model) is left as it is.
+    """
+    from safetensors.torch import load_file, save_file
+
+    single = folder / "model.safetensors"
+    name = _word_embeddings_name(folder)
+    if not single.is_file() or name is None:
+        return
+    tensors = load_file(single)
+    if name not in tensors:
+        return
+    shards = {WORD_EMBEDDINGS_SHARD: {name: tensors.pop(name)}, OTHER_WEIGHTS_SHARD: tensors}
+    for file, part in shards.items():
+        save_file(part, str(folder / file), metadata={"format": "pt"})
+    weight_map = {key: file for file, part in shards.items() for key in sorted(part)}
+    total = sum(t.numel() * t.element_size() for part in shards.values() for t in part.values())
+    write_json(folder / SHARD_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    single.unlink()
+
+
+def _word_embeddings_name(folder: Path) -> str | None:
+    """The state-dict name of the input embedding matrix of the model in ``folder``, found on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        with torch.device("meta"):
+            net = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+    except (OSError, ValueError, KeyError):
+        return None
+    weight = net.get_input_embeddings().weight
+    return next((name for name, param in net.named_parameters() if param is weight), None)
