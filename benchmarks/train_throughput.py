@@ -7,7 +7,12 @@ alike. Each side runs as its library is used by default: ours with the params
 of params.yaml (bf16 autocast where the CPU has it, word embeddings frozen if
 `train.freeze_word_embeddings`), sentence-transformers in fp32 with every
 weight trainable. `--same-settings` gives sentence-transformers our frozen
-embeddings and autocast too, to separate the two effects.
+embeddings and autocast too, to separate the two effects. `--trained-embeddings`
+compares our step with the word embeddings trained (row-sparse updates)
+against the same step with them frozen, on the same batches. `--precision
+fp32` runs what a CPU without native bf16 runs. Both wall and CPU seconds are
+printed: with `OMP_NUM_THREADS=1` the CPU time hardly moves when other work
+shares the machine, which the wall time does not survive.
 
     python benchmarks/train_throughput.py --steps 10 --profile balanced \
         --train-table data/splits/balanced/train.parquet \
@@ -30,6 +35,13 @@ import torch
 
 from mlret.params import STRATEGIES, Strategy, load_params
 from mlret.training.loop import RunSpec, Trainer
+
+
+def cpu_kind() -> str:
+    """The host's kind as the README names it: whether the CPU multiplies bf16 natively."""
+    from mlret.models.encoder import cpu_has_native_bf16
+
+    return "AVX512-BF16/AMX" if cpu_has_native_bf16() else "AVX2-only (no native bf16)"
 
 
 def peak_rss_mb() -> float:
@@ -74,6 +86,7 @@ def main() -> None:
     parser.add_argument("--candidates", required=True, type=Path, help="the training source's candidates table")
     parser.add_argument("--base-model", required=True, type=Path, help="the checkpoint both sides train")
     parser.add_argument("--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast")
+    parser.add_argument("--trained-embeddings", action="store_true", help="compare our step with trained word embeddings against it frozen, instead of against ST")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="override train.precision (fp32: what a CPU without native bf16 runs)")
     args = parser.parse_args()
 
@@ -94,38 +107,52 @@ def main() -> None:
         q, p = ours.batch_texts(ours.sampler.next_batch())
         batches.append(([prefixes[0] + t for t in q], [prefixes[1] + t for t in p]))
 
-    st_step = sentence_transformers_side(
-        spec.base_model, train.max_passage_length, train.learning_rate,
-        freeze=train.freeze_word_embeddings if args.same_settings else False,
-        autocast_dtype=ours.autocast_dtype if args.same_settings else None,
-    )
-    times: dict[str, list[float]] = {"ours": [], "sentence-transformers": []}
-    cpu: dict[str, list[float]] = {"ours": [], "sentence-transformers": []}
+    def our_step(trainer: Trainer):
+        def step(q: list[str], p: list[str]) -> None:
+            for optimizer in trainer._optimizers():
+                optimizer.zero_grad(set_to_none=True)
+            trainer.backward([t[len(prefixes[0]):] for t in q], [t[len(prefixes[1]):] for t in p])
+            trainer.optimizer_step()
+
+        return step
+
+    sides = {"ours": our_step(ours)}
+    if args.trained_embeddings:
+        # Our step with the word embeddings trained (row-sparse updates) against the same step with them frozen.
+        trained = Trainer(spec, params.model, dataclasses.replace(train, freeze_word_embeddings=not train.freeze_word_embeddings), device="cpu")
+        frozen_first = train.freeze_word_embeddings
+        sides = {"frozen": our_step(ours if frozen_first else trained), "trained": our_step(trained if frozen_first else ours)}
+    else:
+        st_step = sentence_transformers_side(
+            spec.base_model, train.max_passage_length, train.learning_rate,
+            freeze=train.freeze_word_embeddings if args.same_settings else False,
+            autocast_dtype=ours.autocast_dtype if args.same_settings else None,
+        )
+        sides["sentence-transformers"] = lambda q, p: st_step(q, p, train.max_query_length, train.max_passage_length)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     pairs = []
     for i, (q, p) in enumerate(batches):
-        raw_q = [t[len(prefixes[0]):] for t in q]
-        raw_p = [t[len(prefixes[1]):] for t in p]
-        t0, c0 = time.perf_counter(), time.process_time()
-        ours.optimizer.zero_grad(set_to_none=True)
-        ours.backward(raw_q, raw_p)
-        ours.optimizer_step()
-        t1, c1 = time.perf_counter(), time.process_time()
-        st_step(q, p, train.max_query_length, train.max_passage_length)
-        t2, c2 = time.perf_counter(), time.process_time()
+        for name, step in sides.items():  # alternating step by step: machine noise hits every side alike
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(q, p)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
         if i >= args.warmup:
-            times["ours"].append(t1 - t0)
-            times["sentence-transformers"].append(t2 - t1)
-            cpu["ours"].append(c1 - c0)
-            cpu["sentence-transformers"].append(c2 - c1)
             pairs.append(len(q))
     n_pairs = float(np.sum(pairs))
     rate = {name: n_pairs / float(np.sum(t)) for name, t in times.items()}
-    print(f"machine: {torch.get_num_threads()} threads; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
-          f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, same settings for ST: {args.same_settings}")
+    print(f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
+          f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, packed {ours.packed}, same settings for ST: {args.same_settings}")
     for name, value in rate.items():
         print(f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median, {np.median(cpu[name]):.2f} CPU s/step, over {args.steps} steps)")
-    print(f"{'ratio ours / ST':>22}: {rate['ours'] / rate['sentence-transformers']:.2f}x wall, "
-          f"{float(np.sum(cpu['sentence-transformers'])) / float(np.sum(cpu['ours'])):.2f}x CPU time")
+    first, second = list(sides)
+    print(f"{f'ratio {first} / {second}':>22}: {rate[first] / rate[second]:.2f}x wall, "
+          f"{float(np.sum(cpu[second])) / float(np.sum(cpu[first])):.2f}x CPU time")
+    if args.trained_embeddings:
+        print(f"{'trained / frozen step':>22}: {float(np.sum(times['trained'])) / float(np.sum(times['frozen'])):.2f}x wall, "
+              f"{float(np.sum(cpu['trained'])) / float(np.sum(cpu['frozen'])):.2f}x CPU time")
     print(f"{'peak RSS (process)':>22}: {peak_rss_mb():.0f} MiB")
 
 

@@ -8,8 +8,8 @@ from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaMode
 
 from mlret.models.packing import TEXTS_PER_ATTENTION_GROUP, pack, packing_offset, use_packed_attention
 
-# Eleven texts of lengths 2..17 in no order: more than one attention group, every group with padding.
-LENGTHS = [5, 17, 2, 9, 9, 13, 3, 16, 7, 11, 4]
+# Twenty texts of lengths 2..17 in no order: more than one attention group, every group with padding.
+LENGTHS = [5, 17, 2, 9, 9, 13, 3, 16, 7, 11, 4, 6, 15, 2, 8, 12, 10, 14, 3, 5]
 
 
 def _bert() -> BertModel:

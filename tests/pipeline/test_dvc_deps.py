@@ -99,11 +99,23 @@ def test_byte_code_is_not_hashed() -> None:
     assert "__pycache__/" in ignored and "*.pyc" in ignored
 
 
+# Runs a stage as `python stages/X.py --help` does, then says whether torch was imported.
+_HELP_PROBE = """
+import runpy, sys
+sys.argv = [{script!r}, "--help"]
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+finally:
+    print("torch loaded:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
-def test_help_prints_usage_and_runs_nothing(script: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+def test_help_prints_usage_runs_nothing_and_loads_no_torch(script: str, tmp_path: Path) -> None:
+    probe = _HELP_PROBE.format(script=str(ROOT / "stages" / script))
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
     assert list(tmp_path.iterdir()) == [], "--help must not create anything"
+    # torch takes seconds to import; --help, and a usage error, answer without it.
+    assert result.stderr.strip().splitlines()[-1] == "torch loaded: False"

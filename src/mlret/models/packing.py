@@ -41,7 +41,7 @@ ATTENTION_NAME = "mlret_packed"
 logger = logging.getLogger(__name__)
 
 
-TEXTS_PER_ATTENTION_GROUP = 8
+TEXTS_PER_ATTENTION_GROUP = 16
 
 
 @dataclass(frozen=True)
