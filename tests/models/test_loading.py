@@ -168,8 +168,11 @@ def test_the_word_embeddings_are_a_shard_of_their_own_and_identical_when_frozen(
     net, tokenizer = load_checkpoint(base)
     with torch.no_grad():
         net.encoder.layer[0].output.dense.weight.mul_(1.5)  # "training" that leaves the embeddings alone
-    run = save_checkpoint(net, tokenizer, tmp_path / "run", params, training={"strategy": "multi", "profile": "p", "seed": 0})
+    training = {"strategy": "multi", "profile": "p", "seed": 0}
+    run = save_checkpoint(net, tokenizer, tmp_path / "run", params, training=training, started_from=base)
     assert (run / WORD_EMBEDDINGS_SHARD).read_bytes() == (base / WORD_EMBEDDINGS_SHARD).read_bytes()
+    # Stored once on disk: the run's shard is the base model's file, hard-linked.
+    assert (run / WORD_EMBEDDINGS_SHARD).stat().st_ino == (base / WORD_EMBEDDINGS_SHARD).stat().st_ino
     assert (run / OTHER_WEIGHTS_SHARD).read_bytes() != (base / OTHER_WEIGHTS_SHARD).read_bytes()
     assert not (run / "model.safetensors").exists()
     embedding_keys = set(load_file(run / WORD_EMBEDDINGS_SHARD))
@@ -180,3 +183,16 @@ def test_the_word_embeddings_are_a_shard_of_their_own_and_identical_when_frozen(
         assert torch.equal(reloaded.state_dict()[key], value), key
     index = (run / SHARD_INDEX).read_text()
     assert WORD_EMBEDDINGS_SHARD in index and OTHER_WEIGHTS_SHARD in index
+
+
+def test_trained_word_embeddings_get_a_shard_of_their_own(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+    params = make_params(str(tiny_checkpoint))
+    base = materialise_base_model(params, tmp_path / "base")
+    base_bytes = (base / WORD_EMBEDDINGS_SHARD).read_bytes()
+    net, tokenizer = load_checkpoint(base)
+    with torch.no_grad():
+        net.get_input_embeddings().weight[5].add_(0.25)
+    run = save_checkpoint(net, tokenizer, tmp_path / "run", params, started_from=base)
+    assert (run / WORD_EMBEDDINGS_SHARD).stat().st_ino != (base / WORD_EMBEDDINGS_SHARD).stat().st_ino
+    assert (base / WORD_EMBEDDINGS_SHARD).read_bytes() == base_bytes  # the starting point is untouched
+    assert torch.equal(load_file(run / WORD_EMBEDDINGS_SHARD)["embeddings.word_embeddings.weight"], net.get_input_embeddings().weight)

@@ -187,12 +187,15 @@ def save_checkpoint(
     out_dir: str | Path,
     model: ModelParams,
     training: Mapping[str, Any] | None = None,
+    started_from: Path | None = None,
 ) -> Path:
     """Write a checkpoint that :func:`load_checkpoint` reads, in one rename.
 
     ``model`` is how the checkpoint encodes (written for sentence-transformers
     and the card); ``training`` is the run's exact training params, written as
     ``training_params.json`` and summarised in the card. Nothing here is pickled.
+    ``started_from`` is the checkpoint training began with: a word-embedding
+    shard identical to its own is stored as a hard link to it, not a copy.
     """
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as target:
@@ -206,8 +209,31 @@ def save_checkpoint(
             backend.no_padding()
         tokenizer.save_pretrained(target)
         shard_word_embeddings(target)
+        if started_from is not None:
+            _link_if_identical(target / WORD_EMBEDDINGS_SHARD, Path(started_from) / WORD_EMBEDDINGS_SHARD)
         write_model_files(target, model, training)
     return out_dir
+
+
+def _link_if_identical(ours: Path, theirs: Path) -> None:
+    """Replace ``ours`` by a hard link to ``theirs`` when the two files hold the same bytes.
+
+    DVC leaves a new output file whose content its cache already holds as a
+    file of its own; linked to the base model's (itself linked to the cache),
+    a frozen run's 384 MB embedding shard costs no disk at all. Nothing writes
+    into a saved checkpoint afterwards, so the link is never written through.
+    Where linking is impossible (another file system) the copy stays.
+    """
+    import filecmp
+
+    if not (ours.is_file() and theirs.is_file()) or not filecmp.cmp(ours, theirs, shallow=False):
+        return
+    linked = ours.with_name(ours.name + ".link")
+    try:
+        os.link(theirs, linked)
+    except OSError:
+        return
+    os.replace(linked, ours)
 
 
 WORD_EMBEDDINGS_SHARD = "model-00001-of-00002.safetensors"

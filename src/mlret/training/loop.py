@@ -320,7 +320,7 @@ class Trainer:
         }
 
     def _write_outputs(self, metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, self.model, training=self._run_params())
+        save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, self.model, training=self._run_params(), started_from=self.spec.base_model)
         write_bytes(self.spec.log_path, pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(index=False).encode("utf-8"))
         write_json(self.spec.metrics_path, metrics)
         shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
