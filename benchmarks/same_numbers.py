@@ -78,7 +78,7 @@ def configure(repo: Path, work: Path) -> None:
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5, "ar": 0.25}}
     if "runs" in params:  # the grid the older revisions trained: every strategy at both profiles, seed 0
-        params["runs"] = {f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0} for s in ("mono", "cross", "multi", "hybrid") for p in ("balanced", "lowres")}
+        params["runs"] = {f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "all"} for s in ("mono", "cross", "multi", "hybrid") for p in ("balanced", "lowres")}
         params["train"]["schedule"] = "random"
     params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
     params["train"].update(batch_size=4, max_steps=6, save_every=3, max_query_length=16, max_passage_length=16, precision="fp32", freeze_word_embeddings=False)
