@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,3 +56,35 @@ def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path) -> None:
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet", "pid", "stderr"]  # no temporary file left
+
+
+# The same stage, but its launcher dies while it is still loading (before the watch is set up).
+SLOW_START = STAGE.replace(
+    '    with stop_with_launcher("evaluate", poll_s=0.1):',
+    '    while not (out / "launcher-gone").exists():\n        time.sleep(0.02)\n    with stop_with_launcher("evaluate", poll_s=0.1):',
+).replace("import os, sys", "import os, sys, time")
+
+
+def test_a_stage_whose_launcher_died_while_it_was_loading_stops_too(tmp_path: Path) -> None:
+    launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"
+    env = {**os.environ, "DVC_STAGE": "evaluate@hybrid-lowres-0"}
+    with open(tmp_path / "stderr", "w") as stderr:
+        dvc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", SLOW_START, str(tmp_path)], env=env, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "pid").is_file():
+        assert time.monotonic() < deadline and dvc.poll() is None, (tmp_path / "stderr").read_text()
+        time.sleep(0.02)
+    pid = int((tmp_path / "pid").read_text())
+    dvc.kill()
+    dvc.wait()
+    (tmp_path / "launcher-gone").touch()
+    deadline = time.monotonic() + 5
+    try:
+        while _running(pid):
+            assert time.monotonic() < deadline, "the orphaned stage kept running"
+            time.sleep(0.02)
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+    err = (tmp_path / "stderr").read_text()
+    assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err

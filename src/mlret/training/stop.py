@@ -100,13 +100,22 @@ def _launcher_watch() -> Callable[[], bool] | None:
     """Under DVC (it sets DVC_STAGE), a check that the process that started the run has exited.
 
     The launcher is the parent (``dvc``, the stage's shell having exec'd us) or,
-    under torchrun, the parent of the torchrun agent.
+    under torchrun, the parent of the torchrun agent, as they were when this module was imported.
     """
     if "DVC_STAGE" not in os.environ:
         return None
-    parent = os.getppid()
-    agent_parent = _parent_of(parent) if "TORCHELASTIC_RUN_ID" in os.environ else None
+    parent, grandparent = _STARTED_BY
+    if parent == 1 and b"dvc" not in _cmdline(1):  # orphaned before this module was even imported
+        return lambda: True
+    agent_parent = grandparent if "TORCHELASTIC_RUN_ID" in os.environ else None
     return lambda: os.getppid() != parent or (agent_parent is not None and _parent_of(parent) != agent_parent)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _parent_of(pid: int) -> int | None:
@@ -116,3 +125,8 @@ def _parent_of(pid: int) -> int | None:
         return int(stat.rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+# Taken at import, which the stage scripts do first: a launcher that dies while the stage is still loading
+# (models, data) has already handed its children to pid 1 or a subreaper by the time the watch is set up.
+_STARTED_BY = (os.getppid(), _parent_of(os.getppid()))
