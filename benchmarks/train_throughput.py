@@ -109,7 +109,7 @@ def main() -> None:
 
     def our_step(trainer: Trainer):
         def step(q: list[str], p: list[str]) -> None:
-            for optimizer in trainer._optimizers():
+            for optimizer in trainer.optimizers():
                 optimizer.zero_grad(set_to_none=True)
             trainer.backward([t[len(prefixes[0]):] for t in q], [t[len(prefixes[1]):] for t in p])
             trainer.optimizer_step()

@@ -243,7 +243,7 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimiser step over ``grad_accumulation`` batches: (mean loss, learning rate used, pairs)."""
-        for optimizer in self._optimizers():
+        for optimizer in self.optimizers():
             optimizer.zero_grad(set_to_none=True)
         losses, pairs = [], 0
         for _ in range(self.train.grad_accumulation):
@@ -268,15 +268,16 @@ class Trainer:
         grad_norm = clip_gradients([p for p in self.net.parameters() if p.requires_grad], self.train.max_grad_norm)
         check_finite_gradient(grad_norm, self.step + 1, self.train)  # before the weights change
         lr = self.scheduler.get_last_lr()[0]
-        for optimizer, scheduler in zip(self._optimizers(), self._schedulers(), strict=True):
+        for optimizer, scheduler in zip(self.optimizers(), self.schedulers(), strict=True):
             optimizer.step()
             scheduler.step()
         return lr
 
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The dense AdamW, then the lazy word-embedding optimiser when the embeddings are trained on one process."""
         return [self.optimizer] + ([self.embedding_optimizer] if self.embedding_optimizer is not None else [])
 
-    def _schedulers(self) -> list[Any]:
+    def schedulers(self) -> list[Any]:
         return [self.scheduler] + ([self.embedding_scheduler] if self.embedding_scheduler is not None else [])
 
     def _autocast(self) -> Any:
@@ -340,7 +341,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             **rng,
         }
-        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self._optimizers(), self._schedulers()):
+        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self.optimizers(), self.schedulers()):
             optimizer_tensors, state[key] = pack_optimizer(optimizer, key)
             tensors |= optimizer_tensors
             state[schedule_key] = scheduler.state_dict()
@@ -370,7 +371,7 @@ class Trainer:
     def _apply(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Load a checkpoint's state into this trainer (the caller restores the fresh state if this raises)."""
         self.net.load_state_dict({name[len("model/"):]: value for name, value in tensors.items() if name.startswith("model/")})
-        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self._optimizers(), self._schedulers()):
+        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self.optimizers(), self.schedulers()):
             optimizer.load_state_dict(unpack_optimizer(optimizer, state[key], tensors, key))
             if set(state[schedule_key]) != set(scheduler.state_dict()):
                 raise ValueError("the schedule state has other fields")
@@ -386,15 +387,15 @@ class Trainer:
         """The trainer's state before resuming, to return to if the checkpoint turns out unusable."""
         return {
             "net": {name: cpu_copy(value) for name, value in self.net.state_dict().items()},
-            "optimizers": [copy.deepcopy(o.state_dict()) for o in self._optimizers()],
-            "schedulers": [copy.deepcopy(s.state_dict()) for s in self._schedulers()],
+            "optimizers": [copy.deepcopy(o.state_dict()) for o in self.optimizers()],
+            "schedulers": [copy.deepcopy(s.state_dict()) for s in self.schedulers()],
             "sampler": copy.deepcopy(self.sampler.state_dict()),
             "rng": (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], np.random.get_state(), random.getstate()),
         }
 
     def _apply_snapshot(self, fresh: dict[str, Any]) -> None:
         self.net.load_state_dict(fresh["net"])
-        for optimizer, scheduler, optimizer_state, scheduler_state in zip(self._optimizers(), self._schedulers(), fresh["optimizers"], fresh["schedulers"]):
+        for optimizer, scheduler, optimizer_state, scheduler_state in zip(self.optimizers(), self.schedulers(), fresh["optimizers"], fresh["schedulers"]):
             optimizer.load_state_dict(optimizer_state)
             scheduler.load_state_dict(scheduler_state)
         self.sampler.load_state_dict(fresh["sampler"])
