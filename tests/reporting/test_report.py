@@ -17,7 +17,7 @@ from mlret.data.parallel import build_parallel
 from mlret.scoring.settings import score_dataset, summarise
 from mlret.params import Profile, TrainingRun, load_params
 from mlret.errors import MlretError
-from mlret.reporting.report import build_report, loss_curves
+from mlret.reporting.report import build_report, loss_curves, pool_labels
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
@@ -180,3 +180,9 @@ def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:
         assert (reports / name).is_file(), name
     assert "\\toprule" in (reports / "main.tex").read_text(encoding="utf-8")
     assert sorted(p.name for p in (reports / "pairs").glob("tiny-*.csv")) == ["tiny-base.csv", "tiny-hybrid-balanced.csv", "tiny-hybrid-lowres.csv", "tiny-mono-balanced.csv", "tiny-mono-lowres.csv"]
+
+
+def test_base_eval_metrics_that_are_not_an_object_are_named(tmp_path: Path) -> None:
+    (tmp_path / "base.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(MlretError, match=r"base\.json: expected a JSON object keyed by dataset, found a list"):
+        pool_labels(tmp_path, ["xquad-r"])

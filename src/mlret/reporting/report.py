@@ -102,6 +102,8 @@ def pool_labels(eval_metrics_root: str | Path, datasets: list[str]) -> dict[str,
     """Each dataset's candidate pool as the evaluate stage labelled it (in-domain test articles, or full and zero-shot)."""
     path = Path(eval_metrics_root) / f"{BASE}.json"
     metrics = read_json(path)
+    if not isinstance(metrics, dict):
+        raise MlretError(f"{path}: expected a JSON object keyed by dataset, found a {type(metrics).__name__}.", "Re-run the evaluate stages (`dvc repro evaluate_base`).")
     missing = [d for d in datasets if "pool" not in metrics.get(d, {})]
     if missing:
         raise MlretError(f"{path}: no `pool` label for {missing}.", "Re-run the evaluate stages (`dvc repro evaluate_base`).")
