@@ -37,22 +37,39 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path) -> None:
+def _under_fake_dvc(stage: str, tmp_path: Path) -> subprocess.Popen:
+    """Run ``stage`` (Python code) as `dvc repro` runs a stage: a child of a launcher process, DVC_STAGE set."""
     launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"  # stands in for `dvc repro`
     env = {**os.environ, "DVC_STAGE": "evaluate@hybrid-lowres-0"}
     with open(tmp_path / "stderr", "w") as stderr:
-        dvc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", STAGE, str(tmp_path)], env=env, stderr=stderr)
+        return subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", stage, str(tmp_path)], env=env, stderr=stderr)
+
+
+def _wait_for(path: Path, dvc: subprocess.Popen, tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
-    while not (tmp_path / "per_query.parquet").is_file():
+    while not path.is_file():
         assert time.monotonic() < deadline and dvc.poll() is None, (tmp_path / "stderr").read_text()
         time.sleep(0.02)
+
+
+def _assert_stops_within_5_s(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    try:
+        while _running(pid):
+            assert time.monotonic() < deadline, "the orphaned stage kept running"
+            time.sleep(0.02)
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path) -> None:
+    dvc = _under_fake_dvc(STAGE, tmp_path)
+    _wait_for(tmp_path / "per_query.parquet", dvc, tmp_path)
     pid = int((tmp_path / "pid").read_text())
     dvc.kill()
     dvc.wait()
-    deadline = time.monotonic() + 5
-    while _running(pid):
-        assert time.monotonic() < deadline, "the orphaned stage kept running"
-        time.sleep(0.02)
+    _assert_stops_within_5_s(pid)
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet", "pid", "stderr"]  # no temporary file left
@@ -66,25 +83,12 @@ SLOW_START = STAGE.replace(
 
 
 def test_a_stage_whose_launcher_died_while_it_was_loading_stops_too(tmp_path: Path) -> None:
-    launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"
-    env = {**os.environ, "DVC_STAGE": "evaluate@hybrid-lowres-0"}
-    with open(tmp_path / "stderr", "w") as stderr:
-        dvc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", SLOW_START, str(tmp_path)], env=env, stderr=stderr)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "pid").is_file():
-        assert time.monotonic() < deadline and dvc.poll() is None, (tmp_path / "stderr").read_text()
-        time.sleep(0.02)
+    dvc = _under_fake_dvc(SLOW_START, tmp_path)
+    _wait_for(tmp_path / "pid", dvc, tmp_path)
     pid = int((tmp_path / "pid").read_text())
     dvc.kill()
     dvc.wait()
     (tmp_path / "launcher-gone").touch()
-    deadline = time.monotonic() + 5
-    try:
-        while _running(pid):
-            assert time.monotonic() < deadline, "the orphaned stage kept running"
-            time.sleep(0.02)
-    finally:
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
+    _assert_stops_within_5_s(pid)
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
