@@ -207,11 +207,8 @@ class Encoder:
             return self.vectors(network(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask)
         packed = pack(batch, self.position_offset, self.device)
         hidden = network(**packed.model_inputs()).last_hidden_state
-        if self.model.pooling == Pooling.MEAN:
-            return self._finish(packed.mean(hidden))
-        if self.model.pooling == Pooling.CLS:
-            return self._finish(packed.first(hidden))
-        return self.vectors(hidden, torch.ones(hidden.shape[:2], device=hidden.device))  # raises: pooling was checked in _setup
+        # _setup admitted only mean and cls pooling.
+        return self._finish(packed.mean(hidden) if self.model.pooling == Pooling.MEAN else packed.first(hidden))
 
     def _finish(self, vectors: torch.Tensor) -> torch.Tensor:
         return F.normalize(vectors, p=2.0, dim=-1) if self.model.normalize else vectors
