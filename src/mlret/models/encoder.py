@@ -201,7 +201,7 @@ class Encoder:
         Gradients flow as the caller's context allows. Packed after
         :meth:`enable_packing`, padded otherwise; the vectors are the same.
         """
-        network = network or self.net
+        network = self.net if network is None else network  # not `or`: a module container with __len__ 0 is falsy
         if self.position_offset is None:
             input_ids, mask = self.pad(batch)
             return self.vectors(network(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask)
