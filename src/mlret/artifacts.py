@@ -31,20 +31,25 @@ import pyarrow.parquet as pq
 from mlret.errors import MlretError
 
 
-def _new_temp_file(path: Path) -> Path:
+def _new_temp_file(path: Path, created: list[Path]) -> Path:
     """An exclusive new, empty file beside ``path`` (same file system, so the final rename is atomic).
 
     It is created with mode 0666 less the process umask, as ``open`` would
     create ``path`` itself: the rename keeps the mode, and ``tempfile.mkstemp``'s
     0600 would leave every artifact unreadable to the rest of a shared group.
+    Each name is put in ``created`` before the file is made, so that a caller
+    interrupted at any point (Ctrl-C, or a stop request raised in the main
+    thread) knows what to delete.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         # cut, so that a long (but legal) name still leaves room for the suffix
         tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}")
+        created.append(tmp)
         try:
             os.close(os.open(tmp, flags, 0o666))
         except FileExistsError:
+            created.remove(tmp)  # another writer's file
             continue
         except OSError as err:  # e.g. a read-only folder: name the artifact, not the temporary file
             raise OSError(err.errno, err.strerror, str(path)) from err
@@ -100,15 +105,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
     tmp: Path | None = None
     try:
-        tmp = _new_temp_file(path)
         try:
+            tmp = _new_temp_file(path, created)
             yield tmp
             os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            for name in created:  # also a file made just before an interruption reached us
+                with contextlib.suppress(OSError):
+                    name.unlink(missing_ok=True)
             raise
     except Exception as err:
         found = os_error_of(err)
