@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlret.reporting.plots import SETTINGS, cell_text, colour_limits, figure_name, grouped_bars, in_order, pair_heatmaps
+from mlret.reporting.plots import SETTINGS, cell_text, colour_limits, figure_name, grouped_bars, in_order, pair_heatmaps, robustness_curves
 
 
 def test_figure_names_have_no_empty_parts() -> None:
@@ -76,3 +76,26 @@ def test_difference_heatmaps_against_the_base_model_and_multi(tmp_path: Path) ->
 def test_heatmap_cells_that_round_to_zero_carry_no_sign() -> None:
     assert [cell_text(v, "+.2f") for v in (0.004, -0.004, -0.0, 0.006, -0.012)] == ["0", "0", "0", "+0.01", "-0.01"]
     assert cell_text(0.8123, ".2f") == "0.81"
+
+
+def test_robustness_curves_plot_the_specific_drop_and_leave_a_point_without_interval_bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plotted value is the specific drop (not the raw one); a NaN interval draws no bar, and the point is hollow."""
+    rows = [
+        {"dataset": "d", "scope": scope, "severity": severity, "kind": "drop", "strategy": strategy, "raw_drop": 0.5,
+         "full_drop": 0.5 - specific, "specific_drop": specific, "ci_low": low, "ci_high": high}
+        for scope in ("all", "mono")
+        for strategy, severity, specific, low, high in (
+            ("multi", 0.01, 0.03, 0.01, 0.05), ("multi", 0.25, 0.01, -0.01, 0.02),
+            ("hybrid", 0.01, 0.02, np.nan, np.nan), ("hybrid", 0.25, 0.0, -0.02, 0.02),
+        )
+    ] + [{"dataset": "d", "scope": "all", "severity": 0.01, "kind": "contrast", "strategy": "hybrid − multi", "raw_drop": 9.0,
+          "full_drop": 9.0, "specific_drop": 9.0, "ci_low": 9.0, "ci_high": 9.0}]
+    figures: list[plt.Figure] = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at what was drawn
+    [path] = robustness_curves(pd.DataFrame(rows), tmp_path, ["multi", "hybrid"])
+    assert path.name == "robustness-d.png" and path.stat().st_size > 0
+    all_settings = figures[0].axes[0]
+    points = {tuple(line.get_ydata()) for line in all_settings.get_lines() if line.get_marker() == "o"}
+    assert points == {(0.03, 0.01), (0.02, 0.0), (0.02,)}  # each strategy's line, and hybrid's hollow point at 1 %
+    bars = [segment for collection in all_settings.collections for segment in collection.get_segments() if len(segment)]
+    assert sorted(tuple(np.round(s[:, 1], 6)) for s in bars) == [(-0.02, 0.02), (-0.01, 0.02), (0.01, 0.05)]  # none for the NaN interval

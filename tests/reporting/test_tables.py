@@ -19,7 +19,7 @@ from mlret.scoring.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
 from mlret.params import Profile, load_params
 from mlret.reporting.collect import load_results, model_names, pair_map
 from mlret.reporting.report import low_resource_languages
-from mlret.reporting.stats import cluster_bootstrap_interval
+from mlret.reporting.stats import PERMUTATION_RESAMPLES, cluster_bootstrap_interval
 from mlret.reporting.tables import results_markdown, results_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +193,17 @@ def test_the_paired_test_flips_whole_questions() -> None:
     assert table.at["mono", "p_vs_headline"] == exact and table.at["mono", "p_vs_headline_holm"] == exact
     assert table.at["mono", "delta_vs_headline"] == pytest.approx(sum(differences) / 3)
     assert np.isnan(table.at["hybrid", "p_vs_headline"]) and np.isnan(table.at["hybrid", "delta_vs_headline_ci_low"])
+
+
+def test_a_p_value_at_the_resampling_floor_is_printed_as_a_bound() -> None:
+    """hybrid beats mono on all of 20 questions: 2^20 sign patterns are too many to enumerate, and
+    no random flip of the 20,000 reaches the observed sum, so p is the floor 1/20,001, below which
+    the true p lies; the table says "≤" rather than an equality."""
+    mono = {f"q{i}": 0.5 for i in range(20)}
+    rows = cross_rows("mono", mono) + cross_rows("hybrid", {q: v + 0.01 * (1 + int(q[1:])) for q, v in mono.items()})
+    table = results_table(pd.DataFrame(rows), headline="hybrid")
+    assert table.set_index("strategy").at["mono", "p_vs_headline"] == 1 / (1 + PERMUTATION_RESAMPLES)
+    assert "| ≤ 5e-05 |" in results_markdown(table, "hybrid")
 
 
 @pytest.mark.parametrize(("spread", "interval"), [(0.0, (0.1, 0.1)), (0.1, (0.0, 0.2))])

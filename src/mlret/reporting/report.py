@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -138,6 +139,19 @@ def exposure_table(train_metrics_root: str | Path, models: list[str], params: Pa
     return pd.DataFrame(rows, columns=["strategy", "profile", "seed", "lang", "share", "fraction_kept", "batch_kinds"])
 
 
+def finite_or_null(value: object) -> object:
+    """``value`` with every NaN or infinity replaced by None, keys untouched.
+
+    A contrast without an interval has NaN bounds; JSON has no NaN, and a metrics file holding
+    one is rejected by strict readers, while null keeps the key for `dvc metrics diff`.
+    """
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _csv(frame: pd.DataFrame) -> bytes:
     """Six significant digits: enough for every reported number, stable under float noise in diffs."""
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
@@ -204,4 +218,4 @@ def build_report(
         for stem, rows in map_bars_data(table, params.strategies).items():
             write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
         write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(metrics_path, {"headline": headline_metrics(table, params.sampling), "robustness": headline_contrasts(robustness)})
+    write_json(metrics_path, {"headline": headline_metrics(table, params.sampling), "robustness": finite_or_null(headline_contrasts(robustness))})

@@ -22,6 +22,7 @@ from mlret.reporting.stats import (
     two_level_bootstrap_difference,
     weighted_mean,
 )
+from mlret.reporting.wording import at_floor
 
 #: Reported metric -> per-query column. Rank distance is reported for the multilingual setting only.
 METRICS = {"map": "ap", "recall@10": "recall@10", "ndcg@10": "ndcg@10", "rank_distance": "rank_distance"}
@@ -162,7 +163,8 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
         f"seeds redrawn, then whole questions drawn once for both, {CLUSTER_RESAMPLES:,} resamples].",
         f"p: two-sided paired sign-flip test of `{headline}` against the row (mAP), flipping whole questions "
         f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip enumerated when "
-        f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting).",
+        f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting); "
+        f"\"≤\" where the test reached that floor, so the true p may be smaller.",
         "Bold: the best value of each column, with no test behind it; Δ and p are the tests.",
         "",
     ]
@@ -176,7 +178,7 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
         parts.append("|---" * (len(names) + 5) + "|")
         for _, row in block.iterrows():
             cells = [_cell(row, n, bool(np.isclose(row[n], best[n]))) for n in names]
-            p = "" if pd.isna(row.p_vs_headline_holm) else f"{row.p_vs_headline_holm:.3g}"
+            p = "" if pd.isna(row.p_vs_headline_holm) else f"{'≤ ' if at_floor(row.p_vs_headline) else ''}{row.p_vs_headline_holm:.3g}"
             parts.append(f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {_delta(row)} | {p} |")
         parts.append("")
     return "\n".join(parts)
