@@ -17,7 +17,7 @@ from mlret.data.parallel import build_parallel
 from mlret.scoring.settings import score_dataset, summarise
 from mlret.params import Profile, TrainingRun, load_params
 from mlret.errors import MlretError
-from mlret.reporting.report import build_report, loss_curves, pool_labels
+from mlret.reporting.report import build_report, finite_or_null, loss_curves, pool_labels
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
@@ -96,7 +96,8 @@ def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     # no multi run, so no headline contrast; the drops and the paper's comparison are still worded
     assert "No contrast: it needs `hybrid` and `multi`" in summary
     assert "| strategy | 10 % kept |" in summary and "| hybrid | " in summary and "| mono | " in summary
-    assert "- tiny, mono mAP: hybrid is better than mono by" in summary
+    [claim] = [line for line in summary.splitlines() if line.startswith("- tiny, mono mAP: ")]
+    assert claim.startswith("- tiny, mono mAP: hybrid − mono = +") and ": hybrid is better; Holm p " in claim  # the Holm test's verdict
     assert "**Pools.** tiny: full pool, zero-shot." in summary and "| lowres | zh | 0.1 | 0.2000 |" in summary
     assert "leads" not in summary and "wins" not in summary
     assert "### tiny (full pool, zero-shot) — multi" in (report_dir / "reports" / "results.md").read_text()
@@ -120,8 +121,11 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     # zh is the one reduced language (10 % kept): one cell, each strategy's drop in every scope, two balanced seeds
     assert set(zip(robustness.strategy, robustness.scope)) == {(s, scope) for s in ("hybrid", "mono") for scope in ("all", "mono", "cross", "multi")}
     assert set(robustness.kind) == {"drop"} and set(robustness.severity) == {0.1} and set(robustness.cells) == {1}
-    assert set(robustness.reference_seeds) == {2} and (robustness.ci_low <= robustness.drop_map).all() and (robustness.drop_map <= robustness.ci_high).all()
-    assert set(pd.read_csv(report_dir / "reports" / "robustness_by_article.csv").units) == {"article"}
+    assert set(robustness.reference_seeds) == {2} and "drop_map" not in robustness
+    assert {"raw_drop", "full_drop", "specific_drop", "p", "p_holm", "family", "mde80", "reduced_seeds", "note"} <= set(robustness)
+    assert (robustness.ci_low <= robustness.specific_drop).all() and (robustness.specific_drop <= robustness.ci_high).all()
+    by_article = pd.read_csv(report_dir / "reports" / "robustness_by_article.csv")
+    assert set(by_article.units) == {"article"} and "specific_drop" in by_article
     assert metrics["robustness"] == {}
 
 
@@ -186,3 +190,10 @@ def test_base_eval_metrics_that_are_not_an_object_are_named(tmp_path: Path) -> N
     (tmp_path / "base.json").write_text("[]", encoding="utf-8")
     with pytest.raises(MlretError, match=r"base\.json: expected a JSON object keyed by dataset, found a list"):
         pool_labels(tmp_path, ["xquad-r"])
+
+
+def test_a_contrast_without_interval_keeps_its_keys_in_the_metrics_file() -> None:
+    """JSON has no NaN: a missing bound is written as null, and the key stays for `dvc metrics diff`."""
+    contrast = {"xquad-r": {"severity_0.01": {"estimate": -0.004, "ci_low": float("nan"), "ci_high": float("inf"), "half_width": float("nan")}}}
+    assert finite_or_null(contrast) == {"xquad-r": {"severity_0.01": {"estimate": -0.004, "ci_low": None, "ci_high": None, "half_width": None}}}
+    assert json.loads(json.dumps(finite_or_null(contrast), allow_nan=False))["xquad-r"]["severity_0.01"]["ci_low"] is None

@@ -294,7 +294,7 @@ def definition_lines(headline: str) -> list[str]:
         "a severity's value is the mean over its reduced languages, settings weighted equally. "
         f"{contrast} 95 % t interval: questions (or articles) resampled, plus the training-run noise of every run.",
         "",
-        "Primary family: per dataset, the contrasts over all settings at the four severities, Holm-adjusted; a verdict "
+        "Primary family: per dataset, the contrasts over all settings at its severities, Holm-adjusted over them; a verdict "
         f"needs Holm p < {ALPHA:g}. The single-setting contrasts in the tables below are exploratory and unadjusted. "
         "\"Not distinguishable\" is not \"equal\": a contrast smaller than the one detectable with 80 % power (at the "
         "strictest Holm level) could go unseen.",
