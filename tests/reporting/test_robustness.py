@@ -1,116 +1,244 @@
-"""The study's answer on hand-made results: which rows a reduced language owns, its drop, the contrast and its interval."""
+"""The study's answer on hand-made results: matching rows, raw / full / specific drops, the contrast, its interval and Holm."""
 
 from __future__ import annotations
 
 import itertools
+import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mlret.errors import MlretError
+from mlret.reporting.robustness import COLUMNS, Cell, headline_contrasts, ladder_cells, matching_rows, robustness_table
 
-from mlret.reporting.robustness import Cell, ladder_cells, own_rows, robustness_table
-
-LANGS = ["en", "ru", "zh"]
-QIDS = ["q1", "q2"]
-ARTICLES = {"ds": {"q1": 1, "q2": 1}}  # one article: resampling articles leaves no question variance
+LANGS = ["de", "en", "ru", "zh"]
+QIDS = ["q1", "q2", "q3"]
+ARTICLES = {"ds": dict.fromkeys(QIDS, 1)}  # one article: resampling articles leaves no question variance
 LOW = {"balanced": set(), "p": {"ru", "zh"}}
-FRACTIONS = {"balanced": dict.fromkeys(LANGS, 1.0), "p": {"en": 1.0, "ru": 0.25, "zh": 0.0}}
+FRACTIONS = {"balanced": dict.fromkeys(LANGS, 1.0), "p": {"de": 1.0, "en": 1.0, "ru": 0.25, "zh": 0.0}}
+ZH = Cell("p", "zh", 0.0, frozenset({"de", "en"}))
 
 
 def rows_of(value) -> list[dict]:
-    """Every (setting, query lang, pool lang, qid) row of one model, its AP given by ``value(setting, q, p)``."""
+    """Every (setting, query, pool, qid) row of one run, AP ``value(setting, q, p, qid)``; de's pairs lack q3 (unequal pairs)."""
     pairs = [("mono", l, l) for l in LANGS] + [("cross", a, b) for a, b in itertools.permutations(LANGS, 2)] + [("multi", l, "all") for l in LANGS]
-    return [{"setting": s, "query_lang": q, "pool_lang": p, "qid": qid, "ap": value(s, q, p)} for s, q, p in pairs for qid in QIDS]
+    return [{"setting": s, "query_lang": q, "pool_lang": p, "qid": qid, "ap": value(s, q, p, qid)}
+            for s, q, p in pairs for qid in QIDS if not (qid == "q3" and "de" in (q, p))]
 
 
-def model(strategy: str, profile: str, seed: int, value) -> pd.DataFrame:
+def run(strategy: str, profile: str, seed: int, value) -> pd.DataFrame:
     return pd.DataFrame(rows_of(value)).assign(dataset="ds", strategy=strategy, profile=profile, seed=seed)
 
 
-def multi_reduced(setting: str, q: str, p: str) -> float:
-    """multi under profile p: zh's own rows at 0.5 (mono), 0.4 (cross with en), 0.1 (multi); rows zh shares with ru at 0."""
-    if "zh" not in (q, p):
-        return 0.9
+def multi_under_p(setting: str, q: str, p: str, qid: str) -> float:
+    """multi under profile p: zh's rows and the full-data languages' rows each score differently, macro ≠ micro."""
     if "ru" in (q, p):
-        return 0.0  # not zh's own: ru is reduced too
-    return {"mono": 0.5, "cross": 0.4, "multi": 0.1}[setting]
+        return 0.0  # rows with the other reduced language enter no zh cell
+    if "zh" in (q, p):
+        if setting == "mono":
+            return 0.2 if qid == "q3" else 0.5  # zh→zh: 0.4
+        if setting == "cross":
+            return 0.4 if "en" in (q, p) else 0.1  # en↔zh 0.4 (3 questions), de↔zh 0.1 (2): macro 0.25, micro 0.28
+        return 0.1
+    return {("mono", "en"): 0.6, ("mono", "de"): 0.5, ("cross", "en"): 0.3, ("cross", "de"): 0.5,
+            ("multi", "en"): 0.6, ("multi", "de"): 0.4}[setting, q]  # multi: en 3 questions at 0.6, de 2 at 0.4: macro 0.5
 
 
 @pytest.fixture
 def results() -> pd.DataFrame:
     return pd.concat([
-        model("multi", "balanced", 0, lambda *_: 0.8),
-        model("multi", "balanced", 1, lambda *_: 0.6),
-        model("multi", "p", 0, multi_reduced),
-        model("hybrid", "balanced", 0, lambda *_: 0.7),
-        model("hybrid", "balanced", 1, lambda *_: 0.7),
-        model("hybrid", "p", 0, lambda *_: 0.6),
-        model("base", "-", -1, lambda *_: 0.1),
+        run("multi", "balanced", 0, lambda *_: 0.8),
+        run("multi", "balanced", 1, lambda *_: 0.6),
+        run("multi", "p", 0, multi_under_p),
+        run("hybrid", "balanced", 0, lambda *_: 0.7),
+        run("hybrid", "balanced", 1, lambda *_: 0.7),
+        run("hybrid", "p", 0, lambda s, q, p, qid: 0.55 if "zh" in (q, p) else 0.6),
+        run("base", "-", -1, lambda *_: 0.1),
     ], ignore_index=True)
 
 
-def test_cells_and_own_rows_leave_out_pairs_with_another_reduced_language(results: pd.DataFrame) -> None:
+def pick(table: pd.DataFrame, severity: float, kind: str, strategy: str, scope: str) -> pd.Series:
+    found = table[(table.severity == severity) & (table.kind == kind) & (table.strategy == strategy) & (table.scope == scope)]
+    assert len(found) == 1
+    return found.iloc[0]
+
+
+def test_cells_and_the_rows_each_side_of_a_cell_compares(results: pd.DataFrame) -> None:
     cells = ladder_cells(LOW, FRACTIONS, set(LANGS))
-    assert cells == [Cell("p", "ru", 0.25, frozenset({"en"})), Cell("p", "zh", 0.0, frozenset({"en"}))]
+    assert cells == [Cell("p", "ru", 0.25, frozenset({"de", "en"})), ZH]
     one = results[(results.strategy == "multi") & (results.profile == "p")]
-    own = own_rows(one, cells[1], "all")
-    assert sorted(set(zip(own.setting, own.query_lang, own.pool_lang))) == [
-        ("cross", "en", "zh"), ("cross", "zh", "en"), ("mono", "zh", "zh"), ("multi", "zh", "all")]
+    reduced = matching_rows(one, ZH, "all", "reduced")
+    assert sorted(set(zip(reduced.setting, reduced.query_lang, reduced.pool_lang))) == [
+        ("cross", "de", "zh"), ("cross", "en", "zh"), ("cross", "zh", "de"), ("cross", "zh", "en"), ("mono", "zh", "zh"), ("multi", "zh", "all")]
+    full = matching_rows(one, ZH, "all", "full")
+    assert sorted(set(zip(full.setting, full.query_lang, full.pool_lang))) == [
+        ("cross", "de", "en"), ("cross", "en", "de"), ("mono", "de", "de"), ("mono", "en", "en"), ("multi", "de", "all"), ("multi", "en", "all")]
     # settings weigh a third each, pairs equally within a setting, queries equally within a pair
-    assert own.w.sum() == pytest.approx(1.0)
-    assert own.groupby("setting").w.sum().tolist() == pytest.approx([1 / 3] * 3)
-    assert own[own.setting == "cross"].w.tolist() == pytest.approx([1 / 12] * 4)
+    for side in (reduced, full):
+        assert side.w.sum() == pytest.approx(1.0)
+        assert side.groupby("setting").w.sum().tolist() == pytest.approx([1 / 3] * 3)
+    cross = reduced[reduced.setting == "cross"]
+    assert cross[cross.query_lang == "en"].w.tolist() == pytest.approx([1 / 36] * 3)
+    assert cross[cross.query_lang == "de"].w.tolist() == pytest.approx([1 / 24] * 2)
 
 
-def test_drops_and_the_contrast_equal_the_hand_computed_values(results: pd.DataFrame) -> None:
-    table = robustness_table(results, LOW, FRACTIONS, headline="hybrid", resamples=4000)
-    zh = table[table.severity == 0.0].set_index(["kind", "strategy", "scope"])
-    # multi: balanced mean 0.7; under p, zh's own rows score 0.5 / 0.4 / 0.1 by setting
-    assert zh.loc[("drop", "multi", "mono")].drop_map == pytest.approx(0.2)
-    assert zh.loc[("drop", "multi", "cross")].drop_map == pytest.approx(0.3)
-    assert zh.loc[("drop", "multi", "multi")].drop_map == pytest.approx(0.6)
-    assert zh.loc[("drop", "multi", "all")].drop_map == pytest.approx(0.7 - (0.5 + 0.4 + 0.1) / 3)
-    assert zh.loc[("drop", "hybrid", "all")].drop_map == pytest.approx(0.1)
-    contrast = zh.loc[("contrast", "hybrid − multi", "all")]
-    assert contrast.drop_map == pytest.approx(0.1 - (0.7 - 1 / 3))
-    # Every question scores alike, so only the balanced seeds vary: multi's reference is 0.8, 0.7 or 0.6
-    # with probabilities 1/4, 1/2, 1/4, and the 95 % interval spans the two extremes; hybrid's seeds agree.
-    multi = zh.loc[("drop", "multi", "all")]
-    assert (multi.ci_low, multi.ci_high) == pytest.approx((0.6 - 1 / 3, 0.8 - 1 / 3))
-    hybrid = zh.loc[("drop", "hybrid", "all")]
-    assert (hybrid.ci_low, hybrid.ci_high) == pytest.approx((0.1, 0.1))
-    assert (contrast.ci_low, contrast.ci_high) == pytest.approx((0.1 - (0.8 - 1 / 3), 0.1 - (0.6 - 1 / 3)))
-    assert contrast.reference_seeds == 2 and contrast.cells == 1
+def test_raw_full_and_specific_drops_equal_the_hand_computed_values(results: pd.DataFrame) -> None:
+    table = robustness_table(results, LOW, FRACTIONS, headline="hybrid", resamples=500)
+    assert table.columns.tolist() == COLUMNS
+    # multi at (p, zh): balanced mean 0.7 everywhere; under p m_L / m_F are, by setting,
+    # mono 0.4 / (0.6 + 0.5) / 2, cross (0.4 + 0.4 + 0.1 + 0.1) / 4 / (0.3 + 0.5) / 2, multi 0.1 / (0.6 + 0.4) / 2
+    expected = {"mono": (0.7 - 0.4, 0.7 - 0.55), "cross": (0.7 - 0.25, 0.7 - 0.4), "multi": (0.7 - 0.1, 0.7 - 0.5)}
+    expected["all"] = (0.7 - (0.4 + 0.25 + 0.1) / 3, 0.7 - (0.55 + 0.4 + 0.5) / 3)
+    for scope, (raw, full) in expected.items():
+        multi = pick(table, 0.0, "drop", "multi", scope)
+        assert (multi.raw_drop, multi.full_drop, multi.specific_drop) == pytest.approx((raw, full, raw - full))
+        hybrid = pick(table, 0.0, "drop", "hybrid", scope)  # 0.7 → 0.55 on zh's rows, → 0.6 on the others
+        assert (hybrid.raw_drop, hybrid.full_drop, hybrid.specific_drop) == pytest.approx((0.15, 0.1, 0.05))
+        contrast = pick(table, 0.0, "contrast", "hybrid − multi", scope)
+        assert (contrast.raw_drop, contrast.full_drop, contrast.specific_drop) == pytest.approx((0.15 - raw, 0.1 - full, 0.05 - (raw - full)))
+        assert contrast.cells == 1 and contrast.reference_seeds == 2 and contrast.reduced_seeds == 1 and contrast.units == "question"
+        assert contrast.family == ("primary" if scope == "all" else "exploratory") and multi.family == ""
 
 
-def test_question_variance_enters_and_articles_pool_questions(results: pd.DataFrame) -> None:
-    """q1 loses everything under p, q2 nothing: resampling the two questions spreads hybrid's drop; one article does not."""
-    hybrid_p = (results.strategy == "hybrid") & (results.profile == "p")
-    varied = results.copy()
-    varied.loc[hybrid_p, "ap"] = varied.loc[hybrid_p].qid.map({"q1": 0.0, "q2": 0.7})
-    by_question = robustness_table(varied, LOW, FRACTIONS, headline="hybrid", resamples=4000)
-    row = by_question[(by_question.kind == "drop") & (by_question.strategy == "hybrid") & (by_question.scope == "all") & (by_question.severity == 0.0)].iloc[0]
-    assert row.drop_map == pytest.approx(0.35)
-    assert (row.ci_low, row.ci_high) == pytest.approx((0.0, 0.7))  # both draws of q2, both of q1
-    by_article = robustness_table(varied, LOW, FRACTIONS, headline="hybrid", units="article", articles=ARTICLES, resamples=4000)
-    row = by_article[(by_article.kind == "drop") & (by_article.strategy == "hybrid") & (by_article.scope == "all") & (by_article.severity == 0.0)].iloc[0]
-    assert (row.drop_map, row.ci_low, row.ci_high) == pytest.approx((0.35, 0.35, 0.35))
+def test_seed_shifts_of_a_whole_run_cancel_and_a_second_seed_widens_the_interval() -> None:
+    """Every question scores alike within a run's side, so only seeds vary: the standard error is computed by hand."""
+    def flat(strategy: str, profile: str, seed: int, zh: float, other: float) -> pd.DataFrame:
+        return run(strategy, profile, seed, lambda s, q, p, qid: zh if "zh" in (q, p) else other)
+
+    one = pd.concat([
+        flat("multi", "balanced", 0, 0.8, 0.8), flat("multi", "balanced", 1, 0.6, 0.6),  # a whole-run shift: d agrees
+        flat("multi", "p", 0, 0.3, 0.6),
+        flat("hybrid", "balanced", 0, 0.7, 0.7), flat("hybrid", "balanced", 1, 0.7, 0.7),
+        flat("hybrid", "p", 0, 0.55, 0.6),
+    ], ignore_index=True)
+    before = pick(robustness_table(one, LOW, FRACTIONS, "hybrid", resamples=200), 0.0, "contrast", "hybrid − multi", "all")
+    assert before.specific_drop == pytest.approx(0.05 - 0.3)
+    assert before.se == pytest.approx(0.0, abs=1e-12) and before.ci_low == pytest.approx(before.ci_high)
+    two = pd.concat([one, flat("multi", "p", 1, 0.1, 0.6)], ignore_index=True)  # d = −0.5 instead of −0.3
+    after = pick(robustness_table(two, LOW, FRACTIONS, "hybrid", resamples=200), 0.0, "contrast", "hybrid − multi", "all")
+    assert after.specific_drop == pytest.approx(before.specific_drop + (-0.5 - -0.3) / 2)
+    # ν = 3 (three groups with two seeds), Σ = (0.1² + 0.1²) / 3; the coefficients' squares sum to
+    # hybrid 2·(1/2)² + 1 and multi 2·(1/2)² + 2·(1/2)²: V = 2.5 · 0.02 / 3, and one cell gives df = ν
+    se = math.sqrt(2.5 * 0.02 / 3)
+    assert (after.se, after.df) == pytest.approx((se, 3.0))
+    assert (after.ci_low, after.ci_high) == pytest.approx(after.specific_drop + np.array([-1, 1]) * stats.t.ppf(0.975, 3) * se)
+    assert after.p == pytest.approx(2 * stats.t.sf(abs(after.specific_drop) / se, 3))
+    assert after.ci_high - after.ci_low > before.ci_high - before.ci_low
+    assert after.reduced_seeds == 1 and after.reference_seeds == 2  # hybrid's ladder run has one seed
 
 
-def test_several_cells_at_a_severity_are_averaged_and_resampled(results: pd.DataFrame) -> None:
-    """Two profiles put zh at 0: the drop is the mean over cells, and the cell level spans their two values."""
-    second = results[results.profile == "p"].assign(profile="p2")
-    second.loc[second.strategy == "hybrid", "ap"] = 0.3  # hybrid drops 0.4 here, 0.1 under p
-    low = {**LOW, "p2": {"zh"}}
-    fractions = {**FRACTIONS, "p2": {"en": 1.0, "ru": 1.0, "zh": 0.0}}
-    table = robustness_table(pd.concat([results, second], ignore_index=True), low, fractions, headline="hybrid", resamples=4000)
-    row = table[(table.kind == "drop") & (table.strategy == "hybrid") & (table.scope == "mono") & (table.severity == 0.0)].iloc[0]
-    assert row.cells == 2 and row.drop_map == pytest.approx((0.1 + 0.4) / 2)
-    assert (row.ci_low, row.ci_high) == pytest.approx((0.1, 0.4))
+def test_no_replicated_run_means_no_interval_and_a_note(results: pd.DataFrame) -> None:
+    single = results[results.seed <= 0]
+    table = robustness_table(single, LOW, FRACTIONS, "hybrid", resamples=200)
+    assert table.specific_drop.notna().all()
+    assert table[["ci_low", "ci_high", "se", "df", "p", "p_holm", "mde80"]].isna().all().all()
+    assert set(table.note) == {"needs ≥ 2 seeds of some run on ds"}
+    # one strategy replicated: the other's drops borrow its seed variance, and say so
+    borrowed = robustness_table(results[(results.strategy != "multi") | (results.seed <= 0)], LOW, FRACTIONS, "hybrid", resamples=200)
+    assert pick(borrowed, 0.0, "drop", "multi", "all").note == "seed variance pooled with the other strategies' runs"
+    assert pick(borrowed, 0.0, "drop", "hybrid", "all").note == ""
+    assert headline_contrasts(table)["ds"]["severity_0"]["ci_low"] is None
 
 
-def test_a_reference_run_missing_rows_is_an_error_not_a_silent_skip(results: pd.DataFrame) -> None:
+def random_results(seed: int = 0) -> tuple[pd.DataFrame, dict, dict]:
+    """Random per-query AP of two strategies on a 2 × 2 Latin square, unequal seeds and unequal pairs."""
+    rng = np.random.default_rng(seed)
+    langs, qids = ["de", "en", "fr", "ru", "zh"], [f"q{i}" for i in range(12)]
+    low = {"balanced": set(), "p1": {"ru", "zh"}, "p2": {"ru", "zh"}}
+    fractions = {"balanced": dict.fromkeys(langs, 1.0), "p1": {**dict.fromkeys(langs, 1.0), "ru": 0.0, "zh": 0.5},
+                 "p2": {**dict.fromkeys(langs, 1.0), "ru": 0.5, "zh": 0.0}}
+    pairs = [("mono", l, l) for l in langs] + [("cross", a, b) for a, b in itertools.permutations(langs, 2)] + [("multi", l, "all") for l in langs]
+    seeds = {("multi", "balanced"): 3, ("hybrid", "balanced"): 2, ("multi", "p1"): 2, ("hybrid", "p1"): 2, ("multi", "p2"): 1, ("hybrid", "p2"): 2}
+    # each strategy's questions suffer unequally from the reduction, the same in every seed
+    suffers = {strategy: dict(zip(qids, rng.uniform(0, 0.6, len(qids)))) for strategy in ("hybrid", "multi")}
+    frames = []
+    for (strategy, profile), n in seeds.items():
+        for s in range(n):
+            rows = [(st, q, p, qid) for st, q, p in pairs for qid in qids if not (qid in ("q10", "q11") and "fr" in (q, p))]
+            frame = pd.DataFrame(rows, columns=["setting", "query_lang", "pool_lang", "qid"])
+            hurt = (frame.query_lang.isin(["ru", "zh"]) | frame.pool_lang.isin(["ru", "zh"])) & (profile != "balanced")
+            ap = rng.uniform(0, 0.4, len(frame)) - hurt * frame.qid.map(suffers[strategy])
+            frames.append(frame.assign(ap=ap, dataset="ds", strategy=strategy, profile=profile, seed=s))
+    return pd.concat(frames, ignore_index=True), low, fractions
+
+
+def mono_contrast_from_pair_means(pairs: pd.DataFrame, low: dict, fractions: dict, headline: str) -> dict[float, float]:
+    """The mono-scope specific contrast straight from the definition, on per-run pair mAPs (like reports/pairs/*.csv)."""
+    mono = pairs[pairs.setting == "mono"]
+
+    def value(strategy: str, profile: str, langs: set[str]) -> float:
+        """Mean over the profile's seeds of the unweighted mean of mAP(X→X) over ``langs``."""
+        runs = mono[(mono.strategy == strategy) & (mono.profile == profile) & mono.query_lang.isin(langs)]
+        return float(runs.groupby("seed").map.mean().mean())
+
+    out: dict[float, list[float]] = {}
+    for profile, reduced in low.items():
+        full = {l for l, f in fractions[profile].items() if f == 1.0}
+        for lang in reduced:
+            specific = {}
+            for strategy in (headline, "multi"):
+                raw = value(strategy, "balanced", {lang}) - value(strategy, profile, {lang})
+                specific[strategy] = raw - (value(strategy, "balanced", full) - value(strategy, profile, full))
+            out.setdefault(fractions[profile][lang], []).append(specific[headline] - specific["multi"])
+    return {severity: float(np.mean(values)) for severity, values in out.items()}
+
+
+def test_the_mono_contrast_recomputed_from_pair_means() -> None:
+    results, low, fractions = random_results()
+    pairs = results.groupby(["strategy", "profile", "seed", "setting", "query_lang", "pool_lang"], as_index=False).ap.mean().rename(columns={"ap": "map"})
+    expected = mono_contrast_from_pair_means(pairs, low, fractions, "hybrid")
+    table = robustness_table(results, low, fractions, "hybrid", resamples=200, scopes=("mono",))
+    contrasts = table[table.kind == "contrast"].set_index("severity").specific_drop
+    assert sorted(contrasts.index) == sorted(expected) == [0.0, 0.5]
+    for severity, value in expected.items():
+        assert abs(contrasts[severity] - value) < 1e-9
+
+
+def test_holm_over_the_primary_family_and_the_detectable_contrast(holm_by_hand) -> None:
+    results, low, fractions = random_results(1)
+    table = robustness_table(results, low, fractions, "hybrid", resamples=500)
+    primary = table[table.family == "primary"]
+    assert len(primary) == 2 and set(primary.scope) == {"all"} and (primary.kind == "contrast").all()
+    assert primary.p_holm.tolist() == pytest.approx(holm_by_hand(primary.p.tolist()))
+    assert (primary.p_holm >= primary.p).all()
+    ordered = primary.sort_values("p")
+    assert ordered.p_holm.is_monotonic_increasing
+    assert table[table.family != "primary"].p_holm.isna().all()
+    assert set(table[table.kind == "contrast"].family) == {"primary", "exploratory"} and set(table[table.kind == "drop"].family) == {""}
+    assert table[table.kind == "drop"].mde80.isna().all()
+    for row in table[table.kind == "contrast"].itertuples():
+        m = 2  # two severities in every family
+        assert row.mde80 == pytest.approx((stats.t.ppf(1 - 0.05 / (2 * m), row.df) + stats.t.ppf(0.8, row.df)) * row.se)
+        assert row.ci_low < row.specific_drop < row.ci_high
+        assert row.ci_high - row.specific_drop == pytest.approx(stats.t.ppf(0.975, row.df) * row.se)
+    summary = headline_contrasts(table)["ds"]
+    assert set(summary) == {"severity_0", "severity_0.5"}
+    top = summary["severity_0"]
+    row = primary[primary.severity == 0.0].iloc[0]
+    assert top == {"estimate": round(row.specific_drop, 4), "ci_low": round(row.ci_low, 4), "ci_high": round(row.ci_high, 4),
+                   "half_width": round((row.ci_high - row.ci_low) / 2, 4), "se": round(row.se, 4), "p": round(row.p, 4),
+                   "p_holm": round(row.p_holm, 4), "mde80": round(row.mde80, 4), "raw": round(row.raw_drop, 4)}
+
+
+def test_question_variance_enters_and_articles_pool_questions() -> None:
+    results, low, fractions = random_results(2)
+    by_question = robustness_table(results, low, fractions, "hybrid", resamples=500, scopes=("all",))
+    one_article = {"ds": dict.fromkeys(results.qid.unique(), "a")}
+    by_article = robustness_table(results, low, fractions, "hybrid", units="article", articles=one_article, resamples=500, scopes=("all",))
+    assert by_question.specific_drop.tolist() == pytest.approx(by_article.specific_drop.tolist())
+    assert set(by_article.units) == {"article"}
+    # one article: no question variance left, only the seeds'; questions add theirs
+    assert (by_question.se > by_article.se).all()
+    with pytest.raises(MlretError, match=r"^ds: 1 test question\(s\) have no resampling unit"):
+        robustness_table(results, low, fractions, "hybrid", units="article", articles={"ds": dict.fromkeys(results.qid.unique()[1:], "a")}, resamples=10)
+
+
+def test_a_run_missing_rows_is_an_error_not_a_silent_skip(results: pd.DataFrame) -> None:
     gap = (results.strategy == "multi") & (results.profile == "balanced") & (results.seed == 1) & (results.query_lang == "zh")
-    with pytest.raises(MlretError, match=r"^multi/balanced/1: no score for \d+ of zh's rows"):
+    with pytest.raises(MlretError, match=r"^multi/balanced/1: no score for \d+ of zh's rows that the cell \(p, zh\) compares"):
+        robustness_table(results[~gap], LOW, FRACTIONS, headline="hybrid", resamples=100)
+    gap = (results.strategy == "hybrid") & (results.profile == "p") & (results.query_lang == "en") & (results.setting == "mono")
+    with pytest.raises(MlretError, match=r"^hybrid/p/0: no score for 3 of the full-data languages' rows"):
         robustness_table(results[~gap], LOW, FRACTIONS, headline="hybrid", resamples=100)
