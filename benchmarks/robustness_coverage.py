@@ -7,7 +7,9 @@ Latin square over four severities, three full-data languages, two strategies, tw
 60 questions; question, pair, run, language-specific run, question × cell and residual effects) and
 goes through :func:`mlret.reporting.robustness.robustness_table` as the report's results do. Prints
 the share of (study, severity) intervals that cover the true contrast, per severity and overall,
-and the mean half-width of the intervals.
+and the mean half-width of the intervals. With the defaults (1,000 studies, seed 1) it printed
+coverage 0.948 (0.942–0.953 by severity) and a mean half-width of 0.029 mAP; without removing the
+question-level run noise counted twice (module docstring of robustness) the same studies cover ~98 %.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ top. Two sources of noise enter:
 1. Questions. One bootstrap draw of the units (with replacement) is shared by every cell,
    strategy and run, since all are scored on the same questions; each replicate recomputes every
    run's m_L and m_F on the drawn units (every row of a drawn unit enters together, and each mean
-   is renormalised by the weight drawn), then θ. V_boot is the variance of the replicates.
+   is renormalised by the weight drawn), then θ. V_boot is the variance of the replicates (a
+   replicate that draws no row of some side, possible only with a handful of units, is left out).
 2. Training runs. For each (strategy, profile) with n ≥ 2 seeds, each run's deviation
    e_r = d_r − mean over the group's runs (a vector over the C cells). Σ_run = Σ_r e_r e_rᵀ / ν,
    ν = Σ (n − 1) over those groups, pooled over profiles and over the strategies of the row
@@ -164,10 +165,8 @@ def _side_mask(pairs: Pairs, cell: Cell, setting: str, side: str) -> np.ndarray:
         else:
             mine = q == cell.lang
     else:
-        mine = np.isin(q, full)
-        if setting == "mono":
-            mine &= p == q
-        elif setting == "cross":
+        mine = np.isin(q, full)  # a mono pair is X→X, a multi pair X→all
+        if setting == "cross":
             mine &= np.isin(p, full) & (p != q)
     return (pairs.setting == setting) & mine
 
