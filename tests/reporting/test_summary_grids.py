@@ -80,7 +80,7 @@ def test_shipped_grid(scored) -> None:
     summary = summary_of(scored, "shipped")
     contrasts = re.findall(r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ", summary, flags=re.MULTILINE)
     assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
-    assert "**Runs.** 16 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (3 seeds), `ladder_a` (1 seed)," in summary
+    assert "**Runs.** 22 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (2 seeds)," in summary
     assert named_missing(summary) == set()  # hybrid and multi ran on every profile
     assert "not estimated" not in summary and "cannot be assessed" not in summary and "No run trained" not in summary
     assert "| hybrid − multi |" not in summary and "| **hybrid − multi** |" in summary
