@@ -52,8 +52,11 @@ def _wait_for(path: Path, dvc: subprocess.Popen, tmp_path: Path) -> None:
         time.sleep(0.02)
 
 
-def _assert_stops_within_5_s(pid: int) -> None:
-    deadline = time.monotonic() + 5
+def _assert_stops_soon(pid: int) -> None:
+    # The watcher polls every 0.1 s, so the stage stops well within a second on a quiet machine; the
+    # bound is generous because a loaded 2-core machine has stalled a process for seconds, and what
+    # is tested is that the orphan stops, not how fast.
+    deadline = time.monotonic() + 30
     try:
         while _running(pid):
             assert time.monotonic() < deadline, "the orphaned stage kept running"
@@ -69,7 +72,7 @@ def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path) -> None:
     pid = int((tmp_path / "pid").read_text())
     dvc.kill()
     dvc.wait()
-    _assert_stops_within_5_s(pid)
+    _assert_stops_soon(pid)
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet", "pid", "stderr"]  # no temporary file left
@@ -89,6 +92,6 @@ def test_a_stage_whose_launcher_died_while_it_was_loading_stops_too(tmp_path: Pa
     dvc.kill()
     dvc.wait()
     (tmp_path / "launcher-gone").touch()
-    _assert_stops_within_5_s(pid)
+    _assert_stops_soon(pid)
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
