@@ -74,12 +74,17 @@ def stop_with_launcher(stage: str, poll_s: float = 1.0) -> Iterator[None]:
         yield
         return
     finished, interrupted = threading.Event(), threading.Event()
+    # A simulated SIGINT reaches the main thread only where Python handles SIGINT. A process started
+    # with it ignored (a background job of a non-interactive shell, nohup) would run on as an orphan,
+    # so there the watch interrupts through SIGUSR1 and a handler of its own, for the block's length.
+    interrupt = signal.SIGINT if callable(signal.getsignal(signal.SIGINT)) else signal.SIGUSR1
+    previous = signal.signal(interrupt, signal.default_int_handler) if interrupt != signal.SIGINT else None
 
     def watch() -> None:
         while not finished.wait(poll_s):
             if gone():
                 interrupted.set()
-                _thread.interrupt_main()
+                _thread.interrupt_main(interrupt)
                 return
 
     threading.Thread(target=watch, name=f"{stage}-launcher-watch", daemon=True).start()
@@ -94,6 +99,8 @@ def stop_with_launcher(stage: str, poll_s: float = 1.0) -> Iterator[None]:
         ) from None
     finally:
         finished.set()
+        if interrupt != signal.SIGINT:
+            signal.signal(interrupt, signal.SIG_DFL if previous is None else previous)
 
 
 def _launcher_watch() -> Callable[[], bool] | None:
