@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from mlret.models.dropout import Dropout, dropout, use_fast_dropout
+from mlret.models.dropout import Dropout, dropout, effective_rate, use_fast_dropout
 
 
 def test_drops_with_probability_p_and_scales_the_rest() -> None:
@@ -16,19 +16,39 @@ def test_drops_with_probability_p_and_scales_the_rest() -> None:
     dropped = (y == 0).float()
     # 1e6 Bernoulli(0.1) draws: the standard deviation of the share is 3e-4.
     assert abs(dropped.mean().item() - 0.1) < 0.0015
-    assert torch.allclose(y[y != 0], torch.tensor(2.0 / 0.9))
-    # Both 32-bit halves of every 64-bit draw are uniform (elements alternate between them).
-    assert abs(dropped[:, 0::2].mean().item() - 0.1) < 0.002
-    assert abs(dropped[:, 1::2].mean().item() - 0.1) < 0.002
-    half = (dropout(torch.ones(1000, 1000), 0.5, training=True) == 0).float()
-    assert abs(half[:, 1::2].mean().item() - 0.5) < 0.003
+    assert effective_rate(0.1) == 6554 / 65536 and abs(effective_rate(0.1) - 0.1) < 2**-17
+    assert torch.allclose(y[y != 0], torch.tensor(2.0 / (1 - 6554 / 65536)), rtol=0, atol=1e-6)
+    assert not torch.allclose(y[y != 0], torch.tensor(2.0 / 0.9), rtol=0, atol=1e-6)  # the scale follows the realised rate
+    # All four 16-bit quarters of every 64-bit draw are uniform (elements cycle through them).
+    for quarter in range(4):
+        assert abs(dropped[:, quarter::4].mean().item() - 0.1) < 0.003
+        half = (dropout(torch.ones(1000, 1000), 0.5, training=True) == 0).float()
+        assert abs(half[:, quarter::4].mean().item() - 0.5) < 0.004
+
+
+def test_the_mean_output_is_the_input() -> None:
+    torch.manual_seed(4)
+    x = torch.full((4_000_000,), 3.0)
+    # The standard error of the mean of 4e6 outputs is 3 * sqrt(p / (1 - p)) / 2000 = 5e-4 at p = 0.1.
+    assert abs(dropout(x, 0.1, training=True).mean().item() - 3.0) < 0.002
+    assert abs(dropout(x, 0.7, training=True).mean().item() - 3.0) < 0.006
 
 
 def test_neighbouring_elements_are_independent() -> None:
     torch.manual_seed(1)
-    dropped = (dropout(torch.ones(2_000_000), 0.3, training=True) == 0).float()
-    both = (dropped[0::2] * dropped[1::2]).mean().item()  # the two halves of one draw
-    assert abs(both - 0.09) < 0.002
+    dropped = (dropout(torch.ones(4_000_000), 0.3, training=True) == 0).float().view(-1, 4)  # a row: the quarters of one draw
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:
+        assert abs((dropped[:, a] * dropped[:, b]).mean().item() - 0.09) < 0.002
+
+
+def test_the_gradient_passes_the_kept_elements_scaled() -> None:
+    torch.manual_seed(5)
+    x = torch.randn(300, 70, requires_grad=True)
+    y = dropout(x, 0.25, training=True)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert torch.equal(x.grad[~kept], torch.zeros_like(x.grad[~kept]))
+    assert torch.allclose(x.grad[kept], torch.tensor(1 / (1 - effective_rate(0.25))))
 
 
 def test_same_seed_same_mask_and_eval_is_identity() -> None:

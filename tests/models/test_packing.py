@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
+from mlret.models import packing
 from mlret.models.packing import TEXTS_PER_ATTENTION_GROUP, pack, packing_offset, use_packed_attention
 
 # Twenty texts of lengths 2..17 in no order: more than one attention group, every group with padding.
@@ -93,3 +94,46 @@ def test_empty_batch_or_text_is_refused() -> None:
         pack([], 0, "cpu")
     with pytest.raises(ValueError):
         pack([[1, 2], []], 0, "cpu")
+
+
+def test_the_cpu_training_path_computes_the_same_attention() -> None:
+    """With dropout on, CPU training takes its own attention path (masked scores, softmax, the cheaper mask).
+
+    An attention dropout below 2**-17 realises a rate of exactly 0 with that
+    mask (see :func:`mlret.models.dropout.effective_rate`), so the path runs
+    and must give the padded network's vectors and gradients.
+    """
+    batch = _batch()
+    padded_net = _bert()
+    torch.manual_seed(0)
+    config = padded_net.config.to_dict()
+    packed_net = BertModel(BertConfig(**{**config, "attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0})).train()
+    packed_net.load_state_dict(padded_net.state_dict())
+    use_packed_attention(packed_net)
+
+    mean, first = _padded(padded_net, batch)
+    packed = pack(batch, 0, "cpu")
+    hidden = packed_net(**packed.model_inputs()).last_hidden_state
+    torch.testing.assert_close(packed.mean(hidden), mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed.first(hidden), first, atol=1e-5, rtol=1e-5)
+
+    weights = torch.linspace(-1, 1, 32)
+    ((mean @ weights).square().sum()).backward()
+    ((packed.mean(hidden) @ weights).square().sum()).backward()
+    for (name, a), (_, b) in zip(padded_net.named_parameters(), packed_net.named_parameters(), strict=True):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_attention_layout_places_every_token_in_its_groups_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of (token, head) in the head-major group blocks: hand-computed for three texts in two groups of two."""
+    monkeypatch.setattr(packing, "TEXTS_PER_ATTENTION_GROUP", 2)
+    packed = pack([[1, 2], [3, 4, 5], [6]], 0, "cpu")
+    layout = packed.layout
+    # Laid longest first: [3, 4, 5] and [1, 2] form group 0 (2 texts x 3 slots), [6] group 1 (1 x 1).
+    assert [(g.texts, g.longest) for g in layout.groups] == [(2, 3), (1, 1)]
+    assert layout.slots == 7
+    assert layout.slot.tolist() == [0, 1, 2, 3, 4, 0]
+    # Two heads: group 0 takes rows 0-11 (head 0: 0-5, head 1: 6-11), group 1 rows 12-13.
+    assert layout.rows(2).tolist() == [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 12, 13]
+    assert layout.groups[0].key_mask.flatten().tolist() == [True, True, True, True, True, False]

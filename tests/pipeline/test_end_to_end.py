@@ -52,7 +52,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
     root = tmp_path_factory.mktemp("e2e")
     repo = copy_repository(root / "repo")
     # The tiny configuration is a project of its own: the committed study's dvc.lock (one entry per stage of
-    # its grid, ~340 KB) holds nothing it can reuse, and DVC parses the lock again for every stage it runs
+    # its grid, ~380 KB) holds nothing it can reuse, and DVC parses the lock again for every stage it runs
     # (about 2.5 s of each stage at that size, more than the tiny stage itself).
     (repo / "dvc.lock").unlink()
     mirror = root / "mirror"

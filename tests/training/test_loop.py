@@ -80,6 +80,21 @@ def test_training_embeds_as_the_encoder_does(workspace: Path, tmp_path: Path, sp
         assert trained.tobytes() == encoder.encode(texts, side).tobytes()
 
 
+def test_a_batch_packed_as_one_row_gives_each_sides_own_vectors(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train) -> None:
+    """Packed, queries and passages share one forward; each side's vectors are still its own (prefix, length, order)."""
+    trainer = Trainer(spec_for(workspace, tmp_path), dataclasses.replace(tiny_model, normalize=False), tiny_train)
+    assert trainer.packed
+    trainer.net.eval()
+    queries, passages = trainer.batch_texts(trainer.sampler.next_batch())
+    with torch.no_grad():
+        together = trainer.embed_pair(queries, passages)
+        apart = trainer.embed(queries, "query"), trainer.embed(passages, "passage")
+    assert [len(v) for v in together] == [len(queries), len(passages)] and len(queries) < len(passages)
+    for joint, own in zip(together, apart, strict=True):
+        torch.testing.assert_close(joint, own, atol=1e-5, rtol=1e-5)
+        assert not torch.equal(joint[0], joint[1])
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(workspace: Path, tmp_path: Path, spec_for, weights, interrupt_at, tiny_model, tiny_train) -> None:
     straight = spec_for(workspace, tmp_path / "straight")
     train_run(straight, tiny_model, tiny_train)

@@ -54,7 +54,7 @@ def hand_gradients(trainer, out: Path, micro_batches: int, **changes: object) ->
     losses = []
     for _ in range(micro_batches):
         queries, passages = ref.batch_texts(ref.sampler.next_batch())
-        losses.append(ref.loss_fn(ref.embed(queries, "query"), ref.embed(passages, "passage")))
+        losses.append(ref.loss_fn(*ref.embed_pair(queries, passages)))
     total = torch.stack(losses).mean()
     total.backward()
     torch.set_rng_state(state)
@@ -74,7 +74,9 @@ def one_step_and_reference(trainer, tmp_path: Path, micro_batches: int, **change
 def assert_close(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
     assert actual.keys() == expected.keys()
     for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-8, msg=name)
+        # atol 1e-7: accumulated and one-graph gradients round differently (seen: 7e-8 on 4 of 2,752 embedding
+        # entries); a wrong scale of the accumulation (sum for mean) is off by the factor of the micro-batches.
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_weight_decay_applies_to_weights_only(trainer, tmp_path: Path) -> None:

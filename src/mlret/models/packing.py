@@ -7,9 +7,9 @@ feed-forward block, LayerNorm, dropout) works token by token. So the batch's
 real tokens are laid end to end as one row of ``T`` tokens, each with the
 position it has in its own text, and only attention, the one operation that
 mixes tokens, sees them regrouped per text: :func:`packed_attention` gathers
-queries, keys and values back into a ``[texts, heads, longest, dim]`` block,
-masks the padded keys exactly as the padded forward does, and scatters the
-result back to the real tokens. Attention on these short texts is a small
+queries, keys and values back into padded blocks of texts of similar length
+(:class:`AttentionLayout`), masks the padded keys exactly as the padded forward
+does, and scatters the result back to the real tokens. Attention on these short texts is a small
 share of the work, the rest shrinks by the padding it no longer carries.
 
 This is transformers' own extension point for attention: the function is
@@ -25,7 +25,7 @@ fp32 a run stays bitwise reproducible.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -48,10 +48,43 @@ TEXTS_PER_ATTENTION_GROUP = 16
 class AttentionGroup:
     """Texts of similar length, consecutive in the packed row, that attention handles as one padded block."""
 
-    first_token: int  # the group's tokens are row[first_token:end_token]
-    end_token: int
-    key_mask: torch.Tensor  # [n, 1, 1, L]: True where (text, position) is a real token
-    scatter: torch.Tensor  # [end_token - first_token]: index of each token in the flattened [n * L] block
+    texts: int
+    longest: int
+    key_mask: torch.Tensor  # [texts, 1, longest]: True where (text, position) is a real token
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """Where each packed token sits in the per-group padded blocks that attention works on.
+
+    The blocks of all groups lie end to end in one buffer of rows of one
+    head's width, each group head-major (``[heads, texts, longest]``), so that
+    a single ``index_copy_`` fills the queries (keys, values) of every group
+    from the projection's output, each group is a contiguous slice that
+    batched matmuls take without a copy, and one ``index_select`` brings the
+    result back; their backwards are the same single gather and scatter.
+    """
+
+    groups: tuple[AttentionGroup, ...]
+    slot: torch.Tensor  # [T]: the token's slot in its group's block (text in group * longest + position)
+    group_start: torch.Tensor  # [T]: the first slot of the token's group, counting the groups' slots end to end
+    group_slots: torch.Tensor  # [T]: texts * longest of the token's group
+    _rows: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def slots(self) -> int:
+        """Slots of all groups together (real tokens and padding)."""
+        return sum(group.texts * group.longest for group in self.groups)
+
+    def rows(self, heads: int) -> torch.Tensor:
+        """``[T * heads]``: the buffer row of (token, head), in the order of a ``[T, heads]`` projection."""
+        rows = self._rows.get(heads)
+        if rows is None:
+            head = torch.arange(heads, device=self.slot.device)
+            first = (self.group_start * heads + self.slot).unsqueeze(1)
+            rows = (first + head * self.group_slots.unsqueeze(1)).reshape(-1)
+            self._rows[heads] = rows
+        return rows
 
 
 @dataclass(frozen=True)
@@ -68,15 +101,19 @@ class PackedBatch:
     segments: torch.Tensor  # [T]: index (in the caller's order) of the text each token belongs to
     lengths: torch.Tensor  # [B], caller's order
     starts: torch.Tensor  # [B], caller's order: where each text's first token is in the row
-    groups: tuple[AttentionGroup, ...]
+    layout: AttentionLayout
+
+    @property
+    def groups(self) -> tuple[AttentionGroup, ...]:
+        return self.layout.groups
 
     def model_inputs(self) -> dict[str, Any]:
-        """Keyword arguments for the network's forward (attention reads ``packed_groups``)."""
+        """Keyword arguments for the network's forward (attention reads ``packed_layout``)."""
         return {
             "input_ids": self.input_ids,
             "position_ids": self.position_ids,
             "token_type_ids": torch.zeros_like(self.input_ids),
-            "packed_groups": self.groups,
+            "packed_layout": self.layout,
         }
 
     def mean(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -99,23 +136,35 @@ def pack(batch: list[list[int]], position_offset: int, device: torch.device | st
     laid = lengths[order]
     laid_starts = torch.cumsum(laid, 0) - laid
     starts = torch.empty_like(laid_starts).index_copy_(0, order, laid_starts)
-    groups = []
-    for first in range(0, len(batch), TEXTS_PER_ATTENTION_GROUP):
-        sizes = laid[first : first + TEXTS_PER_ATTENTION_GROUP]
-        longest = int(sizes[0])
-        columns = torch.arange(longest)
-        real = columns.unsqueeze(0) < sizes.unsqueeze(1)  # [n, L]
-        scatter = (torch.arange(len(sizes)).unsqueeze(1) * longest + columns)[real]
-        begin = int(laid_starts[first])
-        groups.append(AttentionGroup(begin, begin + int(sizes.sum()), real[:, None, None, :].to(device), scatter.to(device)))
+
+    # Laid text i is text i % G of group i // G (G texts per group); a group is as long as its first text.
+    text = torch.arange(len(batch))
+    group = text // TEXTS_PER_ATTENTION_GROUP
+    longest = laid[::TEXTS_PER_ATTENTION_GROUP]
+    texts = torch.bincount(group)
+    group_slots = texts * longest
+    group_start = torch.cumsum(group_slots, 0) - group_slots
+    groups = tuple(
+        AttentionGroup(int(n), int(L), (torch.arange(int(L)) < laid[g * TEXTS_PER_ATTENTION_GROUP : g * TEXTS_PER_ATTENTION_GROUP + int(n)].unsqueeze(1)).unsqueeze(1).to(device))
+        for g, (n, L) in enumerate(zip(texts, longest, strict=True))
+    )
+    token_text = torch.repeat_interleave(text, laid)
+    position = torch.arange(int(laid.sum())) - laid_starts[token_text]
+    token_group = group[token_text]
+    layout = AttentionLayout(
+        groups=groups,
+        slot=((token_text % TEXTS_PER_ATTENTION_GROUP) * longest[token_group] + position).to(device),
+        group_start=group_start[token_group].to(device),
+        group_slots=group_slots[token_group].to(device),
+    )
     tensors = {
         "input_ids": torch.tensor([t for i in order.tolist() for t in batch[i]], dtype=torch.long).unsqueeze(0),
-        "position_ids": (torch.cat([torch.arange(n) for n in laid.tolist()]) + position_offset).unsqueeze(0),
-        "segments": torch.repeat_interleave(order, laid),
+        "position_ids": (position + position_offset).unsqueeze(0),
+        "segments": order[token_text],
         "lengths": lengths,
         "starts": starts,
     }
-    return PackedBatch(**{name: value.to(device, non_blocking=True) for name, value in tensors.items()}, groups=tuple(groups))
+    return PackedBatch(**{name: value.to(device, non_blocking=True) for name, value in tensors.items()}, layout=layout)
 
 
 def packed_attention(
@@ -133,35 +182,37 @@ def packed_attention(
     ``query``/``key``/``value`` are ``[1, heads, T, dim]``; the result is
     ``[1, T, heads, dim]``, as transformers' attention functions return it.
     """
-    groups: tuple[AttentionGroup, ...] | None = kwargs.get("packed_groups")
-    if groups is None:
+    layout: AttentionLayout | None = kwargs.get("packed_layout")
+    if layout is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    heads, dim = query.shape[1], query.shape[-1]
+    heads, tokens, dim = query.shape[1], query.shape[2], query.shape[3]
     scale = dim**-0.5 if scaling is None else scaling
-    # [1, h, T, d] is a view of the projection's [T, h * d] output.
-    rows = [x[0].transpose(0, 1) for x in (query, key, value)]
+    rows = layout.rows(heads)
+    sizes = [heads * group.texts * group.longest for group in layout.groups]
+
+    def regroup(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # [1, h, T, d] is a view of the projection's [T, h * d] output, so this reshape is free. Padding
+        # slots stay zero: finite, so that masked scores are exactly -inf and padded values weigh 0.
+        flat = x[0].transpose(0, 1).reshape(tokens * heads, dim)
+        return x.new_zeros(heads * layout.slots, dim).index_copy_(0, rows, flat).split(sizes)
+
     outputs = []
-    for group in groups:
-        texts, longest = group.key_mask.shape[0], group.key_mask.shape[-1]
-
-        # Copying the group's rows into a zero block (and reading them back with index_select) keeps
-        # both directions plain row copies; fancy indexing with repeated indices would make the
-        # backward an accumulating scatter.
-        def regroup(x: torch.Tensor) -> torch.Tensor:  # [tokens, h, d] -> [n, h, L, d]
-            block = x.new_zeros(texts * longest, heads, dim).index_copy(0, group.scatter, x[group.first_token : group.end_token])
-            return block.view(texts, longest, heads, dim).transpose(1, 2)
-
-        q, k, v = (regroup(x) for x in rows)
+    for group, q, k, v in zip(layout.groups, regroup(query), regroup(key), regroup(value), strict=True):
+        shape = (heads * group.texts, group.longest, dim)  # batch index: head * texts + text
+        q, k, v = q.view(shape), k.view(shape), v.view(shape)
         if dropout > 0.0 and q.device.type == "cpu":
             # SDPA's own dropout draws its mask with bernoulli_; this is the same attention with the cheaper mask.
-            scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).masked_fill_(~group.key_mask, float("-inf"))
-            out = torch.matmul(fast_dropout(torch.softmax(scores, dim=-1), dropout, training=True), v)
+            bias = torch.zeros(group.key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~group.key_mask, float("-inf"))
+            scores = torch.baddbmm(bias.repeat(heads, 1, 1), q, k.transpose(1, 2), alpha=scale)
+            out = torch.bmm(fast_dropout(torch.softmax(scores, dim=-1), dropout, training=True), v)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=group.key_mask, dropout_p=dropout, scale=scale)
-        outputs.append(out.transpose(1, 2).reshape(texts * longest, heads, dim).index_select(0, group.scatter))
-    return torch.cat(outputs).unsqueeze(0), None
+            split = (heads, group.texts, group.longest, dim)
+            mask = group.key_mask.unsqueeze(0)  # [1, texts, 1, longest]
+            out = F.scaled_dot_product_attention(q.view(split), k.view(split), v.view(split), attn_mask=mask, dropout_p=dropout, scale=scale)
+        outputs.append(out.reshape(-1, dim))
+    return torch.cat(outputs).index_select(0, rows).view(1, tokens, heads, dim), None
 
 
 def packing_offset(net: PreTrainedModel) -> int | None:

@@ -194,6 +194,19 @@ class Trainer:
         """The texts' vectors, with gradients: the encoder's tokenisation and pooling around the (DDP-wrapped) network."""
         return self.encoder.embed(self.tokens(texts, side), self.ddp)
 
+    def embed_pair(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and passage vectors of a batch, with gradients.
+
+        Packed, both sides go through the network as one row: half the calls,
+        and matrix products over all of the batch's tokens at once, which a
+        small CPU runs closer to its peak than two shorter ones.
+        """
+        query_tokens, passage_tokens = self.tokens(queries, "query"), self.tokens(passages, "passage")
+        if not self.packed:
+            return self.encoder.embed(query_tokens, self.ddp), self.encoder.embed(passage_tokens, self.ddp)
+        vectors = self.encoder.embed(query_tokens + passage_tokens, self.ddp)
+        return vectors[: len(query_tokens)], vectors[len(query_tokens) :]
+
     def tokens(self, texts: Sequence[str], side: Side) -> list[list[int]]:
         """Token ids of ``texts``, each text tokenised once per run (batches keep drawing the same questions)."""
         known = self._token_cache[side]
@@ -259,7 +272,7 @@ class Trainer:
     def backward(self, queries: list[str], passages: list[str]) -> float:
         """Loss of one (micro-)batch, its gradients accumulated into the model."""
         with self._autocast():
-            loss = self.loss_fn(self.embed(queries, "query"), self.embed(passages, "passage"))
+            loss = self.loss_fn(*self.embed_pair(queries, passages))
         (loss / self.train.grad_accumulation).backward()
         return float(loss.detach())
 
