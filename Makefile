@@ -32,5 +32,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 repro: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
+# Two workers, one test file at a time each (`--dist loadfile`): the end-to-end pipeline tests
+# share one repository and take over half of the suite's time, so their file starts first
+# (tests/conftest.py orders it so; `--no-loadscope-reorder` keeps that order) and the other
+# worker takes the remaining files meanwhile. One BLAS/OpenMP thread per worker: two workers
+# with two threads each on two cores spend their time waiting for each other.
 test: install-dev
-	$(BIN)/python -m pytest -q; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status
