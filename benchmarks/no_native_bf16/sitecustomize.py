@@ -1,9 +1,10 @@
 """Makes torch report no native bf16, so that `precision: auto` resolves to fp32 as on an AVX2-only CPU.
 
-Put this folder first on PYTHONPATH (it reaches every subprocess, DVC's stages included) and force
-the AVX2 code paths too, to time an AVX512-BF16 host as the closest stand-in for an AVX2-only one:
+Put this folder on PYTHONPATH, as an absolute path (the end-to-end tests pass it and the three
+variables below on to DVC's stages, which run in other folders), and force the AVX2 code paths
+too, to time an AVX512-BF16 host as the closest stand-in for an AVX2-only one:
 
-    PYTHONPATH=benchmarks/no_native_bf16 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+    PYTHONPATH=$PWD/benchmarks/no_native_bf16 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
         ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python -m pytest -q
 
 torch.cpu is patched when it is first imported, not here, so processes that never import torch

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -22,6 +23,9 @@ import yaml
 BIN = Path(sys.executable).parent
 DEP_COLUMNS = "^(data|models|plots|src|stages)/"  # `dvc exp show --drop`: the stage dependencies' hash columns
 STRATEGIES = ("multi", "hybrid")
+# Passed on to the stages, so that the suite can be timed with a host's code paths narrowed
+# (README, Tests: AVX2 forced, native bf16 hidden by benchmarks/no_native_bf16).
+CPU_DISPATCH = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 
 
 def run(args: list[str], cwd: Path, status: int = 0) -> subprocess.CompletedProcess[str]:
@@ -29,6 +33,7 @@ def run(args: list[str], cwd: Path, status: int = 0) -> subprocess.CompletedProc
         "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd.parent), "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
         "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
+        **{name: os.environ[name] for name in CPU_DISPATCH if name in os.environ},
     }
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == status, f"{' '.join(args)} exited {result.returncode}, not {status}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
