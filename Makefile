@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev repro test
+.PHONY: install install-dev repro lint test
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -35,5 +35,12 @@ repro: install
 # Two workers taking whole files, the end-to-end file first (tests/conftest.py orders it,
 # `--no-loadscope-reorder` keeps that order), one BLAS/OpenMP thread each: with two each on
 # two cores the suite took 5 min 19 s instead of 4 min 35 s.
-test: install-dev
+# Formatting, lint and types first (seconds), then pytest.
+test: install-dev lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder; status=$$?; [ $$status -ne 5 ] || { echo "error: pytest collected no tests" >&2; exit 1; }; exit $$status
+
+# `ruff format .` and `ruff check --fix .` repair most of what this reports.
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy

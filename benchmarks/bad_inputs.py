@@ -61,51 +61,146 @@ RUN = "hybrid/balanced/0"
 # Each stage's command line (as dvc.yaml gives it, on the one run of the tiny grid) and what it writes.
 STAGES: dict[str, tuple[list[str], list[str]]] = {
     "download": (["stages/download.py", "data/raw"], ["data/raw"]),
-    "parallelise": (["stages/parallelise.py", "data/raw", "data/parallel", "metrics/data.json"], ["data/parallel", "metrics/data.json"]),
-    "split": (["stages/split.py", "data/parallel", "data/splits", "metrics/splits.json"], ["data/splits", "metrics/splits.json"]),
+    "parallelise": (
+        ["stages/parallelise.py", "data/raw", "data/parallel", "metrics/data.json"],
+        ["data/parallel", "metrics/data.json"],
+    ),
+    "split": (
+        ["stages/split.py", "data/parallel", "data/splits", "metrics/splits.json"],
+        ["data/splits", "metrics/splits.json"],
+    ),
     "base_model": (["stages/base_model.py", "models/base"], ["models/base"]),
     "check_params": (["stages/check_params.py", "data/grid.json"], ["data/grid.json"]),
     "train": (
-        ["stages/train.py", "--strategy", "hybrid", "--profile", "balanced", "--seed", "0",
-         "--train-table", "data/splits/balanced/train.parquet", "--candidates", f"data/parallel/{SRC}/candidates.parquet",
-         "--base-model", "models/base", "--out-dir", f"models/{RUN}", "--checkpoint-dir", f"checkpoints/{RUN}",
-         "--metrics", f"metrics/train/{RUN}.json", "--loss-log", f"plots/train/{RUN}.csv"],
+        [
+            "stages/train.py",
+            "--strategy",
+            "hybrid",
+            "--profile",
+            "balanced",
+            "--seed",
+            "0",
+            "--train-table",
+            "data/splits/balanced/train.parquet",
+            "--candidates",
+            f"data/parallel/{SRC}/candidates.parquet",
+            "--base-model",
+            "models/base",
+            "--out-dir",
+            f"models/{RUN}",
+            "--checkpoint-dir",
+            f"checkpoints/{RUN}",
+            "--metrics",
+            f"metrics/train/{RUN}.json",
+            "--loss-log",
+            f"plots/train/{RUN}.csv",
+        ],
         [f"models/{RUN}", f"checkpoints/{RUN}", f"metrics/train/{RUN}.json", f"plots/train/{RUN}.csv"],
     ),
-    "encode_base": (["stages/encode.py", "models/base", "data/parallel", "data/splits/articles.json", "data/embeddings/base"], ["data/embeddings/base"]),
+    "encode_base": (
+        ["stages/encode.py", "models/base", "data/parallel", "data/splits/articles.json", "data/embeddings/base"],
+        ["data/embeddings/base"],
+    ),
     "encode": (
-        ["stages/encode.py", f"models/{RUN}", "data/parallel", "data/splits/articles.json", f"data/embeddings/{RUN}", "--corpora", "all"],
+        [
+            "stages/encode.py",
+            f"models/{RUN}",
+            "data/parallel",
+            "data/splits/articles.json",
+            f"data/embeddings/{RUN}",
+            "--corpora",
+            "all",
+        ],
         [f"data/embeddings/{RUN}"],
     ),
-    "index_base": (["stages/index.py", "data/parallel", "data/splits/articles.json", "data/embeddings/base", "data/index/base"], ["data/index/base"]),
+    "index_base": (
+        ["stages/index.py", "data/parallel", "data/splits/articles.json", "data/embeddings/base", "data/index/base"],
+        ["data/index/base"],
+    ),
     "index": (
-        ["stages/index.py", "data/parallel", "data/splits/articles.json", f"data/embeddings/{RUN}", f"data/index/{RUN}", "--corpora", "all"],
+        [
+            "stages/index.py",
+            "data/parallel",
+            "data/splits/articles.json",
+            f"data/embeddings/{RUN}",
+            f"data/index/{RUN}",
+            "--corpora",
+            "all",
+        ],
         [f"data/index/{RUN}"],
     ),
     "evaluate_base": (
-        ["stages/evaluate.py", "data/parallel", "data/splits/articles.json", "data/embeddings/base", "data/eval/base", "metrics/eval/base.json", "--model", "base"],
+        [
+            "stages/evaluate.py",
+            "data/parallel",
+            "data/splits/articles.json",
+            "data/embeddings/base",
+            "data/eval/base",
+            "metrics/eval/base.json",
+            "--model",
+            "base",
+        ],
         ["data/eval/base", "metrics/eval/base.json"],
     ),
     "evaluate": (
-        ["stages/evaluate.py", "data/parallel", "data/splits/articles.json", f"data/embeddings/{RUN}", f"data/eval/{RUN}", f"metrics/eval/{RUN}.json",
-         "--model", RUN, "--corpora", "all"],
+        [
+            "stages/evaluate.py",
+            "data/parallel",
+            "data/splits/articles.json",
+            f"data/embeddings/{RUN}",
+            f"data/eval/{RUN}",
+            f"metrics/eval/{RUN}.json",
+            "--model",
+            RUN,
+            "--corpora",
+            "all",
+        ],
         [f"data/eval/{RUN}", f"metrics/eval/{RUN}.json"],
     ),
     "report": (
-        ["stages/report.py", "data/eval", "metrics/eval", "metrics/train", "data/parallel", "plots/train", "reports", "metrics/report.json", "plots/report"],
+        [
+            "stages/report.py",
+            "data/eval",
+            "metrics/eval",
+            "metrics/train",
+            "data/parallel",
+            "plots/train",
+            "reports",
+            "metrics/report.json",
+            "plots/report",
+        ],
         ["reports", "metrics/report.json", "plots/report"],
     ),
     # Not a stage: the search command, on the trained model's pool of the zero-shot dataset.
     "search": (["-m", "mlret.search", "--model", f"models/{RUN}", "--dataset", ZS, "-k", "3", "where a1 p0 s1?"], []),
 }
-ORDER = ["download", "parallelise", "split", "base_model", "check_params", "train", "encode_base", "encode",
-         "index_base", "index", "evaluate_base", "evaluate", "report"]
+ORDER = [
+    "download",
+    "parallelise",
+    "split",
+    "base_model",
+    "check_params",
+    "train",
+    "encode_base",
+    "encode",
+    "index_base",
+    "index",
+    "evaluate_base",
+    "evaluate",
+    "report",
+]
 
 
 def env(ws: Path) -> dict[str, str]:
     return {
-        "PATH": f"{Path(PYTHON).parent}:/usr/bin:/bin", "HOME": str(ws), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO / "src"), "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": f"{Path(PYTHON).parent}:/usr/bin:/bin",
+        "HOME": str(ws),
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO / "src"),
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
 
 
@@ -136,13 +231,33 @@ def build_workspace(ws: Path) -> None:
     conftest._save_tiny_checkpoint(ws / "tiny-model")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(
-        mirror="mirror", train_source=SRC, download_retries=0, split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
-        sources={n: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions} for n, s in sources.items()},
+        mirror="mirror",
+        train_source=SRC,
+        download_retries=0,
+        split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
+        sources={
+            n: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions}
+            for n, s in sources.items()
+        },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
     params["runs"] = {"hybrid-balanced-0": {"strategy": "hybrid", "profile": "balanced", "seed": 0, "corpora": "all"}}
-    params["model"].update(name="tiny-model", query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
-    params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16, precision="fp32", freeze_word_embeddings=False)
+    params["model"].update(
+        name="tiny-model",
+        query_prefix="query : ",
+        passage_prefix="passage : ",
+        max_query_length=16,
+        max_passage_length=16,
+    )
+    params["train"].update(
+        batch_size=4,
+        max_steps=3,
+        save_every=2,
+        max_query_length=16,
+        max_passage_length=16,
+        precision="fp32",
+        freeze_word_embeddings=False,
+    )
     params["eval"]["batch_size"] = 8
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     durations = {}
@@ -162,7 +277,9 @@ def build_workspace(ws: Path) -> None:
     (ws / "blocker").unlink()
     if not (ws / "saved-checkpoint" / "trainer_state.json").is_file():
         raise SystemExit("could not keep a resumable checkpoint of the tiny run")
-    (ws / "durations.json").write_text(json.dumps(durations))  # when the faults stop each stage; written last: the build is complete
+    (ws / "durations.json").write_text(
+        json.dumps(durations)
+    )  # when the faults stop each stage; written last: the build is complete
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +369,7 @@ def flip_byte(rel: str, at: float = 0.5) -> Callable[[Path], None]:
 def _reads_as(data: bytes, table: pa.Table) -> bool:
     try:
         return pq.read_table(pa.BufferReader(data)).equals(table)
-    except Exception:  # noqa: BLE001 - unreadable is "different"
+    except Exception:
         return False
 
 
@@ -429,21 +546,39 @@ def cases() -> list[Case]:
         Case("duplicate key, read by search", "search", dup_key("  batch_size: 4\n", "  batch_size: 8\n")),
         Case("symmetric: no (YAML 1.1)", "train", text_edit("params.yaml", "symmetric: false", "symmetric: no")),
         Case("normalize: on (YAML 1.1)", P, text_edit("params.yaml", "normalize: true", "normalize: on")),
-        Case("freeze_word_embeddings: yes", "train", text_edit("params.yaml", "freeze_word_embeddings: false", "freeze_word_embeddings: yes")),
+        Case(
+            "freeze_word_embeddings: yes",
+            "train",
+            text_edit("params.yaml", "freeze_word_embeddings: false", "freeze_word_embeddings: yes"),
+        ),
         Case("sampling_alpha 1000", "train", setting("train.sampling_alpha", 1000)),
-        Case("sampling_alpha 120, random schedule", "train", both(setting("train.sampling_alpha", 120), setting("train.schedule", "random"))),
+        Case(
+            "sampling_alpha 120, random schedule",
+            "train",
+            both(setting("train.sampling_alpha", 120), setting("train.schedule", "random")),
+        ),
         Case("sampling_alpha -1", P, setting("train.sampling_alpha", -1)),
         Case("sampling_alpha .nan", P, text_edit("params.yaml", "sampling_alpha: 1.0", "sampling_alpha: .nan")),
         Case("learning_rate .inf", P, text_edit("params.yaml", "learning_rate: 3.0e-05", "learning_rate: .inf")),
-        Case("URL with {version}", "download", setting(f"data.sources.{ZS}.url", "https://example.invalid/{version}/{lang}.json")),
-        Case("URL with a stray {", "download", setting(f"data.sources.{ZS}.url", "https://example.invalid/{lang}.json{")),
+        Case(
+            "URL with {version}",
+            "download",
+            setting(f"data.sources.{ZS}.url", "https://example.invalid/{version}/{lang}.json"),
+        ),
+        Case(
+            "URL with a stray {", "download", setting(f"data.sources.{ZS}.url", "https://example.invalid/{lang}.json{")
+        ),
         Case("URL without {lang}", P, setting(f"data.sources.{ZS}.url", "https://example.invalid/x.json")),
         Case("unknown key model.poolng", P, rename_key("model.pooling", "poolng")),
         Case("batch_size 'abc'", P, setting("train.batch_size", "abc")),
         Case("batch_size 0", P, setting("train.batch_size", 0)),
         Case("temperature 0", P, setting("train.temperature", 0)),
         Case("learning_rate -1", P, setting("train.learning_rate", -1)),
-        Case("split fractions sum 1.5", "split", setting("data.split", {"train": 1.0, "dev": 0.0, "test": 0.5, "seed": 1})),
+        Case(
+            "split fractions sum 1.5",
+            "split",
+            setting("data.split", {"train": 1.0, "dev": 0.0, "test": 0.5, "seed": 1}),
+        ),
         Case("profile fraction 1.5", P, setting("profiles.lowres.zh", 1.5)),
         Case("profile language unknown", P, setting("profiles.lowres", {"default": 1.0, "xx": 0.5})),
         Case("sampling: foo", P, setting("sampling", "foo")),
@@ -455,7 +590,9 @@ def cases() -> list[Case]:
         Case("eval.beir folder missing", "encode", setting("eval.beir", {"bench": "no/such/folder"})),
         Case("precision fp8", P, setting("train.precision", "fp8")),
         Case("max_steps 0", P, setting("train.max_steps", 0)),
-        Case("max_steps and epochs both null", P, params_edit(lambda p: p["train"].update(max_steps=None, epochs=None))),
+        Case(
+            "max_steps and epochs both null", P, params_edit(lambda p: p["train"].update(max_steps=None, epochs=None))
+        ),
         Case("warmup_ratio 1.5", P, setting("train.warmup_ratio", 1.5)),
         Case("weight_decay -0.1", P, setting("train.weight_decay", -0.1)),
         Case("max_grad_norm 0", P, setting("train.max_grad_norm", 0)),
@@ -478,22 +615,82 @@ def cases() -> list[Case]:
         Case("params.yaml bad syntax", P, write("params.yaml", "data: {mirror: [\n")),
         Case("params.yaml not UTF-8", P, write("params.yaml", b"sampling: \xff\xfe\n")),
         Case("params.yaml a folder", P, both(remove("params.yaml"), lambda ws: (ws / "params.yaml").mkdir())),
-        Case("train --profile not in params", "train", lambda ws: None, args=[a if a != "balanced" else "nope" for a in STAGES["train"][0]]),
+        Case(
+            "train --profile not in params",
+            "train",
+            lambda ws: None,
+            args=[a if a != "balanced" else "nope" for a in STAGES["train"][0]],
+        ),
         # -- download and the raw files
         Case("mirror file, one byte flipped", "download", flip_byte(f"mirror/{ZS}/en.json")),
         Case("mirror file truncated", "download", truncate(f"mirror/{ZS}/en.json")),
         Case("mirror file missing, offline", "download", remove(f"mirror/{ZS}/en.json")),
         Case("mirror folder missing, offline", "download", setting("data.mirror", "no-such-mirror")),
-        Case("raw file not JSON (checksum kept)", "parallelise", both(write(f"mirror/{ZS}/ar.json", "{oops"), raw_hash(ZS, "ar"), copy(f"mirror/{ZS}/ar.json", f"data/raw/{ZS}/ar.json"))),
+        Case(
+            "raw file not JSON (checksum kept)",
+            "parallelise",
+            both(
+                write(f"mirror/{ZS}/ar.json", "{oops"),
+                raw_hash(ZS, "ar"),
+                copy(f"mirror/{ZS}/ar.json", f"data/raw/{ZS}/ar.json"),
+            ),
+        ),
         Case("raw file truncated", "parallelise", truncate(f"data/raw/{ZS}/en.json")),
         Case("raw file missing", "parallelise", remove(f"data/raw/{ZS}/en.json")),
-        Case("raw JSON without data", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p.pop("data"), rehash=ZS)),
-        Case("raw JSON data not a list", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p.update(data=5), rehash=ZS)),
-        Case("raw JSON a question dropped", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0]["qas"].pop(), rehash=ZS)),
-        Case("raw JSON answer_start past the end", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start=10**6), rehash=ZS), expect="warn"),
-        Case("raw JSON sentence_breaks wrong", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0].update(sentence_breaks=[[0, 3]]), rehash=ZS)),
-        Case("raw JSON question id repeated", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0]["qas"][1].update(id=p["data"][0]["paragraphs"][0]["qas"][0]["id"]), rehash=ZS)),
-        Case("raw JSON question text null", "parallelise", raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0]["qas"][0].update(question=None), rehash=ZS)),
+        Case(
+            "raw JSON without data",
+            "parallelise",
+            raw_edit(f"data/raw/{ZS}/en.json", lambda p: p.pop("data"), rehash=ZS),
+        ),
+        Case(
+            "raw JSON data not a list",
+            "parallelise",
+            raw_edit(f"data/raw/{ZS}/en.json", lambda p: p.update(data=5), rehash=ZS),
+        ),
+        Case(
+            "raw JSON a question dropped",
+            "parallelise",
+            raw_edit(f"data/raw/{ZS}/en.json", lambda p: p["data"][0]["paragraphs"][0]["qas"].pop(), rehash=ZS),
+        ),
+        Case(
+            "raw JSON answer_start past the end",
+            "parallelise",
+            raw_edit(
+                f"data/raw/{ZS}/en.json",
+                lambda p: p["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start=10**6),
+                rehash=ZS,
+            ),
+            expect="warn",
+        ),
+        Case(
+            "raw JSON sentence_breaks wrong",
+            "parallelise",
+            raw_edit(
+                f"data/raw/{ZS}/en.json",
+                lambda p: p["data"][0]["paragraphs"][0].update(sentence_breaks=[[0, 3]]),
+                rehash=ZS,
+            ),
+        ),
+        Case(
+            "raw JSON question id repeated",
+            "parallelise",
+            raw_edit(
+                f"data/raw/{ZS}/en.json",
+                lambda p: p["data"][0]["paragraphs"][0]["qas"][1].update(
+                    id=p["data"][0]["paragraphs"][0]["qas"][0]["id"]
+                ),
+                rehash=ZS,
+            ),
+        ),
+        Case(
+            "raw JSON question text null",
+            "parallelise",
+            raw_edit(
+                f"data/raw/{ZS}/en.json",
+                lambda p: p["data"][0]["paragraphs"][0]["qas"][0].update(question=None),
+                rehash=ZS,
+            ),
+        ),
         # -- the parallel tables
         Case("questions.parquet one byte flipped", "split", flip_byte(Q, 0.3)),
         Case("questions.parquet text byte flipped", "split", flip_text_byte(Q)),
@@ -509,7 +706,11 @@ def cases() -> list[Case]:
         Case("candidates.parquet null text (encode)", "encode_base", table_edit(C, set_null("text"))),
         Case("candidates.parquet invalid UTF-8", "encode_base", on(ZC, invalid_utf8("text"))),
         Case("candidates.parquet zero rows (index)", "index", table_edit(ZC, lambda f: f.iloc[:0])),
-        Case("candidates.parquet rows duplicated (evaluate)", "evaluate", table_edit(ZC, lambda f: pd.concat([f, f.iloc[:2]]))),
+        Case(
+            "candidates.parquet rows duplicated (evaluate)",
+            "evaluate",
+            table_edit(ZC, lambda f: pd.concat([f, f.iloc[:2]])),
+        ),
         Case("train.parquet null text", "train", table_edit(T, set_null("query"))),
         Case("train.parquet zero rows", "train", table_edit(T, lambda f: f.iloc[:0])),
         Case("train.parquet column missing", "train", table_edit(T, lambda f: f.drop(columns=["positive"]))),
@@ -519,7 +720,11 @@ def cases() -> list[Case]:
         Case("articles.json not JSON", "encode_base", write("data/splits/articles.json", "{")),
         Case("articles.json a list", "encode_base", write("data/splits/articles.json", "[1, 2]")),
         Case("articles.json missing", "evaluate", remove("data/splits/articles.json")),
-        Case("candidates.parquet column missing (encode)", "encode_base", table_edit(ZC, lambda f: f.drop(columns=["text"]))),
+        Case(
+            "candidates.parquet column missing (encode)",
+            "encode_base",
+            table_edit(ZC, lambda f: f.drop(columns=["text"])),
+        ),
         Case("candidates.parquet missing (evaluate)", "evaluate", remove(ZC)),
         # -- model weights and files
         Case("base: model.safetensors truncated", "base_model", truncate("tiny-model/model.safetensors")),
@@ -533,7 +738,11 @@ def cases() -> list[Case]:
         Case("train: base model missing", "train", remove("models/base")),
         Case("train: base config.json not JSON", "train", write("models/base/config.json", "{")),
         Case("encode: model shard truncated", "encode", truncate(f"models/{RUN}/model-00002-of-00002.safetensors")),
-        Case("encode: model shard one byte flipped in header", "encode", flip_byte(f"models/{RUN}/model-00002-of-00002.safetensors", 0.0001)),
+        Case(
+            "encode: model shard one byte flipped in header",
+            "encode",
+            flip_byte(f"models/{RUN}/model-00002-of-00002.safetensors", 0.0001),
+        ),
         Case("encode: config.json not JSON", "encode", write(f"models/{RUN}/config.json", "{")),
         Case("encode: shard index not JSON", "encode", write(f"models/{RUN}/model.safetensors.index.json", "{")),
         Case("search: modules.json damaged", "search", write(f"models/{RUN}/modules.json", "[")),
@@ -541,48 +750,133 @@ def cases() -> list[Case]:
         Case("search: model.safetensors empty", "search", write(f"models/{RUN}/model.safetensors", b"")),
         # -- embeddings
         Case("embeddings .npy truncated (evaluate)", "evaluate", truncate(f"{EMB}/candidates.npy")),
-        Case("embeddings .npy rows missing (evaluate)", "evaluate", npy_edit(f"{EMB}/candidates.npy", lambda a: a[:-1])),
+        Case(
+            "embeddings .npy rows missing (evaluate)", "evaluate", npy_edit(f"{EMB}/candidates.npy", lambda a: a[:-1])
+        ),
         Case("embeddings .npy NaN (evaluate)", "evaluate", npy_edit(f"{EMB}/candidates.npy", lambda a: a * np.nan)),
-        Case("embeddings .npy pickled objects", "evaluate", npy_edit(f"{EMB}/candidates.npy", lambda a: a.astype(object), allow_pickle=True)),
+        Case(
+            "embeddings .npy pickled objects",
+            "evaluate",
+            npy_edit(f"{EMB}/candidates.npy", lambda a: a.astype(object), allow_pickle=True),
+        ),
         Case("embeddings .npy truncated (index)", "index", truncate(f"{EMB}/candidates.npy")),
         Case("embeddings ids table damaged", "evaluate", flip_byte(f"{EMB}/candidates.ids.parquet", 0.3)),
         Case("embeddings folder missing", "evaluate", remove(f"data/embeddings/{RUN}")),
         # -- indexes and search
         Case("search: en.faiss over all.faiss", "search", copy(f"{IDX}/en.faiss", f"{IDX}/all.faiss")),
-        Case("search: ar.faiss over en.faiss, --lang en", "search", copy(f"{IDX}/ar.faiss", f"{IDX}/en.faiss"), args=search_args("--lang", "en")),
+        Case(
+            "search: ar.faiss over en.faiss, --lang en",
+            "search",
+            copy(f"{IDX}/ar.faiss", f"{IDX}/en.faiss"),
+            args=search_args("--lang", "en"),
+        ),
         Case("search: all.faiss truncated", "search", truncate(f"{IDX}/all.faiss")),
         Case("search: all.faiss empty", "search", write(f"{IDX}/all.faiss", b"")),
         Case("search: manifest missing", "search", remove(f"{IDX}/all.manifest.json")),
         Case("search: manifest not JSON", "search", write(f"{IDX}/all.manifest.json", "{")),
         Case("search: manifest a list", "search", write(f"{IDX}/all.manifest.json", "[]")),
-        Case("search: manifest rows wrong", "search", json_edit(f"{IDX}/all.manifest.json", lambda m: {**m, "rows": 1})),
-        Case("search: manifest rows a string", "search", json_edit(f"{IDX}/all.manifest.json", lambda m: {**m, "rows": "x"})),
+        Case(
+            "search: manifest rows wrong", "search", json_edit(f"{IDX}/all.manifest.json", lambda m: {**m, "rows": 1})
+        ),
+        Case(
+            "search: manifest rows a string",
+            "search",
+            json_edit(f"{IDX}/all.manifest.json", lambda m: {**m, "rows": "x"}),
+        ),
         Case("search: candidates table damaged", "search", flip_byte(f"{IDX}/all.candidates.parquet", 0.3)),
         Case("search: empty query", "search", lambda ws: None, args=search_args(query="")),
         Case("search: blank query", "search", lambda ws: None, args=search_args(query="   \t ")),
         Case("search: -k 0", "search", lambda ws: None, args=search_args("-k", "0")),
-        Case("search: queries file empty", "search", write("q.txt", "\n\n"), args=search_args("--queries", "q.txt", query=None)),
-        Case("search: queries file not UTF-8", "search", write("q.txt", b"\xff\xfe\n"), args=search_args("--queries", "q.txt", query=None)),
-        Case("search: queries TSV line without tab", "search", write("q.txt", "1\ta\nb\n"), args=search_args("--queries", "q.txt", query=None)),
-        Case("search: queries file missing", "search", lambda ws: None, args=search_args("--queries", "nope.txt", query=None)),
-        Case("search: unknown dataset", "search", lambda ws: None, args=[a if a != ZS else "nope" for a in search_args()]),
+        Case(
+            "search: queries file empty",
+            "search",
+            write("q.txt", "\n\n"),
+            args=search_args("--queries", "q.txt", query=None),
+        ),
+        Case(
+            "search: queries file not UTF-8",
+            "search",
+            write("q.txt", b"\xff\xfe\n"),
+            args=search_args("--queries", "q.txt", query=None),
+        ),
+        Case(
+            "search: queries TSV line without tab",
+            "search",
+            write("q.txt", "1\ta\nb\n"),
+            args=search_args("--queries", "q.txt", query=None),
+        ),
+        Case(
+            "search: queries file missing",
+            "search",
+            lambda ws: None,
+            args=search_args("--queries", "nope.txt", query=None),
+        ),
+        Case(
+            "search: unknown dataset", "search", lambda ws: None, args=[a if a != ZS else "nope" for a in search_args()]
+        ),
         Case("search: unknown language", "search", lambda ws: None, args=search_args("--lang", "xx")),
-        Case("search: model outside models/", "search", lambda ws: None, args=[a if a != f"models/{RUN}" else "tiny-model" for a in search_args()]),
+        Case(
+            "search: model outside models/",
+            "search",
+            lambda ws: None,
+            args=[a if a != f"models/{RUN}" else "tiny-model" for a in search_args()],
+        ),
         Case("search: params.yaml damaged", "search", write("params.yaml", "{")),
         # -- training that diverges, damaged checkpoints
         Case("train: temperature 1e-300", "train", setting("train.temperature", 1e-300)),
         # On the tiny model 1e4 needs more than three steps to overflow (three end at a finite, collapsed loss of ln 4).
-        Case("train: learning_rate 1e4", "train", params_edit(lambda p: p["train"].update(learning_rate=1e4, warmup_ratio=0.0, max_steps=50, save_every=5))),
+        Case(
+            "train: learning_rate 1e4",
+            "train",
+            params_edit(lambda p: p["train"].update(learning_rate=1e4, warmup_ratio=0.0, max_steps=50, save_every=5)),
+        ),
         Case("train: learning_rate 1e30, fp32", "train", setting("train.learning_rate", 1e30)),
-        Case("checkpoint: state JSON not JSON", "train", checkpoint(write_in("trainer_state.json", "{")), expect="recover"),
+        Case(
+            "checkpoint: state JSON not JSON",
+            "train",
+            checkpoint(write_in("trainer_state.json", "{")),
+            expect="recover",
+        ),
         Case("checkpoint: state JSON empty", "train", checkpoint(write_in("trainer_state.json", "")), expect="recover"),
-        Case("checkpoint: log damaged, identity kept", "train", checkpoint(state_edit(lambda s: s.update(log=[{"step": "x"}]))), expect="recover"),
-        Case("checkpoint: log not a list", "train", checkpoint(state_edit(lambda s: s.update(log=5))), expect="recover"),
-        Case("checkpoint: step beyond the run", "train", checkpoint(state_edit(lambda s: s.update(step=10**6))), expect="recover"),
-        Case("checkpoint: sampler state damaged", "train", checkpoint(state_edit(lambda s: s.update(sampler={"x": 1}))), expect="recover"),
-        Case("checkpoint: tensors truncated", "train", checkpoint(truncate_in("trainer_state.safetensors")), expect="recover"),
-        Case("checkpoint: tensors missing", "train", checkpoint(lambda f: (f / "trainer_state.safetensors").unlink()), expect="recover"),
-        Case("checkpoint: a file, not a folder", "train", lambda ws: write_file_at(ws / "checkpoints" / RUN), expect="recover"),
+        Case(
+            "checkpoint: log damaged, identity kept",
+            "train",
+            checkpoint(state_edit(lambda s: s.update(log=[{"step": "x"}]))),
+            expect="recover",
+        ),
+        Case(
+            "checkpoint: log not a list", "train", checkpoint(state_edit(lambda s: s.update(log=5))), expect="recover"
+        ),
+        Case(
+            "checkpoint: step beyond the run",
+            "train",
+            checkpoint(state_edit(lambda s: s.update(step=10**6))),
+            expect="recover",
+        ),
+        Case(
+            "checkpoint: sampler state damaged",
+            "train",
+            checkpoint(state_edit(lambda s: s.update(sampler={"x": 1}))),
+            expect="recover",
+        ),
+        Case(
+            "checkpoint: tensors truncated",
+            "train",
+            checkpoint(truncate_in("trainer_state.safetensors")),
+            expect="recover",
+        ),
+        Case(
+            "checkpoint: tensors missing",
+            "train",
+            checkpoint(lambda f: (f / "trainer_state.safetensors").unlink()),
+            expect="recover",
+        ),
+        Case(
+            "checkpoint: a file, not a folder",
+            "train",
+            lambda ws: write_file_at(ws / "checkpoints" / RUN),
+            expect="recover",
+        ),
         # -- evaluation results read by the report
         Case("report: eval metrics not JSON", "report", write("metrics/eval/base.json", "{")),
         Case("report: eval metrics a list", "report", write("metrics/eval/base.json", "[]")),
@@ -597,11 +891,19 @@ def cases() -> list[Case]:
         Case("read-only: checkpoint folder", "train", read_only("checkpoints/hybrid/balanced"), read_only=True),
         Case("read-only: encode output folder", "encode", read_only("data/embeddings/hybrid/balanced"), read_only=True),
         Case("read-only: index output folder", "index", read_only("data/index/hybrid/balanced"), read_only=True),
-        Case("read-only: evaluate metrics folder", "evaluate", read_only("metrics/eval/hybrid/balanced"), read_only=True),
+        Case(
+            "read-only: evaluate metrics folder", "evaluate", read_only("metrics/eval/hybrid/balanced"), read_only=True
+        ),
         Case("read-only: report folder", "report", read_only("reports"), read_only=True),
         Case("read-only: base_model folder", "base_model", read_only("models"), read_only=True),
-        Case("output path under a file (train)", "train", both(remove("models/hybrid"), write("models/hybrid", "a file"))),
-        Case("output path under a file (evaluate)", "evaluate", both(remove("data/eval/hybrid"), write("data/eval/hybrid", "a file"))),
+        Case(
+            "output path under a file (train)", "train", both(remove("models/hybrid"), write("models/hybrid", "a file"))
+        ),
+        Case(
+            "output path under a file (evaluate)",
+            "evaluate",
+            both(remove("data/eval/hybrid"), write("data/eval/hybrid", "a file")),
+        ),
         Case("file-size limit: base_model", "base_model", lambda ws: None, file_limit=20_000),
         Case("file-size limit: train", "train", lambda ws: None, file_limit=20_000),
         Case("file-size limit: encode", "encode", lambda ws: None, file_limit=2_000),
@@ -616,7 +918,10 @@ def cases() -> list[Case]:
 
 def raw_hash(source: str, lang: str) -> Callable[[Path], None]:
     """Record the mirror file's current checksum in params.yaml, so download accepts it and parallelise meets it."""
-    return lambda ws: setting(f"data.sources.{source}.sha256.{lang}", hashlib.sha256((ws / "mirror" / source / f"{lang}.json").read_bytes()).hexdigest())(ws)
+    return lambda ws: setting(
+        f"data.sources.{source}.sha256.{lang}",
+        hashlib.sha256((ws / "mirror" / source / f"{lang}.json").read_bytes()).hexdigest(),
+    )(ws)
 
 
 def flip_text_byte(rel: str) -> Callable[[Path], None]:
@@ -624,7 +929,13 @@ def flip_text_byte(rel: str) -> Callable[[Path], None]:
 
     def apply(ws: Path) -> None:
         frame = pd.read_parquet(ws / rel)
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), ws / rel, compression="none", use_dictionary=False, write_statistics=False)
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False),
+            ws / rel,
+            compression="none",
+            use_dictionary=False,
+            write_statistics=False,
+        )
         data = bytearray((ws / rel).read_bytes())
         needle = str(frame.text.iloc[0]).encode("utf-8")
         at = data.find(needle)
@@ -695,7 +1006,9 @@ def judge(rc: int, stderr: str, expect: str) -> tuple[str, str]:
     if expect in ("recover", "warn"):
         warned = next((line for line in lines if "discarding" in line or "warning" in line.lower()), "")
         if rc == 0:
-            return (("recovered" if expect == "recover" else "warned") if warned else "silent"), warned or "exit 0, no warning"
+            return (
+                ("recovered" if expect == "recover" else "warned") if warned else "silent"
+            ), warned or "exit 0, no warning"
         return ("clear" if first_error else "unclear"), first_error or (lines[-1] if lines else f"exit {rc}")
     if rc == 0:
         return "silent", "exit 0"
@@ -720,14 +1033,16 @@ def run_case(case: Case, golden: Path, root: Path, keep: bool) -> Result:
     try:
         try:
             case.mutate(ws)
-        except Exception as err:  # noqa: BLE001 - a broken case is reported, not a reason to stop the others
+        except Exception as err:
             return Result(case.name, case.stage, "probe-bug", f"the mutation failed: {type(err).__name__}: {err}")
         writes = STAGES[case.stage][1]
         before = fingerprint(ws, writes)
         t0 = time.perf_counter()
         try:
             argv = [*NO_OVERRIDE, *command(case.stage, case.args)] if case.read_only else command(case.stage, case.args)
-            done = subprocess.run(argv, cwd=ws, env=env(ws), capture_output=True, text=True, timeout=300, preexec_fn=preexec(case))
+            done = subprocess.run(
+                argv, cwd=ws, env=env(ws), capture_output=True, text=True, timeout=300, preexec_fn=preexec(case)
+            )
             rc, stderr = done.returncode, done.stderr
         except subprocess.TimeoutExpired as err:
             rc, stderr = -1, f"timed out after 300 s\n{err.stderr or ''}"
@@ -822,7 +1137,7 @@ def leftovers(ws: Path, outs: list[str]) -> list[str]:
                     pq.read_table(path)
                 elif path.suffix == ".npy":
                     np.load(path)
-            except Exception as err:  # noqa: BLE001 - any failure to parse is a damaged output
+            except Exception as err:
                 bad.append(f"damaged {rel} ({type(err).__name__})")
     return bad
 
@@ -835,10 +1150,18 @@ def run_fault(fault: Fault, golden: Path, root: Path, keep: bool) -> Result:
         outs = STAGES[fault.stage][1]
         pid_file = ws / "stage.pid"
         if fault.how == "launcher":
-            proc = subprocess.Popen([PYTHON, "-c", LAUNCHER, str(pid_file), *command(fault.stage)], cwd=ws, env=env(ws),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [PYTHON, "-c", LAUNCHER, str(pid_file), *command(fault.stage)],
+                cwd=ws,
+                env=env(ws),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         else:
-            proc = subprocess.Popen(command(fault.stage), cwd=ws, env=env(ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                command(fault.stage), cwd=ws, env=env(ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             pid_file.write_text(str(proc.pid))
         delay = fault.share * json.loads((golden / "durations.json").read_text())[fault.stage]
         t0 = time.perf_counter()
@@ -847,7 +1170,13 @@ def run_fault(fault: Fault, golden: Path, root: Path, keep: bool) -> Result:
                 break
             time.sleep(0.05)
         if proc.poll() is not None:
-            return Result(fault.name, fault.stage, "missed", f"the stage ended (exit {proc.returncode}) before it could be stopped", seconds=time.perf_counter() - t0)
+            return Result(
+                fault.name,
+                fault.stage,
+                "missed",
+                f"the stage ended (exit {proc.returncode}) before it could be stopped",
+                seconds=time.perf_counter() - t0,
+            )
         while not pid_file.exists() or not pid_file.read_text():
             time.sleep(0.05)
         child = int(pid_file.read_text())
@@ -863,7 +1192,13 @@ def run_fault(fault: Fault, golden: Path, root: Path, keep: bool) -> Result:
         stderr = proc.stderr.read() if proc.stderr else ""
         if alive(child):
             os.kill(child, signal.SIGKILL)
-            return Result(fault.name, fault.stage, "orphan", f"still running {stopped_in:.0f} s after the kill", seconds=time.perf_counter() - t0)
+            return Result(
+                fault.name,
+                fault.stage,
+                "orphan",
+                f"still running {stopped_in:.0f} s after the kill",
+                seconds=time.perf_counter() - t0,
+            )
         problems = leftovers(ws, outs)
         # As DVC does before re-running: remove the declared outputs (the checkpoint folder is not one), then run again.
         for out in outs:
@@ -878,9 +1213,20 @@ def run_fault(fault: Fault, golden: Path, root: Path, keep: bool) -> Result:
         elif problems:
             outcome, line = "partial", "; ".join(problems[:3])
         elif again.returncode != 0:
-            outcome, line = "no-rerun", next((x for x in again.stderr.splitlines() if x.startswith("error:")), again.stderr.strip()[-200:])
+            outcome, line = (
+                "no-rerun",
+                next((x for x in again.stderr.splitlines() if x.startswith("error:")), again.stderr.strip()[-200:]),
+            )
         else:
-            outcome, line = "ok", f"killed at {killed - t0:.1f} s, stopped {stopped_in:.1f} s later; re-run ok" + (f"; {first}" if first else f"; {stderr.strip().splitlines()[-1][-150:] if stderr.strip() else 'no message'}")
+            outcome, line = (
+                "ok",
+                f"killed at {killed - t0:.1f} s, stopped {stopped_in:.1f} s later; re-run ok"
+                + (
+                    f"; {first}"
+                    if first
+                    else f"; {stderr.strip().splitlines()[-1][-150:] if stderr.strip() else 'no message'}"
+                ),
+            )
         return Result(fault.name, fault.stage, outcome, line, seconds=time.perf_counter() - t0)
     finally:
         if not keep:
@@ -911,15 +1257,24 @@ def main() -> None:
             golden.mkdir()
             build_workspace(golden)
         selected = [c for c in cases() if args.only.lower() in f"{c.name} {c.stage}".lower()]
-        chosen_faults = [] if args.no_faults else [f for f in faults() if args.only.lower() in f"{f.name} {f.stage}".lower()]
+        chosen_faults = (
+            [] if args.no_faults else [f for f in faults() if args.only.lower() in f"{f.name} {f.stage}".lower()]
+        )
         results: list[Result] = []
         width = max([len(c.name) for c in selected] + [len(f.name) for f in chosen_faults] + [4])
         print(f"\n{'case':<{width}}  {'stage':<13} {'outcome':<10} {'s':>5}  first error line")
         for item in [*selected, *chosen_faults]:
-            result = run_case(item, golden, root, args.keep is not None) if isinstance(item, Case) else run_fault(item, golden, root, args.keep is not None)
+            result = (
+                run_case(item, golden, root, args.keep is not None)
+                if isinstance(item, Case)
+                else run_fault(item, golden, root, args.keep is not None)
+            )
             results.append(result)
             note = f"  [modified: {', '.join(result.modified[:3])}]" if result.modified else ""
-            print(f"{result.case:<{width}}  {result.stage:<13} {result.outcome:<10} {result.seconds:>5.1f}  {result.line[:150]}{note}", flush=True)
+            print(
+                f"{result.case:<{width}}  {result.stage:<13} {result.outcome:<10} {result.seconds:>5.1f}  {result.line[:150]}{note}",
+                flush=True,
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -929,9 +1284,18 @@ def main() -> None:
     fault_tally = Counter(r.outcome for r in results[n_cases:])
     modified = sum(1 for r in results if r.modified)
     print(
-        f"\n{n_cases} bad inputs: " + ", ".join(f"{tally[k]} {k}" for k in ("clear", "recovered", "warned", "traceback", "silent", "unclear") if tally[k] or k in ("clear", "traceback", "silent"))
+        f"\n{n_cases} bad inputs: "
+        + ", ".join(
+            f"{tally[k]} {k}"
+            for k in ("clear", "recovered", "warned", "traceback", "silent", "unclear")
+            if tally[k] or k in ("clear", "traceback", "silent")
+        )
         + f"; {modified} modified an input"
-        + (f"; {len(chosen_faults)} faults: " + ", ".join(f"{n} {k}" for k, n in sorted(fault_tally.items())) if chosen_faults else "")
+        + (
+            f"; {len(chosen_faults)} faults: " + ", ".join(f"{n} {k}" for k, n in sorted(fault_tally.items()))
+            if chosen_faults
+            else ""
+        )
         + f" ({time.perf_counter() - started:.0f} s)"
     )
     raise SystemExit(1 if bad else 0)

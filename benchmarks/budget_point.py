@@ -39,11 +39,15 @@ from mlret.params import Strategy, parse_params, read_yaml
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="comma-separated strategy:profile:seed")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, dotted key (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="params override, dotted key (repeatable)"
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--parallel-root", type=Path, default=Path("data/parallel"))
     parser.add_argument("--splits", type=Path, default=Path("data/splits"))
-    parser.add_argument("--base-model", type=Path, default=None, help="an existing base checkpoint (default: materialise model.name)")
+    parser.add_argument(
+        "--base-model", type=Path, default=None, help="an existing base checkpoint (default: materialise model.name)"
+    )
     parser.add_argument("--corpora", default="in_domain", choices=["in_domain", "all"])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--device", default=None)
@@ -68,7 +72,11 @@ def override(raw: dict[str, Any], assignment: str) -> None:
 def host() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
     try:
         import transformers
 
@@ -90,14 +98,16 @@ def score(raw: dict[str, Any], parallel_root: Path, splits: Path, corpora_kind: 
     params = parse_params(raw)
     corpora = EvalCorpora.from_params(params, parallel_root, splits / "articles.json", corpora_kind)
     index_model(corpora, work / "embeddings" / name, work / "index" / name, params.index)
-    evaluate_model(corpora, work / "embeddings" / name, work / "eval" / name, work / "metrics" / f"{name}.json", name, [])
+    evaluate_model(
+        corpora, work / "embeddings" / name, work / "eval" / name, work / "metrics" / f"{name}.json", name, []
+    )
 
 
 def main() -> None:
     args = parse_args()
-    from mlret.models.loading import materialise_base_model
-    from mlret.models.encoder import Encoder
     from mlret.encoding.corpora import encode_corpora
+    from mlret.models.encoder import Encoder
+    from mlret.models.loading import materialise_base_model
     from mlret.training.loop import RunSpec, train_run
 
     start = time.monotonic()
@@ -108,7 +118,9 @@ def main() -> None:
     runs = [tuple(item.split(":")) for item in args.runs.split(",") if item]
     for run in runs:
         if len(run) != 3 or run[1] not in params.profiles:
-            raise SystemExit(f"--runs: {':'.join(run)!r} is not strategy:profile:seed with a profile of params.yaml ({sorted(params.profiles)})")
+            raise SystemExit(
+                f"--runs: {':'.join(run)!r} is not strategy:profile:seed with a profile of params.yaml ({sorted(params.profiles)})"
+            )
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"settings": args.set, "corpora": args.corpora, "host": host(), "runs": {}}
@@ -128,10 +140,16 @@ def main() -> None:
             continue
         t0 = time.monotonic()
         spec = RunSpec(
-            settings=params.strategy_settings[Strategy(strategy)], profile=profile, seed=int(seed),
-            train_table=args.splits / profile / "train.parquet", candidates_table=args.parallel_root / source / "candidates.parquet",
-            base_model=base, out_dir=work / "models" / name, resume_dir=work / "checkpoints" / name,
-            log_path=work / "train" / f"{name}.csv", metrics_path=work / "train" / f"{name}.json",
+            settings=params.strategy_settings[Strategy(strategy)],
+            profile=profile,
+            seed=int(seed),
+            train_table=args.splits / profile / "train.parquet",
+            candidates_table=args.parallel_root / source / "candidates.parquet",
+            base_model=base,
+            out_dir=work / "models" / name,
+            resume_dir=work / "checkpoints" / name,
+            log_path=work / "train" / f"{name}.csv",
+            metrics_path=work / "train" / f"{name}.json",
         )
         train_run(spec, params.model, params.train, device=args.device)
         t1 = time.monotonic()
@@ -146,7 +164,9 @@ def main() -> None:
     t0 = time.monotonic()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, min(args.eval_workers, len(trained))), mp_context=context) as pool:
-        jobs = {name: pool.submit(score, raw, args.parallel_root, args.splits, args.corpora, work, name) for name in trained}
+        jobs = {
+            name: pool.submit(score, raw, args.parallel_root, args.splits, args.corpora, work, name) for name in trained
+        }
         for name, job in jobs.items():
             job.result()
     record["score_seconds"] = round(time.monotonic() - t0, 1)

@@ -55,7 +55,9 @@ def main() -> None:
     table = pd.read_csv(args.reports / "robustness.csv")
     contrasts = table[(table.kind == "contrast") & (table.scope == "mono")]
     if contrasts.empty:
-        raise SystemExit(f"{args.reports / 'robustness.csv'}: no mono-scope contrast row; does the grid train hybrid and multi on the ladder?")
+        raise SystemExit(
+            f"{args.reports / 'robustness.csv'}: no mono-scope contrast row; does the grid train hybrid and multi on the ladder?"
+        )
     worst = 0.0
     for row in contrasts.itertuples():
         headline = row.strategy.split(" − ")[0]
@@ -66,10 +68,13 @@ def main() -> None:
                 continue
             full = [x for x in languages if profile.fraction(x) >= 1.0]
             cells += [(name, lang, full) for lang in languages if profile.fraction(lang) == row.severity]
-        recomputed = (mono_specific_drop(args.reports / "pairs", row.dataset, headline, cells)
-                      - mono_specific_drop(args.reports / "pairs", row.dataset, COMPARATOR, cells))
+        recomputed = mono_specific_drop(args.reports / "pairs", row.dataset, headline, cells) - mono_specific_drop(
+            args.reports / "pairs", row.dataset, COMPARATOR, cells
+        )
         worst = max(worst, abs(recomputed - row.specific_drop))
-        print(f"{row.dataset} severity {row.severity:g} ({len(cells)} cells): table {row.specific_drop:+.5f}, from pairs {recomputed:+.5f}")
+        print(
+            f"{row.dataset} severity {row.severity:g} ({len(cells)} cells): table {row.specific_drop:+.5f}, from pairs {recomputed:+.5f}"
+        )
     print(f"largest difference {worst:.2e} (tolerance {args.tolerance:g})")
     sys.exit(0 if worst <= args.tolerance else 1)
 

@@ -41,7 +41,9 @@ def benchmark_sentences(data_dir: str, n: int) -> list[str]:
     per_lang = []
     for f in files:
         doc = json.loads(Path(f).read_text(encoding="utf-8"))
-        per_lang.append([s for art in doc["data"] for para in art["paragraphs"] for s in para["sentences"] if s.strip()])
+        per_lang.append(
+            [s for art in doc["data"] for para in art["paragraphs"] for s in para["sentences"] if s.strip()]
+        )
     mixed = [lang[i] for i in range(max(map(len, per_lang))) for lang in per_lang if i < len(lang)]
     return mixed[:n]
 
@@ -104,7 +106,9 @@ def model_gflop(encoder: Encoder, texts: list[str]) -> tuple[float, float]:
         return layers * (linear + attention)
 
     real = flops(lengths, 0)
-    padded = sum(flops(lengths[i : i + encoder.batch_size], int(lengths[i])) for i in range(0, len(lengths), encoder.batch_size))
+    padded = sum(
+        flops(lengths[i : i + encoder.batch_size], int(lengths[i])) for i in range(0, len(lengths), encoder.batch_size)
+    )
     return real / 1e9, padded / 1e9
 
 
@@ -116,7 +120,11 @@ def sentence_transformer(model_dir: str, params: ModelParams):  # -> SentenceTra
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers.models import Pooling, Transformer
     word = Transformer(model_dir, max_seq_length=params.max_passage_length)
-    dim = word.get_embedding_dimension() if hasattr(word, "get_embedding_dimension") else word.get_word_embedding_dimension()
+    dim = (
+        word.get_embedding_dimension()
+        if hasattr(word, "get_embedding_dimension")
+        else word.get_word_embedding_dimension()
+    )
     pooling = Pooling(dim, pooling_mode="mean")
     return SentenceTransformer(modules=[word, pooling], device="cpu")
 
@@ -138,11 +146,25 @@ def main() -> None:
     params = replace(load_params(args.params).model, name=args.model)
     texts = benchmark_sentences(args.data, args.n)
     ours = Encoder(args.model, params, device="cpu", batch_size=args.batch_size, precision="auto", show_progress=False)
-    ours32 = Encoder.from_model(ours.net, ours.tokenizer, params, device="cpu", batch_size=args.batch_size, precision="fp32", show_progress=False)
+    ours32 = Encoder.from_model(
+        ours.net,
+        ours.tokenizer,
+        params,
+        device="cpu",
+        batch_size=args.batch_size,
+        precision="fp32",
+        show_progress=False,
+    )
     st = sentence_transformer(args.model, params)
 
     def st_encode(xs: list[str]) -> np.ndarray:
-        return st.encode(xs, prompt=params.passage_prefix, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        return st.encode(
+            xs,
+            prompt=params.passage_prefix,
+            batch_size=args.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
 
     contenders: dict[str, Callable[[list[str]], np.ndarray]] = {
         "sentence-transformers fp32": st_encode,
@@ -170,9 +192,13 @@ def main() -> None:
             print(f"  round {r + 1}: {name:<30} {len(texts) / elapsed:8.1f} texts/s  ({cpu:.1f} s CPU)", flush=True)
 
     st_name, auto_name, fp32_name = names
-    print(f"\n{len(texts)} XQuAD-R sentences, passage side, batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.rounds}")
+    print(
+        f"\n{len(texts)} XQuAD-R sentences, passage side, batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.rounds}"
+    )
     for name in names:
-        print(f"{name:<30} {len(texts) / best[name]:8.1f} texts/s  {best_cpu[name]:6.1f} s CPU  peak RSS +{peak[name]:7.1f} MiB")
+        print(
+            f"{name:<30} {len(texts) / best[name]:8.1f} texts/s  {best_cpu[name]:6.1f} s CPU  peak RSS +{peak[name]:7.1f} MiB"
+        )
     for name in (auto_name, fp32_name):
         cos = np.sum(outputs[name] * outputs[st_name], axis=1)
         print(
@@ -183,12 +209,16 @@ def main() -> None:
     print(f"mlret auto vs mlret fp32: cosine mean {cos.mean():.6f} min {cos.min():.6f}")
 
     real, padded = model_gflop(ours, texts)
-    print(f"\nmodel work: {real:.0f} GFLOP on real tokens, {padded:.0f} GFLOP with batch padding ({padded / real - 1:.1%} padding)")
+    print(
+        f"\nmodel work: {real:.0f} GFLOP on real tokens, {padded:.0f} GFLOP with batch padding ({padded / real - 1:.1%} padding)"
+    )
     for name, enc in ((auto_name, ours), (fp32_name, ours32)):
         dtype = enc.autocast_dtype or torch.float32
         peak_rate = matmul_gflops(dtype)
         rate = padded / best[name]
-        print(f"{name}: {rate:.0f} GFLOP/s = {rate / peak_rate:.0%} of this machine's {str(dtype).removeprefix('torch.')} matmul rate ({peak_rate:.0f} GFLOP/s, 2048^3)")
+        print(
+            f"{name}: {rate:.0f} GFLOP/s = {rate / peak_rate:.0%} of this machine's {str(dtype).removeprefix('torch.')} matmul rate ({peak_rate:.0f} GFLOP/s, 2048^3)"
+        )
 
 
 if __name__ == "__main__":

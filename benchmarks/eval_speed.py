@@ -98,7 +98,13 @@ def faiss_top_k(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 def run_case(name: str) -> dict:
-    from mlret.scoring.measures import expected_random_average_precision, macro_mean, mean_average_precision, mean_rank_distance, same_language_shares
+    from mlret.scoring.measures import (
+        expected_random_average_precision,
+        macro_mean,
+        mean_average_precision,
+        mean_rank_distance,
+        same_language_shares,
+    )
     from mlret.scoring.ranking import exact_ranks, exact_top_k
 
     queries, pool, relevant, lang = make_setting()
@@ -171,7 +177,9 @@ def main() -> None:
     import threadpoolctl
 
     blas = [(p["internal_api"], p["num_threads"]) for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
-    print(f"{N_LANGS * N_GROUPS} queries x {N_LANGS * N_GROUPS} candidates, {DIM}-d float32, {N_LANGS} relevant each, top-{K}, chunk {CHUNK}")
+    print(
+        f"{N_LANGS * N_GROUPS} queries x {N_LANGS * N_GROUPS} candidates, {DIM}-d float32, {N_LANGS} relevant each, top-{K}, chunk {CHUNK}"
+    )
     print(f"cpus={os.cpu_count()} numpy={np.__version__} blas={blas} faiss={faiss.__version__}")
     results = {}
     for case in ("exact_ranks", "exact_top_k", "faiss", "numpy_argsort", "agreement"):
@@ -179,8 +187,14 @@ def main() -> None:
         results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
     for case in ("exact_ranks", "exact_top_k", "faiss", "numpy_argsort"):
         r = results[case]
-        extra = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in {"case", "seconds", "peak_rss_mib", "extra_rss_mib"}}
-        print(f"{case:14s} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB (extra {r['extra_rss_mib']:6.0f} MiB)   {extra}")
+        extra = {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in r.items()
+            if k not in {"case", "seconds", "peak_rss_mib", "extra_rss_mib"}
+        }
+        print(
+            f"{case:14s} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB (extra {r['extra_rss_mib']:6.0f} MiB)   {extra}"
+        )
     ratio = results["numpy_argsort"]["seconds"] / results["faiss"]["seconds"]
     print(f"numpy argsort / faiss IndexFlatIP wall-time ratio: {ratio:.1f}x")
     print("agreement:", json.dumps(results["agreement"], indent=1))

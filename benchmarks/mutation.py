@@ -72,8 +72,14 @@ MODULES: dict[str, tuple[str, ...]] = {
 # checkpoints, signals) would need test_loop.py and test_resume.py, about 20 more minutes.
 FUNCTIONS: dict[str, tuple[str, ...]] = {
     "src/mlret/training/loop.py": (
-        "planned_steps", "_no_decay", "Trainer.__init__", "Trainer.embed", "Trainer.batch_texts",
-        "Trainer.train_step", "Trainer.backward", "Trainer.optimizer_step",
+        "planned_steps",
+        "_no_decay",
+        "Trainer.__init__",
+        "Trainer.embed",
+        "Trainer.batch_texts",
+        "Trainer.train_step",
+        "Trainer.backward",
+        "Trainer.optimizer_step",
     ),
 }
 # Copied from --repo into each temporary copy (src/ and tests/ always). Tests read params.yaml.
@@ -82,7 +88,15 @@ PYTEST_ARGS = ("-m", "not slow", "-p", "no:cacheprovider")
 MUTMUT_VERSION = "3."
 # One row of `mutmut results --all true`: "    mlret.x.y.x_f__mutmut_3: survived".
 RESULT_LINE = re.compile(r"^\s+(\S+__mutmut_\d+): (.+)$")
-OTHER = ("suspicious", "segfault", "no tests", "skipped", "caught by type check", "not checked", "check was interrupted by user")
+OTHER = (
+    "suspicious",
+    "segfault",
+    "no tests",
+    "skipped",
+    "caught by type check",
+    "not checked",
+    "check was interrupted by user",
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -113,9 +127,14 @@ def mutmut_executable() -> str:
 
         found = version("mutmut")
     except PackageNotFoundError:
-        raise fail("mutmut is not installed in this environment", f"{sys.executable} -m pip install mutmut==3.8.1") from None
+        raise fail(
+            "mutmut is not installed in this environment", f"{sys.executable} -m pip install mutmut==3.8.1"
+        ) from None
     if not found.startswith(MUTMUT_VERSION):
-        raise fail(f"mutmut {found} is installed; this script drives mutmut 3", f"{sys.executable} -m pip install mutmut==3.8.1")
+        raise fail(
+            f"mutmut {found} is installed; this script drives mutmut 3",
+            f"{sys.executable} -m pip install mutmut==3.8.1",
+        )
     script = Path(sys.executable).parent / "mutmut"
     return str(script) if script.exists() else shutil.which("mutmut") or "mutmut"
 
@@ -124,11 +143,15 @@ def check_mapping(repo: Path, modules: dict[str, tuple[str, ...]]) -> None:
     paths = [p.split("::")[0] for module, tests in modules.items() for p in (module, *tests)]
     missing = [p for p in paths if not (repo / p).is_file()]
     if missing:
-        raise fail(f"not in {repo}: {', '.join(missing)}", "Update MODULES at the top of benchmarks/mutation.py to the checkout's layout.")
+        raise fail(
+            f"not in {repo}: {', '.join(missing)}",
+            "Update MODULES at the top of benchmarks/mutation.py to the checkout's layout.",
+        )
 
 
 def mutmut_table(module: str, tests: tuple[str, ...]) -> str:
     """The [tool.mutmut] table: the whole src/ is copied (so the package imports from mutants/src), one file mutated."""
+
     def toml_list(items: tuple[str, ...] | list[str]) -> str:
         return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -156,7 +179,10 @@ def prepare_copy(repo: Path, dest: Path, module: str, tests: tuple[str, ...]) ->
     pyproject = dest / "pyproject.toml"
     text = pyproject.read_text() if pyproject.exists() else ""
     if "mutmut" in tomllib.loads(text).get("tool", {}):
-        raise fail(f"{repo / 'pyproject.toml'} already has a [tool.mutmut] table", "Remove it: this script writes its own per module.")
+        raise fail(
+            f"{repo / 'pyproject.toml'} already has a [tool.mutmut] table",
+            "Remove it: this script writes its own per module.",
+        )
     pyproject.write_text(text + mutmut_table(module, tests))
     tomllib.loads(pyproject.read_text())
 
@@ -164,7 +190,10 @@ def prepare_copy(repo: Path, dest: Path, module: str, tests: tuple[str, ...]) ->
 def mutant_globs(module: str) -> list[str]:
     """mutmut's names for the mutants of FUNCTIONS[module]: ``pkg.mod.x_func__mutmut_3``, ``pkg.mod.xǁClassǁmethod__mutmut_3``."""
     dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
-    return [f"{dotted}.{'xǁ' + name.replace('.', 'ǁ') if '.' in name else 'x_' + name}__mutmut_*" for name in FUNCTIONS.get(module, ())]
+    return [
+        f"{dotted}.{'xǁ' + name.replace('.', 'ǁ') if '.' in name else 'x_' + name}__mutmut_*"
+        for name in FUNCTIONS.get(module, ())
+    ]
 
 
 def unshare_fixtures(test_file: Path) -> None:
@@ -176,7 +205,9 @@ def unshare_fixtures(test_file: Path) -> None:
     Fixtures of tests/conftest.py stay shared: none of them calls a module in MODULES.
     """
     text = test_file.read_text()
-    test_file.write_text(re.sub(r"@pytest\.fixture\(scope=\"(module|session|package|class)\"\)", "@pytest.fixture", text))
+    test_file.write_text(
+        re.sub(r"@pytest\.fixture\(scope=\"(module|session|package|class)\"\)", "@pytest.fixture", text)
+    )
 
 
 def run_env() -> dict[str, str]:
@@ -188,13 +219,19 @@ def run_env() -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(
-        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        TQDM_DISABLE="1",
+        PYTHONDONTWRITEBYTECODE="1",
     )
     return env
 
 
-def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, max_children: int, diffs: bool) -> ModuleResult:
+def mutate_module(
+    repo: Path, module: str, tests: tuple[str, ...], work: Path, max_children: int, diffs: bool
+) -> ModuleResult:
     mutmut = mutmut_executable()
     prepare_copy(repo, work, module, tests)
     env = run_env()
@@ -207,14 +244,21 @@ def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, m
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise fail(f"mutmut run failed for {module} (exit {run.returncode}); last lines of {log}:\n{tail}",
-                   "Run its tests in a plain checkout first; they must pass there without network access.")
-    listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=True)
+        raise fail(
+            f"mutmut run failed for {module} (exit {run.returncode}); last lines of {log}:\n{tail}",
+            "Run its tests in a plain checkout first; they must pass there without network access.",
+        )
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=True
+    )
     statuses = {m.group(1): m.group(2).strip() for m in map(RESULT_LINE.match, listing.stdout.splitlines()) if m}
     if globs:  # the other functions' mutants exist but were never run
         statuses = {k: v for k, v in statuses.items() if any(fnmatch(k, g) for g in globs)}
     if not statuses:
-        raise fail(f"mutmut generated no mutants for {module}", "Check that the file has functions (mutmut 3 mutates function bodies only).")
+        raise fail(
+            f"mutmut generated no mutants for {module}",
+            "Check that the file has functions (mutmut 3 mutates function bodies only).",
+        )
     survivors = [{"id": key} for key in sorted(k for k, status in statuses.items() if status == "survived")]
     if diffs and survivors:
         shown = show_all(work, env, [row["id"] for row in survivors])
@@ -226,7 +270,9 @@ def mutate_module(repo: Path, module: str, tests: tuple[str, ...], work: Path, m
 def show_all(work: Path, env: dict[str, str], ids: list[str]) -> dict[str, str]:
     """`mutmut show` of each id, in one process: a `mutmut show` per survivor costs a second of imports each."""
     program = "import sys\nfrom mutmut.__main__ import show\nfor key in sys.argv[1:]:\n    show.callback(key)\n"
-    out = subprocess.run([sys.executable, "-c", program, *ids], cwd=work, env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", program, *ids], cwd=work, env=env, capture_output=True, text=True
+    ).stdout
     diffs: dict[str, str] = {}
     for block in re.split(r"^(?=# \S+__mutmut_\d+: )", out, flags=re.M):
         header = re.match(r"# (\S+): ", block)
@@ -236,8 +282,11 @@ def show_all(work: Path, env: dict[str, str], ids: list[str]) -> dict[str, str]:
 
 
 def print_row(name: str, generated: int, counts: dict[str, int], other: int, seconds: float) -> None:
-    print(f"{name:<40} {generated:>9} {counts.get('killed', 0):>6} {counts.get('survived', 0):>8} "
-          f"{counts.get('timeout', 0):>7} {other:>6} {seconds:>8.0f}", flush=True)
+    print(
+        f"{name:<40} {generated:>9} {counts.get('killed', 0):>6} {counts.get('survived', 0):>8} "
+        f"{counts.get('timeout', 0):>7} {other:>6} {seconds:>8.0f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -246,7 +295,9 @@ def main() -> None:
     parser.add_argument("--module", action="append", help="a key of MODULES (repeatable); default: all")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--json", type=Path, help="write counts and survivors (ids and diffs) here")
-    parser.add_argument("--keep", type=Path, help="keep each module's mutmut folder under this folder (for `mutmut show`)")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each module's mutmut folder under this folder (for `mutmut show`)"
+    )
     args = parser.parse_args()
 
     repo = args.repo.resolve()
@@ -275,8 +326,12 @@ def main() -> None:
     print_row("total", sum(total.values()), total, sum(total.get(k, 0) for k in OTHER), sum(r.seconds for r in results))
     print("other = suspicious, segfault, no tests, skipped, not checked")
     if args.json:
-        payload = {"repo": str(repo), "max_children": args.max_children, "kept_in": str(args.keep) if args.keep else None,
-                   "modules": [asdict(r) | {"generated": r.generated} for r in results]}
+        payload = {
+            "repo": str(repo),
+            "max_children": args.max_children,
+            "kept_in": str(args.keep) if args.keep else None,
+            "modules": [asdict(r) | {"generated": r.generated} for r in results],
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"survivors written to {args.json}")
 

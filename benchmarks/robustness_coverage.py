@@ -30,7 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     result = coverage(args.studies, resamples=args.resamples, seed=args.seed, scope=args.scope)
-    print(f"scope {args.scope}: {args.studies} studies, {result.intervals} intervals, {time.perf_counter() - start:.0f} s")
+    print(
+        f"scope {args.scope}: {args.studies} studies, {result.intervals} intervals, {time.perf_counter() - start:.0f} s"
+    )
     for severity, share in result.by_severity.items():
         print(f"  severity {severity:g}: coverage {share:.3f}")
     print(f"coverage {result.coverage:.4f} (nominal 0.95); mean half-width {result.mean_half_width:.4f} mAP")

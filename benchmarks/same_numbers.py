@@ -44,9 +44,18 @@ def export(rev: str, dest: Path) -> Path:
 
 def git_env(home: Path) -> dict[str, str]:
     return {
-        **os.environ, "HOME": str(home.parent), "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "PYTHONPATH": str(home / "src"), "OMP_NUM_THREADS": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        **os.environ,
+        "HOME": str(home.parent),
+        "DVC_NO_ANALYTICS": "1",
+        "TQDM_DISABLE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "PYTHONPATH": str(home / "src"),
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 
 
@@ -73,15 +82,38 @@ def configure(repo: Path, work: Path) -> None:
         del sys.path[:2]
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(
-        mirror=str(mirror), train_source="tiny-xquad", split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
-        sources={n: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions} for n, s in sources.items()},
+        mirror=str(mirror),
+        train_source="tiny-xquad",
+        split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
+        sources={
+            n: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions}
+            for n, s in sources.items()
+        },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5, "ar": 0.25}}
     if "runs" in params:  # the grid the older revisions trained: every strategy at both profiles, seed 0
-        params["runs"] = {f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "all"} for s in ("mono", "cross", "multi", "hybrid") for p in ("balanced", "lowres")}
+        params["runs"] = {
+            f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "all"}
+            for s in ("mono", "cross", "multi", "hybrid")
+            for p in ("balanced", "lowres")
+        }
         params["train"]["schedule"] = "random"
-    params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
-    params["train"].update(batch_size=4, max_steps=6, save_every=3, max_query_length=16, max_passage_length=16, precision="fp32", freeze_word_embeddings=False)
+    params["model"].update(
+        name=str(model),
+        query_prefix="query : ",
+        passage_prefix="passage : ",
+        max_query_length=16,
+        max_passage_length=16,
+    )
+    params["train"].update(
+        batch_size=4,
+        max_steps=6,
+        save_every=3,
+        max_query_length=16,
+        max_passage_length=16,
+        precision="fp32",
+        freeze_word_embeddings=False,
+    )
     params["eval"]["batch_size"] = 8
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
@@ -119,11 +151,15 @@ def compare(old: Path, new: Path) -> int:
         before, after = numbers(json.loads(path.read_text())), numbers(json.loads((new / rel).read_text()))
         diff = [k for k in before if k in after and not same(before[k], after[k])]
         dropped = [k for k in before if k not in after]
-        print(f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} no longer reported, {len(set(after) - set(before))} new")
+        print(
+            f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} no longer reported, {len(set(after) - set(before))} new"
+        )
         for key in diff[:3]:
             print(f"    {key}: {before.get(key)} -> {after.get(key)}")
         if dropped:
-            print(f"    no longer reported (not a change of any number): {dropped[:3]}{' ...' if len(dropped) > 3 else ''}")
+            print(
+                f"    no longer reported (not a change of any number): {dropped[:3]}{' ...' if len(dropped) > 3 else ''}"
+            )
         moved += len(diff)
     for path in sorted((old / "data" / "eval").rglob("per_query.parquet")):
         rel = path.relative_to(old)

@@ -63,7 +63,11 @@ def losses(rev: str, steps: int, precision: str, no_dropout: bool, root: Path) -
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(steps), precision, "1" if no_dropout else "0"],
-        cwd=REPO, env=env, check=True, capture_output=True, text=True,
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -82,7 +86,9 @@ def main() -> None:
     for step, (a, b) in enumerate(zip(old, new, strict=True), start=1):
         print(f"{step:>4}  {a:12.6f}  {b:12.6f}  {b - a:+.2e}")
     worst = max(abs(b - a) for a, b in zip(old, new))
-    print(f"largest difference over {args.steps} steps ({args.precision}, dropout {'off' if args.no_dropout else 'on'}): {worst:.2e}")
+    print(
+        f"largest difference over {args.steps} steps ({args.precision}, dropout {'off' if args.no_dropout else 'on'}): {worst:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -85,18 +85,41 @@ def main() -> None:
     parser.add_argument("--train-table", required=True, type=Path, help="the profile's training table")
     parser.add_argument("--candidates", required=True, type=Path, help="the training source's candidates table")
     parser.add_argument("--base-model", required=True, type=Path, help="the checkpoint both sides train")
-    parser.add_argument("--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast")
-    parser.add_argument("--trained-embeddings", action="store_true", help="compare our step with trained word embeddings against it frozen, instead of against ST")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="override train.precision (fp32: what a CPU without native bf16 runs)")
+    parser.add_argument(
+        "--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast"
+    )
+    parser.add_argument(
+        "--trained-embeddings",
+        action="store_true",
+        help="compare our step with trained word embeddings against it frozen, instead of against ST",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="override train.precision (fp32: what a CPU without native bf16 runs)",
+    )
     args = parser.parse_args()
 
     params = load_params()
-    train = dataclasses.replace(params.train, max_steps=args.warmup + args.steps, save_every=10**9, precision=args.precision or params.train.precision)
+    train = dataclasses.replace(
+        params.train,
+        max_steps=args.warmup + args.steps,
+        save_every=10**9,
+        precision=args.precision or params.train.precision,
+    )
     unused = Path(tempfile.mkdtemp())  # the benchmark steps the trainer by hand, so it writes no outputs
     spec = RunSpec(
-        settings=params.strategy_settings[Strategy(args.strategy)], profile=args.profile, seed=0,
-        train_table=args.train_table, candidates_table=args.candidates, base_model=args.base_model,
-        out_dir=unused / "model", resume_dir=unused / "checkpoint", log_path=unused / "log.csv", metrics_path=unused / "metrics.json",
+        settings=params.strategy_settings[Strategy(args.strategy)],
+        profile=args.profile,
+        seed=0,
+        train_table=args.train_table,
+        candidates_table=args.candidates,
+        base_model=args.base_model,
+        out_dir=unused / "model",
+        resume_dir=unused / "checkpoint",
+        log_path=unused / "log.csv",
+        metrics_path=unused / "metrics.json",
     )
     ours = Trainer(spec, params.model, train, device="cpu")
     prefixes = (params.model.query_prefix, params.model.passage_prefix)
@@ -111,7 +134,7 @@ def main() -> None:
         def step(q: list[str], p: list[str]) -> None:
             for optimizer in trainer.optimizers():
                 optimizer.zero_grad(set_to_none=True)
-            trainer.backward([t[len(prefixes[0]):] for t in q], [t[len(prefixes[1]):] for t in p])
+            trainer.backward([t[len(prefixes[0]) :] for t in q], [t[len(prefixes[1]) :] for t in p])
             trainer.optimizer_step()
 
         return step
@@ -119,12 +142,22 @@ def main() -> None:
     sides = {"ours": our_step(ours)}
     if args.trained_embeddings:
         # Our step with the word embeddings trained (row-sparse updates) against the same step with them frozen.
-        trained = Trainer(spec, params.model, dataclasses.replace(train, freeze_word_embeddings=not train.freeze_word_embeddings), device="cpu")
+        trained = Trainer(
+            spec,
+            params.model,
+            dataclasses.replace(train, freeze_word_embeddings=not train.freeze_word_embeddings),
+            device="cpu",
+        )
         frozen_first = train.freeze_word_embeddings
-        sides = {"frozen": our_step(ours if frozen_first else trained), "trained": our_step(trained if frozen_first else ours)}
+        sides = {
+            "frozen": our_step(ours if frozen_first else trained),
+            "trained": our_step(trained if frozen_first else ours),
+        }
     else:
         st_step = sentence_transformers_side(
-            spec.base_model, train.max_passage_length, train.learning_rate,
+            spec.base_model,
+            train.max_passage_length,
+            train.learning_rate,
             freeze=train.freeze_word_embeddings if args.same_settings else False,
             autocast_dtype=ours.autocast_dtype if args.same_settings else None,
         )
@@ -143,16 +176,24 @@ def main() -> None:
             pairs.append(len(q))
     n_pairs = float(np.sum(pairs))
     rate = {name: n_pairs / float(np.sum(t)) for name, t in times.items()}
-    print(f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
-          f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, packed {ours.packed}, same settings for ST: {args.same_settings}")
+    print(
+        f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
+        f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, packed {ours.packed}, same settings for ST: {args.same_settings}"
+    )
     for name, value in rate.items():
-        print(f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median, {np.median(cpu[name]):.2f} CPU s/step, over {args.steps} steps)")
+        print(
+            f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median, {np.median(cpu[name]):.2f} CPU s/step, over {args.steps} steps)"
+        )
     first, second = list(sides)
-    print(f"{f'ratio {first} / {second}':>22}: {rate[first] / rate[second]:.2f}x wall, "
-          f"{float(np.sum(cpu[second])) / float(np.sum(cpu[first])):.2f}x CPU time")
+    print(
+        f"{f'ratio {first} / {second}':>22}: {rate[first] / rate[second]:.2f}x wall, "
+        f"{float(np.sum(cpu[second])) / float(np.sum(cpu[first])):.2f}x CPU time"
+    )
     if args.trained_embeddings:
-        print(f"{'trained / frozen step':>22}: {float(np.sum(times['trained'])) / float(np.sum(times['frozen'])):.2f}x wall, "
-              f"{float(np.sum(cpu['trained'])) / float(np.sum(cpu['frozen'])):.2f}x CPU time")
+        print(
+            f"{'trained / frozen step':>22}: {float(np.sum(times['trained'])) / float(np.sum(times['frozen'])):.2f}x wall, "
+            f"{float(np.sum(cpu['trained'])) / float(np.sum(cpu['frozen'])):.2f}x CPU time"
+        )
     print(f"{'peak RSS (process)':>22}: {peak_rss_mb():.0f} MiB")
 
 

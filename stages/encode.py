@@ -14,7 +14,9 @@ from mlret.training.stop import stop_with_launcher
 @cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="the model's checkpoint folder (models/base, models/{strategy}/{profile}/{seed})")
+    parser.add_argument(
+        "checkpoint", help="the model's checkpoint folder (models/base, models/{strategy}/{profile}/{seed})"
+    )
     add_corpora_arguments(parser)
     parser.add_argument("out_dir", help="this model's embeddings (data/embeddings/{model})")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -30,7 +32,9 @@ def main() -> None:
         encoder = Encoder(args.checkpoint, params.model, batch_size=params.eval.batch_size, device=args.device)
         encoded = encode_corpora(encoder, corpora, args.out_dir)
         if rank_and_world()[0] == 0:
-            print(f"encoded {sum(encoded.values())} texts of {len(encoded)} corpora with {args.checkpoint} -> {args.out_dir}")
+            print(
+                f"encoded {sum(encoded.values())} texts of {len(encoded)} corpora with {args.checkpoint} -> {args.out_dir}"
+            )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,18 @@ def main() -> None:
     parser.add_argument("embeddings_dir", help="this model's embeddings (data/embeddings/{model})")
     parser.add_argument("eval_dir", help="this model's per-query results (data/eval/{model})")
     parser.add_argument("metrics_path", help="this model's summary metrics (metrics/eval/{model}.json)")
-    parser.add_argument("--model", required=True, help="this model's name (base, or {strategy}/{profile}/{seed}): the tag of its TREC run files")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="this model's name (base, or {strategy}/{profile}/{seed}): the tag of its TREC run files",
+    )
     args = parser.parse_args()
     params = load_params()
     corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
     with stop_with_launcher("evaluate"):
-        evaluate_model(corpora, args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs)
+        evaluate_model(
+            corpora, args.embeddings_dir, args.eval_dir, args.metrics_path, args.model, params.eval.trec_runs
+        )
     print(f"evaluated {args.embeddings_dir} -> {args.metrics_path}")
 
 

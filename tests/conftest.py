@@ -25,7 +25,9 @@ def sentence_text(lang: str, article: int, paragraph: int, sentence: int) -> str
     return f"{WORDS[lang]} a{article} p{paragraph} s{sentence} ends here."
 
 
-def _paragraph_json(lang: str, article: int, paragraph: int, n_sentences: int, qids: list[tuple[str, int]], bom: bool = False) -> dict[str, Any]:
+def _paragraph_json(
+    lang: str, article: int, paragraph: int, n_sentences: int, qids: list[tuple[str, int]], bom: bool = False
+) -> dict[str, Any]:
     """A paragraph whose ``qids`` are (id, answer sentence index) pairs."""
     sentences = [sentence_text(lang, article, paragraph, s) for s in range(n_sentences)]
     if bom:
@@ -84,7 +86,9 @@ def _source_for(root: Path, name: str, langs: list[str]) -> SourceParams:
         sha[lang] = hashlib.sha256(path.read_bytes()).hexdigest()
         payload = json.loads(path.read_text(encoding="utf-8"))
         counts[lang] = sum(len(p["qas"]) for a in payload["data"] for p in a["paragraphs"])
-    return SourceParams(name=name, url="https://example.invalid/" + name + "/{lang}.json", sha256=sha, expected_questions=counts)
+    return SourceParams(
+        name=name, url="https://example.invalid/" + name + "/{lang}.json", sha256=sha, expected_questions=counts
+    )
 
 
 @pytest.fixture
@@ -99,9 +103,7 @@ def tiny_xquad(tmp_path: Path) -> tuple[Path, SourceParams]:
 
 TINY_WORDS = sorted(
     set(
-        "query passage : the a cat dog sat on mat house river city "
-        "le chat est sur tapis maison der hund ist im haus el perro en casa "
-        "кошка собака дом река 猫 狗 房子 قطة كلب بيت ends here . ?".split()
+        ["query", "passage", ":", "the", "a", "cat", "dog", "sat", "on", "mat", "house", "river", "city", "le", "chat", "est", "sur", "tapis", "maison", "der", "hund", "ist", "im", "haus", "el", "perro", "en", "casa", "кошка", "собака", "дом", "река", "猫", "狗", "房子", "قطة", "كلب", "بيت", "ends", "here", ".", "?"]
     )
     | set(WORDS.values())
     | set(QUESTION_WORDS.values())
@@ -120,7 +122,9 @@ def build_tiny_tokenizer():
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
 
 
 def build_tiny_model(vocab_size: int):
@@ -129,8 +133,12 @@ def build_tiny_model(vocab_size: int):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     return BertModel(config).eval()
 
@@ -152,8 +160,13 @@ def _model_params(name: str = "unused", **overrides: object):
     from mlret.params import ModelParams
 
     values: dict[str, object] = dict(
-        name=name, pooling="mean", query_prefix="query : ", passage_prefix="passage : ",
-        max_query_length=16, max_passage_length=32, normalize=True,
+        name=name,
+        pooling="mean",
+        query_prefix="query : ",
+        passage_prefix="passage : ",
+        max_query_length=16,
+        max_passage_length=32,
+        normalize=True,
     )
     values.update(overrides)
     return ModelParams(**values)  # type: ignore[arg-type]

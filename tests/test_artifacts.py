@@ -14,7 +14,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlret.artifacts import atomic_path, current_umask, read_json, read_table, set_default_modes, staged_dir, write_bytes, write_json, write_table
+from mlret.artifacts import (
+    atomic_path,
+    current_umask,
+    read_json,
+    read_table,
+    set_default_modes,
+    staged_dir,
+    write_bytes,
+    write_json,
+    write_table,
+)
 
 FRAME = pd.DataFrame({"qid": ["q1", "q2"], "lang": ["ru", "zh"], "text": ["река течёт", "河流"]})
 
@@ -231,11 +241,13 @@ def test_a_full_disk_under_safetensors_names_the_staged_folder(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"] and [p.name for p in target.iterdir()] == ["old.json"]
 
 
-def test_a_staged_folder_that_cannot_be_created_is_named_by_its_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_staged_folder_that_cannot_be_created_is_named_by_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A read-only output folder (which root, running the tests, could still write: so the refusal is made by hand)."""
     import tempfile
 
-    def refuse(prefix: str, dir: str) -> str:  # noqa: A002 (tempfile's own name)
+    def refuse(prefix: str, dir: str) -> str:
         raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "x1y2"))
 
     monkeypatch.setattr(tempfile, "mkdtemp", refuse)

@@ -34,15 +34,21 @@ def test_mlret_error_is_two_lines_and_status_1(capsys: pytest.CaptureFixture[str
 
     code, err = _run(stage, capsys)
     assert code == 1
-    assert err == "error: params.yaml: train.batch_size = 0 must be positive.\n       Set train.batch_size to 1 or more.\n"
+    assert (
+        err == "error: params.yaml: train.batch_size = 0 must be positive.\n       Set train.batch_size to 1 or more.\n"
+    )
 
 
 def test_success_passes_the_return_value_through() -> None:
     assert cli_errors(lambda x: x + 1)(41) == 42
 
 
-@pytest.mark.parametrize("raised", [MlretError("bad input", "fix it"), PermissionError(errno.EACCES, "Permission denied", "out/x.json")])
-def test_debug_shows_the_traceback(raised: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "raised", [MlretError("bad input", "fix it"), PermissionError(errno.EACCES, "Permission denied", "out/x.json")]
+)
+def test_debug_shows_the_traceback(
+    raised: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def stage() -> None:
         raise raised
 
@@ -61,7 +67,9 @@ def test_writing_below_a_file_names_the_path(tmp_path: Path, capsys: pytest.Capt
     assert "Traceback" not in err
     first, fix, end = err.split("\n")
     assert first == f"error: {tmp_path / 'metrics' / 'eval'}: Not a directory"
-    assert fix.strip() == "A part of that path is a file where a folder is expected: move the file away or fix the path."
+    assert (
+        fix.strip() == "A part of that path is a file where a folder is expected: move the file away or fix the path."
+    )
     assert end == ""
 
 
@@ -159,14 +167,24 @@ main(*sys.argv[1:])
 def test_failed_write_in_a_stage_names_the_artifact(kind: str, name: str, tmp_path: Path) -> None:
     target = tmp_path / "out" / name
     env = {key: value for key, value in os.environ.items() if key != "MLRET_DEBUG"}
-    run = subprocess.run([sys.executable, "-c", _CAPPED_STAGE, kind, str(target)], capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", _CAPPED_STAGE, kind, str(target)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert run.returncode == 1, run.stderr
     # pyarrow says "Error writing bytes to file. Detail: [errno 27] File too large"; we print the system's words
-    assert run.stderr == f"error: {target}: File too large\n       Set MLRET_DEBUG=1 and re-run to see where it happened.\n"
+    assert (
+        run.stderr
+        == f"error: {target}: File too large\n       Set MLRET_DEBUG=1 and re-run to see where it happened.\n"
+    )
     assert list(target.parent.iterdir()) == []  # no half-written temporary file left behind
 
-    debug = subprocess.run([sys.executable, "-c", _CAPPED_STAGE, kind, str(target)], capture_output=True, text=True,
-                           env={**env, "MLRET_DEBUG": "1"}, timeout=120)
+    debug = subprocess.run(
+        [sys.executable, "-c", _CAPPED_STAGE, kind, str(target)],
+        capture_output=True,
+        text=True,
+        env={**env, "MLRET_DEBUG": "1"},
+        timeout=120,
+    )
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr and "OSError: [Errno 27] " in debug.stderr and str(target) in debug.stderr
 
@@ -186,7 +204,7 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
         "main()\n"
     )
     result = subprocess.run(
-        f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True, text=True, timeout=60
+        f'{sys.executable} -c "{script}" | head -1', shell=True, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.startswith("line")
     assert "error" not in result.stderr.lower() and "Traceback" not in result.stderr

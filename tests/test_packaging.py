@@ -103,10 +103,14 @@ def test_every_import_in_tests_and_benchmarks_is_declared_in_their_extra() -> No
     [(RUNTIME, RUNTIME_PINS), (EXTRAS["test"], DEV_PINS), (EXTRAS["bench"], DEV_PINS)],
     ids=["runtime-in-requirements.txt", "test-in-requirements-dev.txt", "bench-in-requirements-dev.txt"],
 )
-def test_every_declared_dependency_is_pinned_inside_its_declared_range(requirements: dict[str, Requirement], pinned: dict[str, str]) -> None:
+def test_every_declared_dependency_is_pinned_inside_its_declared_range(
+    requirements: dict[str, Requirement], pinned: dict[str, str]
+) -> None:
     for name, req in requirements.items():
         assert name in pinned, f"{req} is declared in pyproject.toml but not pinned"
-        assert req.specifier.contains(pinned[name], prereleases=True), f"pin {name}=={pinned[name]} is outside the declared {req}"
+        assert req.specifier.contains(pinned[name], prereleases=True), (
+            f"pin {name}=={pinned[name]} is outside the declared {req}"
+        )
 
 
 def requirement_closure(names: set[str]) -> set[str]:
@@ -134,14 +138,18 @@ def test_requirements_pin_nothing_that_no_declared_dependency_needs() -> None:
     assert sorted(set(RUNTIME_PINS) - runtime) == []
     dev = requirement_closure(set(RUNTIME) | set(EXTRAS["test"]) | set(EXTRAS["bench"]))
     assert sorted(set(DEV_PINS) - dev) == []
-    assert sorted(set(DEV_PINS) & set(RUNTIME_PINS)) == [], "requirements-dev.txt includes requirements.txt: pin each package once"
+    assert sorted(set(DEV_PINS) & set(RUNTIME_PINS)) == [], (
+        "requirements-dev.txt includes requirements.txt: pin each package once"
+    )
 
 
 def test_the_installed_versions_satisfy_the_declared_ranges() -> None:
     """Why `torch>=2.3` never downloads anything: the local CPU build (2.13.0+cpu) already satisfies it."""
     for req in [*RUNTIME.values(), *EXTRAS["test"].values()]:
         version = metadata.version(req.name)
-        assert req.specifier.contains(version, prereleases=True), f"installed {req.name} {version} is outside the declared {req}"
+        assert req.specifier.contains(version, prereleases=True), (
+            f"installed {req.name} {version} is outside the declared {req}"
+        )
 
 
 def test_the_makefile_installs_the_pinned_torch_first() -> None:
@@ -154,13 +162,30 @@ def test_the_makefile_installs_the_pinned_torch_first() -> None:
 def test_the_mlret_console_script_is_the_cli() -> None:
     assert PYPROJECT["scripts"] == {"mlret": "mlret.cli:main"}
     installed = [ep for ep in metadata.distribution("mlret").entry_points if ep.group == "console_scripts"]
-    assert [(ep.name, ep.value) for ep in installed] == [("mlret", "mlret.cli:main")], "re-run `pip install -e .` after editing pyproject.toml"
+    assert [(ep.name, ep.value) for ep in installed] == [("mlret", "mlret.cli:main")], (
+        "re-run `pip install -e .` after editing pyproject.toml"
+    )
     assert installed[0].load() is main
 
 
-def test_mlret_search_passes_the_rest_of_the_arguments_to_the_search_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mlret_search_passes_the_rest_of_the_arguments_to_the_search_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["search", "q", "--model", "models/base", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
+        main(
+            [
+                "search",
+                "q",
+                "--model",
+                "models/base",
+                "--dataset",
+                "xquad-r",
+                "--index-root",
+                str(tmp_path),
+                "--params",
+                str(ROOT / "params.yaml"),
+            ]
+        )
     assert exit_.value.code == 1
     assert f"{tmp_path}/base/xquad-r/all.faiss: no index" in capsys.readouterr().err
 
@@ -173,6 +198,9 @@ def test_the_mlret_command_runs_and_names_unknown_commands() -> None:
     assert listed.returncode == 0 and "search" in listed.stdout
     unknown = subprocess.run([str(script), "serach"], capture_output=True, text=True, check=False)
     assert unknown.returncode == 1
-    assert unknown.stderr.splitlines() == ["error: unknown command 'serach'.", "       Use one of: search (see `mlret --help`)."]
+    assert unknown.stderr.splitlines() == [
+        "error: unknown command 'serach'.",
+        "       Use one of: search (see `mlret --help`).",
+    ]
     bare = subprocess.run([str(script)], capture_output=True, text=True, check=False)
     assert bare.returncode == 2 and bare.stderr.startswith("usage: mlret COMMAND")

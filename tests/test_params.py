@@ -8,7 +8,21 @@ import pytest
 import yaml
 
 from mlret.errors import MlretError
-from mlret.params import STRATEGIES, CrossSettings, HybridSettings, IndexParams, MonoSettings, MultiSettings, Profile, SplitParams, Strategy, TrainParams, load_params, parse_params, read_yaml
+from mlret.params import (
+    STRATEGIES,
+    CrossSettings,
+    HybridSettings,
+    IndexParams,
+    MonoSettings,
+    MultiSettings,
+    Profile,
+    SplitParams,
+    Strategy,
+    TrainParams,
+    load_params,
+    parse_params,
+    read_yaml,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -38,7 +52,10 @@ def test_shipped_params_are_valid_and_describe_the_lareqa_release() -> None:
     assert params.profiles["ladder_a"].name == "ladder_a" and "default" not in params.profiles["ladder_a"].fractions
     assert xquad.name == "xquad-r" and xquad.url_for("th").endswith("/xquad-r/th.json")
     assert params.strategy_settings == {
-        Strategy.MONO: MonoSettings(), Strategy.CROSS: CrossSettings(), Strategy.MULTI: MultiSettings(), Strategy.HYBRID: HybridSettings(0.5)
+        Strategy.MONO: MonoSettings(),
+        Strategy.CROSS: CrossSettings(),
+        Strategy.MULTI: MultiSettings(),
+        Strategy.HYBRID: HybridSettings(0.5),
     }
     assert params.sampling in params.strategies
     assert not hasattr(params, "seed")
@@ -154,7 +171,10 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("data", download_retries="abc"), r"^data.download_retries = 'abc' is not an integer\.$"),
         (update("data", download_retries="3"), r"^data.download_retries = '3' is not an integer\.$"),
         (update("train", batch_size=True), r"^train.batch_size = True is not an integer\.$"),
-        (update("train", learning_rate="3e-5"), r"^train.learning_rate = '3e-5' is not a number\.$"),  # YAML reads 3e-5 (no dot) as text
+        (
+            update("train", learning_rate="3e-5"),
+            r"^train.learning_rate = '3e-5' is not a number\.$",
+        ),  # YAML reads 3e-5 (no dot) as text
         (update("train", symmetric="yes"), r"^train.symmetric = 'yes' is not true or false\.$"),
         (update("model", query_prefix=1), r"^model.query_prefix = 1 is not a string\.$"),
         (update("train", epochs=float("nan")), r"^train.epochs = nan is not a finite number\.$"),
@@ -162,7 +182,10 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("", mono=None), r"^mono is not a mapping \(got None\)\.$"),
         # ranges
         (edit_at("runs/mono-balanced-0", "seed", -1), r"^runs.mono-balanced-0.seed = -1 must be at least 0\.$"),
-        (edit_at("runs/mono-balanced-0", "seed", 2**32), r"^runs.mono-balanced-0.seed = 4294967296 must be below 4294967296\.$"),
+        (
+            edit_at("runs/mono-balanced-0", "seed", 2**32),
+            r"^runs.mono-balanced-0.seed = 4294967296 must be below 4294967296\.$",
+        ),
         (update("data/split", seed=-1), r"^data.split.seed = -1 must be at least 0\.$"),
         (update("train", weight_decay=-5), r"^train.weight_decay = -5 must be at least 0\.$"),
         (update("train", learning_rate=0), r"^train.learning_rate = 0 must be a positive number\.$"),
@@ -178,38 +201,77 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("hybrid", mono_ratio=1.2), r"^hybrid.mono_ratio = 1.2 must be at most 1\.$"),
         (update("profiles/ladder_a", th=1.5), r"^profiles.ladder_a.th = 1.5 must be at most 1\.$"),
         (update("profiles/ladder_a", default=-0.1), r"^profiles.ladder_a.default = -0.1 must be at least 0\.$"),
-        (update("data/sources/mlqa-r/expected_questions", de=0), r"^data.sources.mlqa-r.expected_questions.de = 0 must be a positive integer\.$"),
+        (
+            update("data/sources/mlqa-r/expected_questions", de=0),
+            r"^data.sources.mlqa-r.expected_questions.de = 0 must be a positive integer\.$",
+        ),
         (update("", profiles={}), r"^profiles is empty\.$"),
         (update("", runs={}), r"^runs is empty\.$"),
         (update("model", name=""), r"^model.name is empty\.$"),
         # choices
         (update("", sampling="mixed"), r"^sampling = 'mixed' is not one of 'mono', 'cross', 'multi' or 'hybrid'\.$"),
-        (edit_at("runs/mono-balanced-0", "strategy", "mixed"), r"^runs.mono-balanced-0.strategy = 'mixed' is not one of"),
-        (edit_at("runs/mono-balanced-0", "corpora", "some"), r"^runs.mono-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$"),
+        (
+            edit_at("runs/mono-balanced-0", "strategy", "mixed"),
+            r"^runs.mono-balanced-0.strategy = 'mixed' is not one of",
+        ),
+        (
+            edit_at("runs/mono-balanced-0", "corpora", "some"),
+            r"^runs.mono-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$",
+        ),
         (update("model", pooling="max"), r"^model.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
-        (update("train", precision="fp8"), r"^train.precision = 'fp8' is not one of 'auto', 'fp32', 'bf16' or 'fp16'\.$"),
+        (
+            update("train", precision="fp8"),
+            r"^train.precision = 'fp8' is not one of 'auto', 'fp32', 'bf16' or 'fp16'\.$",
+        ),
         (update("index", type="annoy"), r"^index.type = 'annoy' is not one of 'flat', 'hnsw' or 'ivf'\.$"),
         # checks within a section
-        (update("data/sources/mlqa-r/sha256", de="abc"), r"^data.sources.mlqa-r.sha256.de = 'abc' is not a SHA-256 hex digest\.$"),
-        (update("data/sources/mlqa-r", url="https://example.org/de.json"), r"^data.sources.mlqa-r.url = 'https://example.org/de.json' has no `\{lang\}`"),
-        (update("data/sources/mlqa-r", url="https://x.org/{version}/{lang}.json"), r"^data.sources.mlqa-r.url = .* has the unknown placeholder\(s\) \['version'\]\.$"),
-        (update("data/sources/mlqa-r", url="https://x.org/{lang}.json{"), r"^data.sources.mlqa-r.url = .* is not a valid URL pattern \("),
-        (drop("data/sources/mlqa-r/expected_questions", "de"), r"^data.sources.mlqa-r.expected_questions: lists \['ar', 'en',"),
+        (
+            update("data/sources/mlqa-r/sha256", de="abc"),
+            r"^data.sources.mlqa-r.sha256.de = 'abc' is not a SHA-256 hex digest\.$",
+        ),
+        (
+            update("data/sources/mlqa-r", url="https://example.org/de.json"),
+            r"^data.sources.mlqa-r.url = 'https://example.org/de.json' has no `\{lang\}`",
+        ),
+        (
+            update("data/sources/mlqa-r", url="https://x.org/{version}/{lang}.json"),
+            r"^data.sources.mlqa-r.url = .* has the unknown placeholder\(s\) \['version'\]\.$",
+        ),
+        (
+            update("data/sources/mlqa-r", url="https://x.org/{lang}.json{"),
+            r"^data.sources.mlqa-r.url = .* is not a valid URL pattern \(",
+        ),
+        (
+            drop("data/sources/mlqa-r/expected_questions", "de"),
+            r"^data.sources.mlqa-r.expected_questions: lists \['ar', 'en',",
+        ),
         (update("data/split", test=0.5), r"^data.split: fractions add up to 1.2, not 1\.$"),
         (update("data/split", train=0.0, test=0.9), r"^data.split: train and test fractions must be positive\.$"),
         (update("train", max_steps=None, epochs=None), r"^train: neither max_steps nor epochs is set\.$"),
-        (update("index", type="ivf", ivf_nlist=16, ivf_nprobe=32), r"^index.ivf_nprobe = 32 exceeds index.ivf_nlist = 16\.$"),
-        (update("eval", beir={"miracl": "/nonexistent/miracl"}), r"^eval.beir.miracl = '/nonexistent/miracl' is not a folder\.$"),
+        (
+            update("index", type="ivf", ivf_nlist=16, ivf_nprobe=32),
+            r"^index.ivf_nprobe = 32 exceeds index.ivf_nlist = 16\.$",
+        ),
+        (
+            update("eval", beir={"miracl": "/nonexistent/miracl"}),
+            r"^eval.beir.miracl = '/nonexistent/miracl' is not a folder\.$",
+        ),
         (update("eval", trec_runs=["mono", "mono"]), r"^eval.trec_runs.*more than once"),
         (update("eval", trec_runs=["mono", "crosss"]), r"^eval.trec_runs.*crosss"),
         # checks across sections
-        (update("data", train_source="tydi"), r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$"),
+        (
+            update("data", train_source="tydi"),
+            r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$",
+        ),
         (
             update("", runs={"mono-balanced-0": {"strategy": "mono", "profile": "balanced", "seed": 0}}),
             r"^sampling = 'hybrid' is not among the trained strategies \['mono'\]\.$",
         ),
         (edit_at("runs/mono-balanced-0", "seed", 1), r"^runs.mono-balanced-0: names the run 'mono-balanced-1'\.$"),
-        (edit_at("runs/mono-balanced-0", "profile", "lowres"), r"^runs.mono-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$"),
+        (
+            edit_at("runs/mono-balanced-0", "profile", "lowres"),
+            r"^runs.mono-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$",
+        ),
         (update("", seeds=[0, 1]), r"^seeds: unknown key \(set to \[0, 1\]\)\.$"),
         (update("", strategies=["mono"]), r"^strategies: unknown key \(set to \['mono'\]\)\.$"),
         # missing keys and sections
@@ -227,7 +289,10 @@ def test_each_fix_names_the_key_to_change() -> None:
     assert rejection(update("train", max_steps=150.5)).fix == "Give `train.max_steps` a whole number."
     assert rejection(update("train", weight_decay=-5)).fix == "Set `train.weight_decay` to 0 or more."
     assert rejection(edit_at("runs/mono-balanced-0", "seed", -1)).fix == "Set `runs.mono-balanced-0.seed` to 0 or more."
-    assert rejection(edit_at("runs/mono-balanced-0", "seed", 1)).fix == "Key each run `{strategy}-{profile}-{seed}`: rename it to `mono-balanced-1`."
+    assert (
+        rejection(edit_at("runs/mono-balanced-0", "seed", 1)).fix
+        == "Key each run `{strategy}-{profile}-{seed}`: rename it to `mono-balanced-1`."
+    )
     assert rejection(update("", seeds=[0])).fix.startswith("Remove it: each training run's seed is `runs.{key}.seed`")
     assert rejection(update("model", pooling="max")).fix.startswith("Use one of 'mean' or 'cls' (`mean` for e5")
     assert rejection(drop("model", "normalize")).fix == "Set `model.normalize` in params.yaml."
@@ -275,7 +340,10 @@ def test_choices_read_and_serialise_as_plain_strings() -> None:
     params = load_params(SHIPPED)
     assert params.sampling is Strategy.HYBRID and params.sampling == "hybrid"
     assert f"{params.sampling}/lowres/0" == "hybrid/lowres/0" and str(params.train.precision) == "auto"
-    assert json.dumps({"headline": params.sampling, "pooling": params.model.pooling}) == '{"headline": "hybrid", "pooling": "mean"}'
+    assert (
+        json.dumps({"headline": params.sampling, "pooling": params.model.pooling})
+        == '{"headline": "hybrid", "pooling": "mean"}'
+    )
     assert STRATEGIES == ("mono", "cross", "multi", "hybrid") and [s.value for s in Strategy] == list(STRATEGIES)
 
 
@@ -367,8 +435,14 @@ def test_profile_names_that_are_paths_or_arguments_are_refused(name: str) -> Non
 @pytest.mark.parametrize(
     ("edit", "where"),
     [
-        (lambda raw: raw["data"]["sources"].__setitem__("../x", raw["data"]["sources"].pop("mlqa-r")), "data.sources.../x"),
-        (lambda raw: raw["data"]["sources"]["mlqa-r"]["sha256"].__setitem__("../de", "0" * 64), "data.sources.mlqa-r.sha256.../de"),
+        (
+            lambda raw: raw["data"]["sources"].__setitem__("../x", raw["data"]["sources"].pop("mlqa-r")),
+            "data.sources.../x",
+        ),
+        (
+            lambda raw: raw["data"]["sources"]["mlqa-r"]["sha256"].__setitem__("../de", "0" * 64),
+            "data.sources.mlqa-r.sha256.../de",
+        ),
         (lambda raw: raw["profiles"]["balanced"].__setitem__("a/b", 0.5), "profiles.balanced.a/b"),
     ],
 )
@@ -380,12 +454,20 @@ def test_source_and_language_names_that_are_paths_are_refused(edit: Callable[[di
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("train:\n  symmetric: no\n", r"params.yaml, line 2: `no` is a boolean to the stages \(YAML 1.1\) but a string to DVC"),
+        (
+            "train:\n  symmetric: no\n",
+            r"params.yaml, line 2: `no` is a boolean to the stages \(YAML 1.1\) but a string to DVC",
+        ),
         ("train:\n  symmetric: On\n", r"params.yaml, line 2: `On` is a boolean"),
-        ("train:\n  batch_size: 4\n  lr: 1\n  batch_size: 8\n", r"params.yaml, line 4: key 'batch_size' appears twice \(first on line 2\)"),
+        (
+            "train:\n  batch_size: 4\n  lr: 1\n  batch_size: 8\n",
+            r"params.yaml, line 4: key 'batch_size' appears twice \(first on line 2\)",
+        ),
     ],
 )
-def test_yaml_that_dvc_and_the_stages_would_read_differently_is_refused(tmp_path: Path, text: str, message: str) -> None:
+def test_yaml_that_dvc_and_the_stages_would_read_differently_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(MlretError, match=message) as caught:

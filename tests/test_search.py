@@ -26,8 +26,13 @@ from mlret.search import main, model_name, read_queries
 ROOT = Path(__file__).resolve().parents[1]
 MakeParams = Callable[..., ModelParams]
 PASSAGES = {
-    "en-1": ("en", "the cat sat on the mat"), "en-2": ("en", "the dog sat in the house"), "fr-1": ("fr", "le chat est sur tapis"),
-    "de-1": ("de", "der hund ist im haus"), "ru-1": ("ru", "кошка собака дом"), "zh-1": ("zh", "猫 狗 房子"), "es-1": ("es", "el perro en casa"),
+    "en-1": ("en", "the cat sat on the mat"),
+    "en-2": ("en", "the dog sat in the house"),
+    "fr-1": ("fr", "le chat est sur tapis"),
+    "de-1": ("de", "der hund ist im haus"),
+    "ru-1": ("ru", "кошка собака дом"),
+    "zh-1": ("zh", "猫 狗 房子"),
+    "es-1": ("es", "el perro en casa"),
 }
 QUERIES = ["where the cat sat", "dog house", "猫 狗"]
 
@@ -43,11 +48,40 @@ def test_model_name_is_the_path_under_the_models_root() -> None:
 
 def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main(["q", "--model", "models/hybrid/ladder_a/0", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
+        main(
+            [
+                "q",
+                "--model",
+                "models/hybrid/ladder_a/0",
+                "--dataset",
+                "xquad-r",
+                "--index-root",
+                str(tmp_path),
+                "--params",
+                str(ROOT / "params.yaml"),
+            ]
+        )
     err = capsys.readouterr().err
-    assert f"{tmp_path}/hybrid/ladder_a/0/xquad-r/all.faiss: no index" in err and "`dvc repro index@hybrid-ladder_a-0`" in err
-    with pytest.raises(SystemExit):  # a dataset params.yaml does not configure: no stage can build it, so none is advised
-        main(["q", "--model", "models/base", "--dataset", "xquad", "--index-root", str(tmp_path), "--params", str(ROOT / "params.yaml")])
+    assert (
+        f"{tmp_path}/hybrid/ladder_a/0/xquad-r/all.faiss: no index" in err
+        and "`dvc repro index@hybrid-ladder_a-0`" in err
+    )
+    with pytest.raises(
+        SystemExit
+    ):  # a dataset params.yaml does not configure: no stage can build it, so none is advised
+        main(
+            [
+                "q",
+                "--model",
+                "models/base",
+                "--dataset",
+                "xquad",
+                "--index-root",
+                str(tmp_path),
+                "--params",
+                str(ROOT / "params.yaml"),
+            ]
+        )
     err = capsys.readouterr().err
     assert "'xquad' is not a dataset of" in err and "['mlqa-r', 'xquad-r']" in err and "dvc repro" not in err
 
@@ -60,15 +94,46 @@ def test_the_help_names_the_command_and_every_option(capsys: pytest.CaptureFixtu
     assert "the params file whose `index` section" in help_text  # --params says what it is for
 
 
-def test_degenerate_candidates_are_marked_and_counted(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_degenerate_candidates_are_marked_and_counted(
+    tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Punctuation-only and one-character sentence splits stay in the pool, as in evaluation, and each hit says what it is."""
     own = make_params(str(tiny_checkpoint), pooling="mean")
     folder = materialise_base_model(own, tmp_path / "models" / "base")
-    texts = {"c0": ("ar", "و."), "c1": ("tr", "I."), "c2": ("es", "2)."), "c3": ("en", "The Rhine flows north."), "c4": ("zh", "德")}
-    candidates = pd.DataFrame({"candidate_id": list(texts), "lang": [v[0] for v in texts.values()], "text": [v[1] for v in texts.values()]})
-    build_pool_indexes(tmp_path / "index" / "base" / "xquad-r", candidates, _encoder(folder, own).encode(list(candidates.text), "passage"), IndexParams("flat"))
-    main(["where", "--json", "-k", "5", "--model", str(folder), "--models-root", str(tmp_path / "models"), "--dataset", "xquad-r",
-          "--index-root", str(tmp_path / "index"), "--params", str(ROOT / "params.yaml")])
+    texts = {
+        "c0": ("ar", "و."),
+        "c1": ("tr", "I."),
+        "c2": ("es", "2)."),
+        "c3": ("en", "The Rhine flows north."),
+        "c4": ("zh", "德"),
+    }
+    candidates = pd.DataFrame(
+        {"candidate_id": list(texts), "lang": [v[0] for v in texts.values()], "text": [v[1] for v in texts.values()]}
+    )
+    build_pool_indexes(
+        tmp_path / "index" / "base" / "xquad-r",
+        candidates,
+        _encoder(folder, own).encode(list(candidates.text), "passage"),
+        IndexParams("flat"),
+    )
+    main(
+        [
+            "where",
+            "--json",
+            "-k",
+            "5",
+            "--model",
+            str(folder),
+            "--models-root",
+            str(tmp_path / "models"),
+            "--dataset",
+            "xquad-r",
+            "--index-root",
+            str(tmp_path / "index"),
+            "--params",
+            str(ROOT / "params.yaml"),
+        ]
+    )
     out, err = capsys.readouterr()
     marked = {row["candidate_id"]: row["degenerate"] for row in map(json.loads, out.splitlines())}
     assert marked == {"c0": True, "c1": True, "c2": True, "c3": False, "c4": True}
@@ -84,14 +149,30 @@ def setup(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> dic
     own = make_params(str(tiny_checkpoint), pooling="mean", query_prefix="query : ", passage_prefix="passage : ")
     folder = materialise_base_model(own, tmp_path / "models" / "base")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["model"].update(pooling="cls", query_prefix="passage : ", passage_prefix="query : ", max_query_length=16, max_passage_length=32)
+    raw["model"].update(
+        pooling="cls", query_prefix="passage : ", passage_prefix="query : ", max_query_length=16, max_passage_length=32
+    )
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    candidates = pd.DataFrame({"candidate_id": list(PASSAGES), "lang": [v[0] for v in PASSAGES.values()], "text": [v[1] for v in PASSAGES.values()]})
+    candidates = pd.DataFrame(
+        {
+            "candidate_id": list(PASSAGES),
+            "lang": [v[0] for v in PASSAGES.values()],
+            "text": [v[1] for v in PASSAGES.values()],
+        }
+    )
     pool = _encoder(folder, own).encode(list(candidates.text), "passage")
     build_pool_indexes(tmp_path / "index" / "base" / "tiny", candidates, pool, IndexParams("flat"))
     stale = dataclasses.replace(own, **{k: v for k, v in raw["model"].items() if k != "name"})
-    return {"folder": folder, "own": own, "stale": stale, "pool": pool, "candidates": candidates, "params": params_file, "root": tmp_path}
+    return {
+        "folder": folder,
+        "own": own,
+        "stale": stale,
+        "pool": pool,
+        "candidates": candidates,
+        "params": params_file,
+        "root": tmp_path,
+    }
 
 
 def _encoder(folder: Path, params: ModelParams) -> Encoder:
@@ -100,8 +181,23 @@ def _encoder(folder: Path, params: ModelParams) -> Encoder:
 
 def _run(setup: dict[str, object], capsys: pytest.CaptureFixture[str], *args: str, model: str = "base") -> str:
     root = setup["root"]
-    main([*args, "--model", str(root / "models" / model), "--models-root", str(root / "models"), "--dataset", "tiny",  # type: ignore[operator]
-          "--index-root", str(root / "index"), "--params", str(setup["params"]), "-k", "3"])  # type: ignore[operator]
+    main(
+        [
+            *args,
+            "--model",
+            str(root / "models" / model),
+            "--models-root",
+            str(root / "models"),
+            "--dataset",
+            "tiny",  # type: ignore[operator]
+            "--index-root",
+            str(root / "index"),
+            "--params",
+            str(setup["params"]),
+            "-k",
+            "3",
+        ]
+    )  # type: ignore[operator]
     return capsys.readouterr().out
 
 
@@ -114,15 +210,25 @@ def _expected(setup: dict[str, object], params: ModelParams, query: str) -> tupl
     return [setup["candidates"].candidate_id[i] for i in top], scores[top]  # type: ignore[index]
 
 
-def test_queries_are_encoded_with_the_models_own_settings(setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_queries_are_encoded_with_the_models_own_settings(
+    setup: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = [json.loads(line) for line in _run(setup, capsys, QUERIES[0], "--json").splitlines()]
     ids, scores = _expected(setup, setup["own"], QUERIES[0])  # type: ignore[arg-type]
     assert [r["candidate_id"] for r in rows] == ids and [r["rank"] for r in rows] == [1, 2, 3]
     np.testing.assert_allclose([r["score"] for r in rows], scores, atol=1e-5)
     _, stale_scores = _expected(setup, setup["stale"], QUERIES[0])  # type: ignore[arg-type]
-    assert np.abs(np.array([r["score"] for r in rows]) - stale_scores).max() > 1e-3  # params.yaml would have searched differently
+    assert (
+        np.abs(np.array([r["score"] for r in rows]) - stale_scores).max() > 1e-3
+    )  # params.yaml would have searched differently
     assert rows[0] == {
-        "query_id": "1", "query": QUERIES[0], "rank": 1, "score": rows[0]["score"], "lang": PASSAGES[ids[0]][0], "candidate_id": ids[0], "text": PASSAGES[ids[0]][1],
+        "query_id": "1",
+        "query": QUERIES[0],
+        "rank": 1,
+        "score": rows[0]["score"],
+        "lang": PASSAGES[ids[0]][0],
+        "candidate_id": ids[0],
+        "text": PASSAGES[ids[0]][1],
         "degenerate": False,
     }
 
@@ -130,11 +236,16 @@ def test_queries_are_encoded_with_the_models_own_settings(setup: dict[str, objec
 def test_text_output_of_one_query_is_as_before(setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     lines = _run(setup, capsys, QUERIES[0]).splitlines()
     ids, scores = _expected(setup, setup["own"], QUERIES[0])  # type: ignore[arg-type]
-    assert lines == [f"{rank:>3}  {score:.4f}  [{PASSAGES[i][0]}]  {PASSAGES[i][1]}" for rank, (i, score) in enumerate(zip(ids, scores), start=1)]
+    assert lines == [
+        f"{rank:>3}  {score:.4f}  [{PASSAGES[i][0]}]  {PASSAGES[i][1]}"
+        for rank, (i, score) in enumerate(zip(ids, scores), start=1)
+    ]
 
 
 @pytest.mark.parametrize("layout", ["lines", "tsv"])
-def test_a_file_of_queries(layout: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_file_of_queries(
+    layout: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     file = tmp_path / "queries.txt"
     if layout == "lines":  # ids are line numbers, blank lines skipped
         file.write_text(f"{QUERIES[0]}\n\n{QUERIES[1]}\n{QUERIES[2]}\n", encoding="utf-8")
@@ -143,18 +254,27 @@ def test_a_file_of_queries(layout: str, setup: dict[str, object], capsys: pytest
         file.write_text("".join(f"q-{n}\t{q}\r\n" for n, q in enumerate(QUERIES)), encoding="utf-8")
         want_ids = ["q-0", "q-1", "q-2"]
     rows = [json.loads(line) for line in _run(setup, capsys, "--queries", str(file), "--json").splitlines()]
-    assert [(r["query_id"], r["query"], r["rank"]) for r in rows] == [(i, q, rank) for i, q in zip(want_ids, QUERIES) for rank in (1, 2, 3)]
+    assert [(r["query_id"], r["query"], r["rank"]) for r in rows] == [
+        (i, q, rank) for i, q in zip(want_ids, QUERIES) for rank in (1, 2, 3)
+    ]
     for n, query in enumerate(QUERIES):
         ids, scores = _expected(setup, setup["own"], query)  # type: ignore[arg-type]
         mine = rows[3 * n : 3 * n + 3]
         assert [r["candidate_id"] for r in mine] == ids
         np.testing.assert_allclose([r["score"] for r in mine], scores, atol=1e-5)
     text = _run(setup, capsys, "--queries", str(file)).splitlines()
-    assert text[0] == f"query {want_ids[0]}: {QUERIES[0]}" and text[4] == "" and text[5] == f"query {want_ids[1]}: {QUERIES[1]}"
+    assert (
+        text[0] == f"query {want_ids[0]}: {QUERIES[0]}"
+        and text[4] == ""
+        and text[5] == f"query {want_ids[1]}: {QUERIES[1]}"
+    )
 
 
 def test_a_model_without_its_settings_falls_back_to_params_with_a_warning(
-    setup: dict[str, object], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, tiny_checkpoint: Path
+    setup: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    tiny_checkpoint: Path,
 ) -> None:
     root = setup["root"]
     shutil.copytree(tiny_checkpoint, root / "models" / "plain")  # type: ignore[operator]
@@ -168,7 +288,11 @@ def test_a_model_without_its_settings_falls_back_to_params_with_a_warning(
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [([], "give either a query or --queries FILE"), (["q", "--queries", "x.txt"], "give either a query or --queries FILE"), (["q", "-k", "0"], "-k 0: must be at least 1")],
+    [
+        ([], "give either a query or --queries FILE"),
+        (["q", "--queries", "x.txt"], "give either a query or --queries FILE"),
+        (["q", "-k", "0"], "-k 0: must be at least 1"),
+    ],
 )
 def test_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
@@ -213,23 +337,31 @@ def test_an_empty_query_is_refused(query: str, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(("source", "target"), [("en", "all"), ("de", "en")])
-def test_an_index_copied_over_another_is_refused(source: str, target: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_index_copied_over_another_is_refused(
+    source: str, target: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     """en.faiss over all.faiss used to print the wrong candidates' text; de.faiss over en.faiss was an IndexError."""
     folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
     shutil.copyfile(folder / f"{source}.faiss", folder / f"{target}.faiss")
     with pytest.raises(SystemExit):
         _run(setup, capsys, QUERIES[0], "--lang", target)
     err = capsys.readouterr().err
-    assert f"\nerror: {folder / target}.faiss: not the file {target}.manifest.json records" in err and "rebuild it" in err
+    assert (
+        f"\nerror: {folder / target}.faiss: not the file {target}.manifest.json records" in err and "rebuild it" in err
+    )
 
 
-def test_an_index_stage_stopped_between_its_writes_is_refused(setup: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_index_stage_stopped_between_its_writes_is_refused(
+    setup: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     """The index is rewritten but the stage stopped before the candidates table and the manifest that ties them together."""
     folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
     (folder / "all.manifest.json").unlink()
     with pytest.raises(SystemExit):
         _run(setup, capsys, QUERIES[0])
-    assert "all.manifest.json: not found, so all.faiss cannot be checked against its candidates" in capsys.readouterr().err
+    assert (
+        "all.manifest.json: not found, so all.faiss cannot be checked against its candidates" in capsys.readouterr().err
+    )
 
 
 def test_the_readme_example_asks_about_a_test_article() -> None:
@@ -241,6 +373,12 @@ def test_the_readme_example_asks_about_a_test_article() -> None:
     if not source.is_file():
         pytest.skip(f"{source}: the LAReQA mirror is not on this machine")
     articles = json.loads(source.read_text(encoding="utf-8"))["data"]
-    asked = [n for n, article in enumerate(articles) for paragraph in article["paragraphs"] for qa in paragraph["qas"] if qa["question"] == question]
+    asked = [
+        n
+        for n, article in enumerate(articles)
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+        if qa["question"] == question
+    ]
     assert len(asked) == 1, question
     assert asked[0] in split_articles(list(range(len(articles))), params.data.split).test

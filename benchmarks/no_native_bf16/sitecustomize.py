@@ -20,7 +20,7 @@ from types import ModuleType
 
 
 class _NoNativeBf16(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path, target=None):  # noqa: ANN001 - the finder protocol
+    def find_spec(self, name: str, path, target=None):
         if name != "torch.cpu":
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)

@@ -73,7 +73,9 @@ def _naming_target(err: OSError, path: Path, tmp: Path | None) -> OSError:
 
 
 _OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")  # Rust's io::Error (safetensors, tokenizers)
-_REASONS = {os.strerror(code): code for code in sorted(errno.errorcode, reverse=True)}  # C's strerror in parentheses (FAISS)
+_REASONS = {
+    os.strerror(code): code for code in sorted(errno.errorcode, reverse=True)
+}  # C's strerror in parentheses (FAISS)
 
 
 def os_error_of(err: BaseException) -> OSError | None:
@@ -89,7 +91,9 @@ def os_error_of(err: BaseException) -> OSError | None:
         return None
     text = str(err)
     number = _OS_ERROR_NUMBER.search(text)
-    code = int(number.group(1)) if number else next((c for reason, c in _REASONS.items() if f"({reason})" in text), None)
+    code = (
+        int(number.group(1)) if number else next((c for reason, c in _REASONS.items() if f"({reason})" in text), None)
+    )
     return None if code is None else OSError(code, os.strerror(code))
 
 
@@ -251,7 +255,12 @@ _KINDS: dict[type, tuple[str, Any]] = {
 
 
 def read_table(
-    path: str | Path, columns: Iterable[str], produced_by: str, *, kinds: Mapping[str, type] | None = None, unique: Sequence[str] = ()
+    path: str | Path,
+    columns: Iterable[str],
+    produced_by: str,
+    *,
+    kinds: Mapping[str, type] | None = None,
+    unique: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Load a Parquet artifact and insist on what the caller relies on, blaming the file when it is wrong.
 
@@ -272,7 +281,9 @@ def read_table(
     try:
         table = pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as err:
-        raise MlretError(f"{path}: not a readable Parquet file ({err}).", f"Delete it and run `dvc repro {produced_by}`.") from None
+        raise MlretError(
+            f"{path}: not a readable Parquet file ({err}).", f"Delete it and run `dvc repro {produced_by}`."
+        ) from None
     require_columns(pd.DataFrame(columns=table.column_names), wanted, path, produced_by)
     for name in wanted:
         column = table.column(name)

@@ -34,7 +34,9 @@ F = TypeVar("F", bound=Callable[..., object])
 
 _NO_SPACE = "Free space on that disk (or move the output folder to one with room) and re-run the stage."
 _NO_QUOTA = "Your disk quota is used up: free space within it (or ask for a larger one) and re-run the stage."
-_NOT_WRITABLE = "Check the permissions of the output folder (it must be writable by you, on a writable disk) and re-run the stage."
+_NOT_WRITABLE = (
+    "Check the permissions of the output folder (it must be writable by you, on a writable disk) and re-run the stage."
+)
 _NOT_A_FOLDER = "A part of that path is a file where a folder is expected: move the file away or fix the path."
 _OS_FIXES = {
     errno.ENOSPC: _NO_SPACE,

@@ -45,7 +45,10 @@ def model_name(model_dir: str | Path, models_root: str | Path) -> str:
     path, root = Path(model_dir), Path(models_root)
     parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
     if not parts:
-        raise MlretError(f"--model {str(model_dir)!r} is not a model folder under {str(root)!r}.", f"Pass a checkpoint folder under {root}, e.g. {root / 'hybrid/lowres/0'} (or set --models-root).")
+        raise MlretError(
+            f"--model {str(model_dir)!r} is not a model folder under {str(root)!r}.",
+            f"Pass a checkpoint folder under {root}, e.g. {root / 'hybrid/lowres/0'} (or set --models-root).",
+        )
     return "/".join(parts)
 
 
@@ -60,12 +63,16 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise MlretError(f"--queries {path}: file not found.", "Pass a text file with one query per line, or `id<TAB>text` lines.") from None
+        raise MlretError(
+            f"--queries {path}: file not found.", "Pass a text file with one query per line, or `id<TAB>text` lines."
+        ) from None
     except UnicodeDecodeError:
         raise MlretError(f"--queries {path}: not UTF-8 text.", "Save the query file as UTF-8.") from None
     numbered = [(n, line.rstrip("\r")) for n, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
-        raise MlretError(f"--queries {path}: no queries in the file.", "Write one query per line, or `id<TAB>text` lines.")
+        raise MlretError(
+            f"--queries {path}: no queries in the file.", "Write one query per line, or `id<TAB>text` lines."
+        )
     tsv = "\t" in numbered[0][1]
     queries: list[tuple[str, str]] = []
     for n, line in numbered:
@@ -74,12 +81,17 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
             continue
         qid, tab, text = line.partition("\t")
         if not tab or not qid.strip() or not text.strip():
-            raise MlretError(f"--queries {path}, line {n}: not `id<TAB>text` ({line!r}).", "Give every line an id, a tab and the query (the first line has a tab, so the file is read as TSV).")
+            raise MlretError(
+                f"--queries {path}, line {n}: not `id<TAB>text` ({line!r}).",
+                "Give every line an id, a tab and the query (the first line has a tab, so the file is read as TSV).",
+            )
         queries.append((qid.strip(), text.strip()))
     seen: set[str] = set()
     for qid, _ in queries:
         if qid in seen:
-            raise MlretError(f"--queries {path}: query id {qid!r} appears more than once.", "Give each query its own id.")
+            raise MlretError(
+                f"--queries {path}: query id {qid!r} appears more than once.", "Give each query its own id."
+            )
         seen.add(qid)
     return queries
 
@@ -104,23 +116,49 @@ def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mlret search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mlret search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("query", nargs="?", help="the question to search for, in any language (or use --queries)")
     parser.add_argument("--queries", metavar="FILE", help="a file of queries: one per line, or `id<TAB>text` lines")
-    parser.add_argument("--json", action="store_true", help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text, degenerate)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text, degenerate)",
+    )
     parser.add_argument("--model", required=True, help="a checkpoint folder under --models-root (e.g. models/base)")
-    parser.add_argument("--dataset", required=True, help="an evaluated dataset, e.g. xquad-r (its test articles only) or mlqa-r (its full pool)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="an evaluated dataset, e.g. xquad-r (its test articles only) or mlqa-r (its full pool)",
+    )
     parser.add_argument("--lang", default="all", help="search one language's pool instead of all of them")
     parser.add_argument("-k", type=int, default=10, help="how many results to print per query")
-    parser.add_argument("--models-root", default="models", help="the folder the model names are relative to (default: %(default)s)")
-    parser.add_argument("--index-root", default="data/index", help="the `index` stage's output, one folder per model (default: %(default)s)")
-    parser.add_argument("--params", default="params.yaml", help="the params file whose `index` section (and, for a model folder without its own settings, `model`) applies (default: %(default)s)")
+    parser.add_argument(
+        "--models-root", default="models", help="the folder the model names are relative to (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--index-root",
+        default="data/index",
+        help="the `index` stage's output, one folder per model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--params",
+        default="params.yaml",
+        help="the params file whose `index` section (and, for a model folder without its own settings, `model`) applies (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     if (args.query is None) == (args.queries is None):
-        raise MlretError("give either a query or --queries FILE (exactly one of them).", 'e.g. mlret search --model models/base --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"')
+        raise MlretError(
+            "give either a query or --queries FILE (exactly one of them).",
+            'e.g. mlret search --model models/base --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"',
+        )
     if args.query is not None and not args.query.strip():
-        raise MlretError("the query is empty.", 'Pass the question to search for, e.g. "Where does the Middle Rhine flow between Bingen and Bonn?".')
+        raise MlretError(
+            "the query is empty.",
+            'Pass the question to search for, e.g. "Where does the Middle Rhine flow between Bingen and Bonn?".',
+        )
     if args.k < 1:
         raise MlretError(f"-k {args.k}: must be at least 1.", "Pass how many results to print per query, e.g. -k 10.")
     queries = [("1", args.query)] if args.queries is None else read_queries(args.queries)
@@ -131,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     if not index_path.is_file():
         datasets = [*params.data.eval_sources, *params.eval.beir]
         if args.dataset not in datasets:
-            raise MlretError(f"{index_path}: no index, and {args.dataset!r} is not a dataset of {args.params}.", f"Pick one of {datasets} (data.sources and eval.beir).")
+            raise MlretError(
+                f"{index_path}: no index, and {args.dataset!r} is not a dataset of {args.params}.",
+                f"Pick one of {datasets} (data.sources and eval.beir).",
+            )
         stage = "index_base" if name == "base" else "index@" + name.replace("/", "-")
         raise MlretError(
             f"{index_path}: no index for model {name!r}, dataset {args.dataset!r}, pool {args.lang!r}.",
@@ -149,8 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     index, candidates = load_pool(index_dir, args.lang, params.index)
     degenerate = candidates.text.map(is_degenerate)
     pool = "its test articles only (in-domain)" if args.dataset == params.data.train_source else "its full pool"
-    print(f"{args.dataset}, {args.lang}: {len(candidates)} candidates, {pool}; {int(degenerate.sum())} are punctuation "
-          "or one character (kept, as in evaluation; marked)", file=sys.stderr)
+    print(
+        f"{args.dataset}, {args.lang}: {len(candidates)} candidates, {pool}; {int(degenerate.sum())} are punctuation "
+        "or one character (kept, as in evaluation; marked)",
+        file=sys.stderr,
+    )
     indices, scores = search(index, vectors, min(args.k, index.ntotal))
     for q, (qid, text) in enumerate(queries):
         if args.queries is not None and not args.json:
@@ -160,8 +204,16 @@ def main(argv: list[str] | None = None) -> None:
                 break
             hit = candidates.iloc[int(row)]
             if args.json:
-                record = {"query_id": qid, "query": text, "rank": rank, "score": float(score), "lang": str(hit.lang), "candidate_id": str(hit.candidate_id),
-                          "text": str(hit.text), "degenerate": bool(degenerate.iloc[int(row)])}
+                record = {
+                    "query_id": qid,
+                    "query": text,
+                    "rank": rank,
+                    "score": float(score),
+                    "lang": str(hit.lang),
+                    "candidate_id": str(hit.candidate_id),
+                    "text": str(hit.text),
+                    "degenerate": bool(degenerate.iloc[int(row)]),
+                }
                 print(json.dumps(record, ensure_ascii=False))
             else:
                 mark = "  (punctuation or one character)" if degenerate.iloc[int(row)] else ""

@@ -42,19 +42,27 @@ def unit_rows(n: int, seed: int) -> np.ndarray:
 
 
 def test_training_source_tables_hold_its_test_articles_only(parallel: Path) -> None:
-    questions, candidates = load_eval_tables(parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json")
+    questions, candidates = load_eval_tables(
+        parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json"
+    )
     all_questions = pd.read_parquet(parallel / "parallel" / "tiny-xquad" / "questions.parquet")
     all_candidates = pd.read_parquet(parallel / "parallel" / "tiny-xquad" / "candidates.parquet")
     assert sorted(set(questions.article)) == sorted(set(candidates.article)) == TEST_ARTICLES
-    assert len(questions) == all_questions.article.isin(TEST_ARTICLES).sum() == 3 * 2 * 2 * 2  # langs × articles × paragraphs × questions
+    assert (
+        len(questions) == all_questions.article.isin(TEST_ARTICLES).sum() == 3 * 2 * 2 * 2
+    )  # langs × articles × paragraphs × questions
     assert len(candidates) == all_candidates.article.isin(TEST_ARTICLES).sum() == 3 * 2 * 2 * 3
-    other_questions, other_candidates = load_eval_tables(parallel / "parallel", "other", "tiny-xquad", parallel / "articles.json")
+    other_questions, other_candidates = load_eval_tables(
+        parallel / "parallel", "other", "tiny-xquad", parallel / "articles.json"
+    )
     assert len(other_questions) == len(pd.read_parquet(parallel / "parallel" / "other" / "questions.parquet"))
     assert len(other_candidates) == len(pd.read_parquet(parallel / "parallel" / "other" / "candidates.parquet"))
 
 
 def test_load_embeddings_checks_every_row_against_the_tables(parallel: Path) -> None:
-    questions, candidates = load_eval_tables(parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json")
+    questions, candidates = load_eval_tables(
+        parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json"
+    )
     q, p = unit_rows(len(questions), 0), unit_rows(len(candidates), 1)
     folder = parallel / "emb" / "tiny-xquad"
     with pytest.raises(MlretError, match="not found"):
@@ -75,9 +83,15 @@ def test_load_embeddings_checks_every_row_against_the_tables(parallel: Path) -> 
 def test_embeddings_must_have_one_row_per_table_row(parallel: Path) -> None:
     questions, candidates = load_eval_tables(parallel / "parallel", "other", "tiny-xquad", parallel / "articles.json")
     with pytest.raises(MlretError, match=f"{len(questions) - 1} embeddings for {len(questions)} rows"):
-        save_embeddings(parallel / "emb", questions, candidates, unit_rows(len(questions) - 1, 0), unit_rows(len(candidates), 1))
-    save_embeddings(parallel / "emb", questions, candidates, unit_rows(len(questions), 0), unit_rows(len(candidates), 1))
-    np.save(parallel / "emb" / "candidates.npy", unit_rows(len(candidates) + 1, 1))  # the ids file no longer describes it
+        save_embeddings(
+            parallel / "emb", questions, candidates, unit_rows(len(questions) - 1, 0), unit_rows(len(candidates), 1)
+        )
+    save_embeddings(
+        parallel / "emb", questions, candidates, unit_rows(len(questions), 0), unit_rows(len(candidates), 1)
+    )
+    np.save(
+        parallel / "emb" / "candidates.npy", unit_rows(len(candidates) + 1, 1)
+    )  # the ids file no longer describes it
     with pytest.raises(MlretError, match=f"but {len(candidates)} rows are listed beside it"):
         load_embeddings(parallel / "emb", questions, candidates)
 
@@ -89,7 +103,9 @@ def test_beir_embeddings_are_checked_by_id(tmp_path: Path, write_beir_language) 
     got_queries, got_corpus = load_beir_embeddings(tmp_path / "emb", data)
     np.testing.assert_array_equal(got_queries, queries)
     np.testing.assert_array_equal(got_corpus, corpus)
-    reordered = type(data)(**{**vars(data), "corpus": data.corpus.iloc[::-1].reset_index(drop=True)})  # same size, rows moved
+    reordered = type(data)(
+        **{**vars(data), "corpus": data.corpus.iloc[::-1].reset_index(drop=True)}
+    )  # same size, rows moved
     with pytest.raises(MlretError, match="rows do not match the current corpus table"):
         load_beir_embeddings(tmp_path / "emb", reordered)
 
@@ -107,6 +123,8 @@ def test_a_benchmark_without_language_folders_is_an_error(tmp_path: Path) -> Non
 def test_an_articles_file_of_another_shape_is_named(parallel: Path, content: str) -> None:
     """A list at the top level used to be a TypeError traceback in encode and evaluate."""
     (parallel / "articles.json").write_text(content, encoding="utf-8")
-    with pytest.raises(MlretError, match=r"articles\.json: expected a mapping whose `test` key lists article numbers") as caught:
+    with pytest.raises(
+        MlretError, match=r"articles\.json: expected a mapping whose `test` key lists article numbers"
+    ) as caught:
         load_eval_tables(parallel / "parallel", "tiny-xquad", "tiny-xquad", parallel / "articles.json")
     assert "dvc repro split" in caught.value.fix

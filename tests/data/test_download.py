@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mlret.data.download import MIRROR_ENV, download_all, fetch_source, original_repository_root, resolve_mirror, sha256_of
+from mlret.data.download import (
+    MIRROR_ENV,
+    download_all,
+    fetch_source,
+    original_repository_root,
+    resolve_mirror,
+    sha256_of,
+)
 from mlret.errors import MlretError
 from mlret.params import DataParams, SplitParams
 
@@ -20,7 +27,11 @@ def test_mirror_copy_is_verified_byte_for_byte(tiny_xquad, tmp_path: Path) -> No
     assert [p.name for p in written] == ["en.json", "ru.json", "zh.json"]
     for path in written:
         assert sha256_of(path) == source.sha256[path.stem]
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["en.json", "ru.json", "zh.json"]  # no temporary left
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
+        "en.json",
+        "ru.json",
+        "zh.json",
+    ]  # no temporary left
 
 
 def test_checksum_mismatch_names_file_key_and_fix(tiny_xquad, tmp_path: Path) -> None:
@@ -84,7 +95,7 @@ class FlakyServer(ThreadingHTTPServer):
 class FlakyHandler(BaseHTTPRequestHandler):
     server: FlakyServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.server.requests[self.path] += 1
         if self.server.requests[self.path] <= self.server.failures:
             self.send_response(503)
@@ -138,7 +149,10 @@ def test_downloaded_file_with_wrong_checksum_is_not_kept(tiny_xquad, flaky_serve
     local = replace(source, url=flaky_server.url + "/tiny-xquad/{lang}.json", sha256={**source.sha256, "en": "f" * 64})
     with pytest.raises(MlretError) as err:
         fetch_source(local, None, tmp_path / "raw", retries=0)
-    assert f"SHA-256 {source.sha256['en']} does not match params.yaml data.sources.tiny-xquad.sha256.en = {'f' * 64}" in str(err.value)
+    assert (
+        f"SHA-256 {source.sha256['en']} does not match params.yaml data.sources.tiny-xquad.sha256.en = {'f' * 64}"
+        in str(err.value)
+    )
     assert list((tmp_path / "raw").iterdir()) == []
 
 
@@ -179,10 +193,18 @@ def test_environment_variable_overrides_params() -> None:
 
 
 def data_params(mirror: str | None, sources: dict) -> DataParams:
-    return DataParams(mirror=mirror, train_source="tiny-xquad", sources=sources, split=SplitParams(0.6, 0.1, 0.3, 0), download_retries=0)
+    return DataParams(
+        mirror=mirror,
+        train_source="tiny-xquad",
+        sources=sources,
+        split=SplitParams(0.6, 0.1, 0.3, 0),
+        download_retries=0,
+    )
 
 
-def test_download_from_a_temporary_experiment_workspace_finds_the_mirror(tiny_xquad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_from_a_temporary_experiment_workspace_finds_the_mirror(
+    tiny_xquad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, source = tiny_xquad  # the mirror is tmp_path (holding tiny-xquad/), i.e. `..` of the repository below
     repo = tmp_path / "repo"
     workspace = repo / ".dvc" / "tmp" / "exps" / "standalone" / "tmpa1b2c3"
@@ -200,7 +222,9 @@ def test_mirror_from_the_environment_is_used(tiny_xquad, tmp_path: Path, monkeyp
     assert len(written[source.name]) == 3
 
 
-def test_missing_mirror_folder_warns_and_downloads(tiny_xquad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_mirror_folder_warns_and_downloads(
+    tiny_xquad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     _, source = tiny_xquad
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     with caplog.at_level(logging.WARNING), pytest.raises(MlretError, match="download failed"):

@@ -22,13 +22,21 @@ def test_clean_text_strips_bom_and_collapses_whitespace() -> None:
     assert clean_text("\ufeffΤο  ποτάμι\t\n κυλά ") == "Το ποτάμι κυλά"
 
 
-def test_answer_resolves_to_sentence_holding_its_start_and_flags_crossing(tmp_path: Path, paragraph_json, one_paragraph_file) -> None:
+def test_answer_resolves_to_sentence_holding_its_start_and_flags_crossing(
+    tmp_path: Path, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("ru", 0, 0, 3, [("inside", 1)])
     begin, end = paragraph["sentence_breaks"][1]
     # An answer starting near the end of sentence 1 that runs into sentence 2.
     crossing_start = end - 4
     paragraph["qas"].append(
-        {"id": "crossing", "question": "где?", "answers": [{"answer_start": crossing_start, "text": paragraph["context"][crossing_start : crossing_start + 12]}]}
+        {
+            "id": "crossing",
+            "question": "где?",
+            "answers": [
+                {"answer_start": crossing_start, "text": paragraph["context"][crossing_start : crossing_start + 12]}
+            ],
+        }
     )
     parsed = read_language_file(one_paragraph_file(tmp_path / "ru.json", paragraph), "ru")
     rows = parsed.questions.set_index("qid")
@@ -52,7 +60,9 @@ def test_truncated_json_names_file_and_position(tmp_path: Path, paragraph_json, 
         read_language_file(path, "zh")
 
 
-def test_sentences_and_breaks_disagreeing_stops_with_location(tmp_path: Path, paragraph_json, one_paragraph_file) -> None:
+def test_sentences_and_breaks_disagreeing_stops_with_location(
+    tmp_path: Path, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("en", 0, 0, 3, [("q", 0)])
     paragraph["sentence_breaks"].pop()
     path = one_paragraph_file(tmp_path / "en.json", paragraph)
@@ -66,7 +76,9 @@ def test_duplicate_question_id_stops(tmp_path: Path, paragraph_json, one_paragra
         read_language_file(one_paragraph_file(tmp_path / "en.json", paragraph), "en")
 
 
-def test_answer_outside_every_sentence_is_dropped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture, paragraph_json, one_paragraph_file) -> None:
+def test_answer_outside_every_sentence_is_dropped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("en", 0, 0, 2, [("ok", 0), ("lost", 0)])
     paragraph["qas"][1]["answers"][0]["answer_start"] = len(paragraph["context"]) + 5
     parsed = read_language_file(one_paragraph_file(tmp_path / "en.json", paragraph), "en")
@@ -77,7 +89,9 @@ def test_answer_outside_every_sentence_is_dropped_and_counted(tmp_path: Path, ca
 
 
 @pytest.mark.parametrize("missing", ["sentences", "sentence_breaks", "context", "qas"])
-def test_missing_paragraph_field_stops_with_file_and_location(tmp_path: Path, missing: str, paragraph_json, one_paragraph_file) -> None:
+def test_missing_paragraph_field_stops_with_file_and_location(
+    tmp_path: Path, missing: str, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("el", 0, 0, 2, [("q", 0)])
     del paragraph[missing]
     path = one_paragraph_file(tmp_path / "el.json", paragraph)
@@ -101,14 +115,22 @@ def test_missing_top_level_data_stops(tmp_path: Path, write_file) -> None:
 def test_duplicate_question_id_names_both_locations(tmp_path: Path, paragraph_json, write_file) -> None:
     articles = [
         {"title": "a", "paragraphs": [paragraph_json("ru", 0, 0, 2, [("twice", 0)])]},
-        {"title": "b", "paragraphs": [paragraph_json("ru", 1, 0, 2, []), paragraph_json("ru", 1, 1, 2, [("twice", 1)])]},
+        {
+            "title": "b",
+            "paragraphs": [paragraph_json("ru", 1, 0, 2, []), paragraph_json("ru", 1, 1, 2, [("twice", 1)])],
+        },
     ]
     write_file(tmp_path / "ru.json", {"data": articles})
-    with pytest.raises(MlretError, match=r"article 1, paragraph 1: question id twice appears twice in this file \(first at article 0, paragraph 0\)"):
+    with pytest.raises(
+        MlretError,
+        match=r"article 1, paragraph 1: question id twice appears twice in this file \(first at article 0, paragraph 0\)",
+    ):
         read_language_file(tmp_path / "ru.json", "ru")
 
 
-def test_question_without_answer_is_dropped_counted_and_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture, paragraph_json, one_paragraph_file) -> None:
+def test_question_without_answer_is_dropped_counted_and_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("zh", 0, 0, 2, [("ok", 0), ("empty", 1)])
     paragraph["qas"][1]["answers"] = []
     parsed = read_language_file(one_paragraph_file(tmp_path / "zh.json", paragraph), "zh")
@@ -117,7 +139,9 @@ def test_question_without_answer_is_dropped_counted_and_warned(tmp_path: Path, c
     assert "question empty: no answer; dropped" in caplog.text
 
 
-def test_sentence_text_differing_from_context_is_kept_and_counted(tmp_path: Path, paragraph_json, one_paragraph_file) -> None:
+def test_sentence_text_differing_from_context_is_kept_and_counted(
+    tmp_path: Path, paragraph_json, one_paragraph_file
+) -> None:
     paragraph = paragraph_json("en", 0, 0, 3, [("q", 2)])
     paragraph["sentences"][1] = paragraph["sentences"][1].replace("ends", "stops")  # as an upstream off-by-one would
     parsed = read_language_file(one_paragraph_file(tmp_path / "en.json", paragraph), "en")
@@ -134,13 +158,19 @@ def squad_paragraph(sentences: list[str], answers: dict[str, str]) -> dict:
         breaks.append([at, at + len(sentence)])
         at += len(sentence) + 1
     qas = [
-        {"id": qid, "question": f"Which one is {qid}?", "answers": [{"answer_start": context.index(text), "text": text}]}
+        {
+            "id": qid,
+            "question": f"Which one is {qid}?",
+            "answers": [{"answer_start": context.index(text), "text": text}],
+        }
         for qid, text in answers.items()
     ]
     return {"context": context, "sentences": sentences, "sentence_breaks": breaks, "qas": qas}
 
 
-def test_swapped_sentence_breaks_drop_the_answers_they_would_mislabel(tmp_path: Path, caplog: pytest.LogCaptureFixture, one_paragraph_file) -> None:
+def test_swapped_sentence_breaks_drop_the_answers_they_would_mislabel(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, one_paragraph_file
+) -> None:
     # Two sentences of equal length (24 characters), so swapping their breaks keeps every offset valid.
     sentences = ["The Rhine runs to Basel.", "The Rhone flows to Lyon.", "Both are long rivers."]
     assert len(sentences[0]) == len(sentences[1])
@@ -150,14 +180,20 @@ def test_swapped_sentence_breaks_drop_the_answers_they_would_mislabel(tmp_path: 
     assert parsed.flags["dropped_answer_not_in_sentence"] == 0 and parsed.flags["sentence_text_mismatch"] == 0
 
     swapped = json.loads(json.dumps(good))
-    swapped["sentence_breaks"][0], swapped["sentence_breaks"][1] = swapped["sentence_breaks"][1], swapped["sentence_breaks"][0]
+    swapped["sentence_breaks"][0], swapped["sentence_breaks"][1] = (
+        swapped["sentence_breaks"][1],
+        swapped["sentence_breaks"][0],
+    )
     parsed = read_language_file(one_paragraph_file(tmp_path / "swapped" / "en.json", swapped), "en")
     # Without the check, "rhine" would be labelled with sentence 1 (the Rhone) and "rhone" with sentence 0.
     assert parsed.questions.qid.tolist() == ["both"]
     assert parsed.flags["dropped_answer_not_in_sentence"] == 2
     assert parsed.flags["sentence_text_mismatch"] == 2
     assert parsed.raw_question_count == 3
-    assert "question rhine: answer 'Basel' starts in sentence 1 by sentence_breaks but its text is in sentence 0" in caplog.text
+    assert (
+        "question rhine: answer 'Basel' starts in sentence 1 by sentence_breaks but its text is in sentence 0"
+        in caplog.text
+    )
 
 
 def test_answer_also_found_in_another_sentence_stays_with_its_own(tmp_path: Path, one_paragraph_file) -> None:
@@ -168,7 +204,9 @@ def test_answer_also_found_in_another_sentence_stays_with_its_own(tmp_path: Path
 
 def test_answer_crossing_its_sentence_is_not_a_misplaced_answer(tmp_path: Path, one_paragraph_file) -> None:
     # Only the part inside its sentence ("Paris.") is looked for: the whole answer stands in sentence 2.
-    paragraph = squad_paragraph(["It rained in Paris.", "Then it snowed.", "They said Paris. Then left."], {"cross": "Paris. Then"})
+    paragraph = squad_paragraph(
+        ["It rained in Paris.", "Then it snowed.", "They said Paris. Then left."], {"cross": "Paris. Then"}
+    )
     parsed = read_language_file(one_paragraph_file(tmp_path / "en.json", paragraph), "en")
     assert parsed.questions.qid.tolist() == ["cross"] and parsed.questions.answer_crosses_sentence.tolist() == [True]
     assert parsed.flags["dropped_answer_not_in_sentence"] == 0

@@ -24,7 +24,9 @@ def test_candidates_and_questions_align_across_languages(tiny_xquad) -> None:
     assert data.counts["ru"]["questions"] == 24 and data.counts["ru"]["candidates"] == 36
 
 
-def test_non_parallel_files_are_aligned_through_shared_question_ids(tmp_path: Path, paragraph_json, write_file, source_for) -> None:
+def test_non_parallel_files_are_aligned_through_shared_question_ids(
+    tmp_path: Path, paragraph_json, write_file, source_for
+) -> None:
     """MLQA-R-like: each language orders its articles differently and holds a subset of questions."""
     en = [
         {"title": "A", "paragraphs": [paragraph_json("en", 0, 0, 2, [("qa", 0)])]},
@@ -77,7 +79,9 @@ def move_question(write_file):
     return move
 
 
-def test_a_single_moved_question_does_not_merge_two_articles(tiny_xquad, caplog: pytest.LogCaptureFixture, source_for, move_question) -> None:
+def test_a_single_moved_question_does_not_merge_two_articles(
+    tiny_xquad, caplog: pytest.LogCaptureFixture, source_for, move_question
+) -> None:
     root, source = tiny_xquad
     move_question(root / source.name / "ru.json", "q1-0-0", to_article=2)
     data = build_parallel(source_for(root, source.name, ["en", "ru", "zh"]), root / source.name)
@@ -89,12 +93,19 @@ def test_a_single_moved_question_does_not_merge_two_articles(tiny_xquad, caplog:
     assert (data.questions.groupby("qid").article.nunique() == 1).all()
     assert (data.candidates.groupby("paragraph").article.nunique() == 1).all()
     assert data.candidates.paragraph.nunique() == 6 * 2
-    assert (data.candidates.groupby("article").candidate_id.apply(lambda c: c.str.split(":").str[:2].str.join(":").nunique()) == 3).all()
+    assert (
+        data.candidates.groupby("article").candidate_id.apply(
+            lambda c: c.str.split(":").str[:2].str.join(":").nunique()
+        )
+        == 3
+    ).all()
     assert "question q1-0-0: the only question id linking its articles" in caplog.text
     assert "ru file article 2" in caplog.text and "en file article 1" in caplog.text
 
 
-def test_articles_linked_by_two_question_ids_merge_and_are_reported(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, source_for, move_question) -> None:
+def test_articles_linked_by_two_question_ids_merge_and_are_reported(
+    tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, source_for, move_question
+) -> None:
     root, source = tiny_xquad
     for qid in ("q1-0-0", "q1-0-1"):
         move_question(root / source.name / "ru.json", qid, to_article=2)
@@ -106,14 +117,19 @@ def test_articles_linked_by_two_question_ids_merge_and_are_reported(tiny_xquad, 
     assert data.article_merges == {1: {"en": [1, 2], "ru": [1, 2], "zh": [1, 2]}}
     assert {lang: c["questions"] for lang, c in data.counts.items()} == {"en": 24, "ru": 24, "zh": 24}
     assert (data.questions.groupby("qid").article.nunique() == 1).all()
-    assert "article 1 merges several articles of one language (en file articles 1, 2; ru file articles 1, 2; zh file articles 1, 2)" in caplog.text
+    assert (
+        "article 1 merges several articles of one language (en file articles 1, 2; ru file articles 1, 2; zh file articles 1, 2)"
+        in caplog.text
+    )
 
 
 # ---------------------------------------------------------------------------
 # Every data row of the bad-input table, through to metrics/data.json.
 
 
-def test_every_bad_input_count_reaches_the_metrics(tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, write_file, source_for, move_question) -> None:
+def test_every_bad_input_count_reaches_the_metrics(
+    tiny_xquad, tmp_path: Path, caplog: pytest.LogCaptureFixture, write_file, source_for, move_question
+) -> None:
     root, source = tiny_xquad
     folder = root / source.name
     files = {lang: json.loads((folder / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("en", "ru", "zh")}
@@ -127,7 +143,10 @@ def test_every_bad_input_count_reaches_the_metrics(tiny_xquad, tmp_path: Path, c
     for qa in swapped["qas"]:
         start = qa["answers"][0]["answer_start"]
         qa["answers"][0]["text"] = swapped["context"][start : start + 8]  # "a3 p0 s0", "a3 p0 s1"
-    swapped["sentence_breaks"][0], swapped["sentence_breaks"][1] = swapped["sentence_breaks"][1], swapped["sentence_breaks"][0]
+    swapped["sentence_breaks"][0], swapped["sentence_breaks"][1] = (
+        swapped["sentence_breaks"][1],
+        swapped["sentence_breaks"][0],
+    )
     # zh: an answer that runs into the next sentence.
     crossing = paragraph("zh", 0, 1)
     start = crossing["qas"][0]["answers"][0]["answer_start"]
@@ -137,12 +156,23 @@ def test_every_bad_input_count_reaches_the_metrics(tiny_xquad, tmp_path: Path, c
     # zh: a question filed under the next article.
     move_question(folder / "zh.json", "q4-0-0", to_article=5)
 
-    parallelise_all({source.name: source_for(root, source.name, ["en", "ru", "zh"])}, root, tmp_path / "parallel", tmp_path / "data.json")
+    parallelise_all(
+        {source.name: source_for(root, source.name, ["en", "ru", "zh"])},
+        root,
+        tmp_path / "parallel",
+        tmp_path / "data.json",
+    )
     metrics = read_json(tmp_path / "data.json")[source.name]
     counts = metrics["languages"]
     expected = {
         "en": {"dropped_no_answer": 1, "sentence_text_mismatch": 1, "dropped_article_conflict": 1, "questions": 22},
-        "ru": {"dropped_answer_outside_sentences": 1, "dropped_answer_not_in_sentence": 2, "sentence_text_mismatch": 2, "dropped_article_conflict": 1, "questions": 20},
+        "ru": {
+            "dropped_answer_outside_sentences": 1,
+            "dropped_answer_not_in_sentence": 2,
+            "sentence_text_mismatch": 2,
+            "dropped_article_conflict": 1,
+            "questions": 20,
+        },
         "zh": {"answer_crosses_sentence": 1, "dropped_article_conflict": 1, "questions": 23},
     }
     zero = dict.fromkeys(FLAGS, 0)

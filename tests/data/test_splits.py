@@ -5,7 +5,14 @@ import pytest
 
 from mlret.artifacts import read_json, write_table
 from mlret.data.parallel import build_parallel
-from mlret.data.splits import apply_profile, build_splits, question_ranking, split_articles, training_rows, validate_profile
+from mlret.data.splits import (
+    apply_profile,
+    build_splits,
+    question_ranking,
+    split_articles,
+    training_rows,
+    validate_profile,
+)
 from mlret.errors import MlretError
 from mlret.params import Profile, SplitParams
 
@@ -121,7 +128,9 @@ def _edited(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         ("candidates", "null text", "column 'text' has 1 missing (null) value(s)"),
     ],
 )
-def test_a_bad_parallel_table_is_blamed_on_its_file_not_on_params(parallel_dir: Path, tmp_path: Path, table: str, kind: str, message: str) -> None:
+def test_a_bad_parallel_table_is_blamed_on_its_file_not_on_params(
+    parallel_dir: Path, tmp_path: Path, table: str, kind: str, message: str
+) -> None:
     """A zero-row table or a string `article` column used to read as "fewer than two languages keep training data"."""
     path = parallel_dir / f"{table}.parquet"
     write_table(path, _edited(pd.read_parquet(path), kind))

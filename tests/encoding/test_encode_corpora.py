@@ -16,12 +16,16 @@ from mlret.scoring.beir import score_beir
 from mlret.scoring.ranking import similarity_scores
 
 
-def test_beir_encoding_then_scoring_with_a_real_encoder(tmp_path: Path, tiny_checkpoint: Path, make_params, beir_langs, write_beir_language) -> None:
+def test_beir_encoding_then_scoring_with_a_real_encoder(
+    tmp_path: Path, tiny_checkpoint: Path, make_params, beir_langs, write_beir_language
+) -> None:
     """Stored rows are the encoder's query and passage embeddings in file order; scores follow from them."""
     for lang in beir_langs:
         write_beir_language(tmp_path / "bench", lang)
     encoder = Encoder(tiny_checkpoint, make_params(), show_progress=False)
-    corpora = EvalCorpora(tmp_path / "parallel", tmp_path / "articles.json", "none", [], {"tiny": str(tmp_path / "bench")})
+    corpora = EvalCorpora(
+        tmp_path / "parallel", tmp_path / "articles.json", "none", [], {"tiny": str(tmp_path / "bench")}
+    )
     encoded = encode_corpora(encoder, corpora, tmp_path / "emb")
     assert encoded == {"beir-tiny/en": 2 + 3, "beir-tiny/ru": 2 + 3}  # judged queries + documents
     scores = score_beir(tmp_path / "bench", tmp_path / "emb" / "beir-tiny")

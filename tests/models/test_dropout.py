@@ -18,7 +18,9 @@ def test_drops_with_probability_p_and_scales_the_rest() -> None:
     assert abs(dropped.mean().item() - 0.1) < 0.0015
     assert effective_rate(0.1) == 6554 / 65536 and abs(effective_rate(0.1) - 0.1) < 2**-17
     assert torch.allclose(y[y != 0], torch.tensor(2.0 / (1 - 6554 / 65536)), rtol=0, atol=1e-6)
-    assert not torch.allclose(y[y != 0], torch.tensor(2.0 / 0.9), rtol=0, atol=1e-6)  # the scale follows the realised rate
+    assert not torch.allclose(
+        y[y != 0], torch.tensor(2.0 / 0.9), rtol=0, atol=1e-6
+    )  # the scale follows the realised rate
     # All four 16-bit quarters of every 64-bit draw are uniform (elements cycle through them).
     for quarter in range(4):
         assert abs(dropped[:, quarter::4].mean().item() - 0.1) < 0.003
@@ -36,7 +38,9 @@ def test_the_mean_output_is_the_input() -> None:
 
 def test_neighbouring_elements_are_independent() -> None:
     torch.manual_seed(1)
-    dropped = (dropout(torch.ones(4_000_000), 0.3, training=True) == 0).float().view(-1, 4)  # a row: the quarters of one draw
+    dropped = (
+        (dropout(torch.ones(4_000_000), 0.3, training=True) == 0).float().view(-1, 4)
+    )  # a row: the quarters of one draw
     for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:
         assert abs((dropped[:, a] * dropped[:, b]).mean().item() - 0.09) < 0.002
 
@@ -64,7 +68,9 @@ def test_same_seed_same_mask_and_eval_is_identity() -> None:
 
 def test_swapping_keeps_every_weight_and_every_rate() -> None:
     torch.manual_seed(0)
-    net = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    net = BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    )
     rates = sorted(m.p for m in net.modules() if isinstance(m, nn.Dropout))
     state = {k: v.clone() for k, v in net.state_dict().items()}
     assert use_fast_dropout(net) == len(rates) > 0

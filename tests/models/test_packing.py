@@ -15,14 +15,27 @@ LENGTHS = [5, 17, 2, 9, 9, 13, 3, 16, 7, 11, 4, 6, 15, 2, 8, 12, 10, 14, 3, 5]
 
 def _bert() -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=32)
+    config = BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return BertModel(config).eval()
 
 
 def _xlmr() -> XLMRobertaModel:
     torch.manual_seed(0)
     config = XLMRobertaConfig(
-        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=40, pad_token_id=1
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        pad_token_id=1,
     )
     return XLMRobertaModel(config).eval()
 
@@ -107,7 +120,9 @@ def test_the_cpu_training_path_computes_the_same_attention() -> None:
     padded_net = _bert()
     torch.manual_seed(0)
     config = padded_net.config.to_dict()
-    packed_net = BertModel(BertConfig(**{**config, "attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0})).train()
+    packed_net = BertModel(
+        BertConfig(**{**config, "attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0})
+    ).train()
     packed_net.load_state_dict(padded_net.state_dict())
     use_packed_attention(packed_net)
 

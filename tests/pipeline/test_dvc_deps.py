@@ -74,7 +74,12 @@ def covered(path: Path, deps: list[str]) -> bool:
 
 def test_the_closure_follows_imports_through_packages() -> None:
     closure = {p.relative_to(ROOT).as_posix() for p in import_closure(ROOT / "stages" / "report.py")}
-    assert {"src/mlret/__init__.py", "src/mlret/params/__init__.py", "src/mlret/reporting/__init__.py", "src/mlret/reporting/report.py"} <= closure
+    assert {
+        "src/mlret/__init__.py",
+        "src/mlret/params/__init__.py",
+        "src/mlret/reporting/__init__.py",
+        "src/mlret/reporting/report.py",
+    } <= closure
     assert "src/mlret/training/loop.py" not in closure
 
 

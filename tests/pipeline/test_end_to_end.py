@@ -30,13 +30,22 @@ CPU_DISPATCH = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", 
 
 def run(args: list[str], cwd: Path, status: int = 0) -> subprocess.CompletedProcess[str]:
     env = {
-        "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd.parent), "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(cwd.parent),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "HF_HUB_OFFLINE": "1",
         **{name: os.environ[name] for name in CPU_DISPATCH if name in os.environ},
     }
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == status, f"{' '.join(args)} exited {result.returncode}, not {status}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == status, (
+        f"{' '.join(args)} exited {result.returncode}, not {status}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -72,16 +81,31 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
         train_source="tiny-xquad",
         split={"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 1},
         sources={
-            name: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions} for name, s in sources.items()
+            name: {"url": s.url, "sha256": s.sha256, "expected_questions": s.expected_questions}
+            for name, s in sources.items()
         },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
     params["runs"] = {  # no mono run; the lowres runs are scored in-domain only, as the shipped ladder runs are
         f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "in_domain" if p == "lowres" else "all"}
-        for s in STRATEGIES for p in ("balanced", "lowres")
+        for s in STRATEGIES
+        for p in ("balanced", "lowres")
     }
-    params["model"].update(name=str(model), query_prefix="query : ", passage_prefix="passage : ", max_query_length=16, max_passage_length=16)
-    params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16, freeze_word_embeddings=False)
+    params["model"].update(
+        name=str(model),
+        query_prefix="query : ",
+        passage_prefix="passage : ",
+        max_query_length=16,
+        max_passage_length=16,
+    )
+    params["train"].update(
+        batch_size=4,
+        max_steps=3,
+        save_every=2,
+        max_query_length=16,
+        max_passage_length=16,
+        freeze_word_embeddings=False,
+    )
     params["eval"]["batch_size"] = 8
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     run(["git", "add", "-A"], repo)
@@ -93,7 +117,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
 def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     first = run([str(BIN / "dvc"), "repro"], repo)
     stages = ran_stages(first.stdout)
-    assert {"download", "parallelise", "split", "base_model", "encode_base", "evaluate_base", "check_params", "report"} <= stages
+    assert {
+        "download",
+        "parallelise",
+        "split",
+        "base_model",
+        "encode_base",
+        "evaluate_base",
+        "check_params",
+        "report",
+    } <= stages
     assert {f"train@{s}-{p}-0" for s in STRATEGIES for p in ("balanced", "lowres")} <= stages
 
     summary = (repo / "reports" / "summary.md").read_text(encoding="utf-8")
@@ -105,9 +138,16 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     headline = report["headline"]
     assert set(report) == {"headline", "robustness"} and set(headline) == {"strategy", "balanced", "lowres"}
     assert headline["strategy"] == "hybrid" and 0 <= headline["lowres"]["tiny-xquad"]["multi"]["map"] <= 1
-    assert set(headline["lowres"]) == {"tiny-xquad"} and set(report["robustness"]) == {"tiny-xquad"}  # lowres: in-domain only
-    assert {name for datasets in (headline["balanced"], headline["lowres"]) for settings in datasets.values()
-            for metrics in settings.values() for name in metrics} == {"map", "rank_distance"}
+    assert set(headline["lowres"]) == {"tiny-xquad"} and set(report["robustness"]) == {
+        "tiny-xquad"
+    }  # lowres: in-domain only
+    assert {
+        name
+        for datasets in (headline["balanced"], headline["lowres"])
+        for settings in datasets.values()
+        for metrics in settings.values()
+        for name in metrics
+    } == {"map", "rank_distance"}
     evaluated = json.loads((repo / "metrics" / "eval" / "hybrid" / "lowres" / "0.json").read_text())
     assert evaluated["tiny-xquad"]["cross"]["pairs"] == 6
     # Per-run diagnostics are not declared metrics, yet `dvc metrics show` reads them when named.
@@ -119,9 +159,13 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     assert "failed to load" not in plots.stdout + plots.stderr, plots.stdout + plots.stderr
     html = (repo / "dvc_plots" / "index.html").read_text(encoding="utf-8")
     assert all(f'"run": "{s}/{p}/0"' in html for s in STRATEGIES for p in ("balanced", "lowres"))
-    assert all(f"plots/report/map/{d}-{t}.csv" in html for d in ("tiny-xquad", "tiny-mlqa") for t in ("mono", "cross", "multi"))
+    assert all(
+        f"plots/report/map/{d}-{t}.csv" in html for d in ("tiny-xquad", "tiny-mlqa") for t in ("mono", "cross", "multi")
+    )
     loss = pd.read_csv(repo / "plots" / "report" / "train-loss.csv")
-    assert loss.groupby("run").step.count().to_dict() == {f"{s}/{p}/0": 3 for s in STRATEGIES for p in ("balanced", "lowres")}
+    assert loss.groupby("run").step.count().to_dict() == {
+        f"{s}/{p}/0": 3 for s in STRATEGIES for p in ("balanced", "lowres")
+    }
     assert (repo / "models" / "hybrid" / "lowres" / "0" / "training_params.json").is_file()
 
     again = run([str(BIN / "dvc"), "repro"], repo)
@@ -133,13 +177,31 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     status = run([str(BIN / "dvc"), "status"], repo)
     assert "up to date" in status.stdout, status.stdout
 
-    search = run([str(BIN / "python"), "-m", "mlret.search", "--model", "models/hybrid/balanced/0", "--dataset", "tiny-mlqa", "-k", "3", "where a1 p0 s1?"], repo)
+    search = run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "mlret.search",
+            "--model",
+            "models/hybrid/balanced/0",
+            "--dataset",
+            "tiny-mlqa",
+            "-k",
+            "3",
+            "where a1 p0 s1?",
+        ],
+        repo,
+    )
     assert len(search.stdout.strip().splitlines()) == 3
 
 
 def outputs(repo: Path) -> dict[str, bytes]:
     """Every file of the report stage that a refused experiment must leave as it was."""
-    files = [*sorted((repo / "reports").rglob("*")), *sorted((repo / "plots" / "report").rglob("*")), repo / "metrics" / "report.json"]
+    files = [
+        *sorted((repo / "reports").rglob("*")),
+        *sorted((repo / "plots" / "report").rglob("*")),
+        repo / "metrics" / "report.json",
+    ]
     return {str(f.relative_to(repo)): f.read_bytes() for f in files if f.is_file()}
 
 
@@ -156,9 +218,17 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
 
     # A headline strategy with no run is refused before DVC removes anything the report stage wrote.
     before = outputs(repo)
-    refused = run([str(BIN / "dvc"), "exp", "run", "-S", "sampling=mono"], repo, status=255)  # DVC's status for a failed stage
-    assert "error: sampling = 'mono' is not among the trained strategies ['hybrid', 'multi']" in refused.stdout + refused.stderr
-    assert "failed to reproduce 'check_params'" in refused.stdout + refused.stderr and "exited with 1" in refused.stdout + refused.stderr
+    refused = run(
+        [str(BIN / "dvc"), "exp", "run", "-S", "sampling=mono"], repo, status=255
+    )  # DVC's status for a failed stage
+    assert (
+        "error: sampling = 'mono' is not among the trained strategies ['hybrid', 'multi']"
+        in refused.stdout + refused.stderr
+    )
+    assert (
+        "failed to reproduce 'check_params'" in refused.stdout + refused.stderr
+        and "exited with 1" in refused.stdout + refused.stderr
+    )
     assert "Running stage 'report'" not in refused.stdout
     assert outputs(repo) == before
     run(["git", "checkout", "params.yaml"], repo)  # `dvc exp run` leaves the refused value in the workspace
@@ -167,7 +237,9 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     assert ran_stages(headline.stdout) == {"check_params", "report"}
     # The headline section keeps its keys whichever strategy it holds: every number is compared. (The
     # robustness contrast is hybrid − multi under the hybrid headline and has no counterpart under multi.)
-    compared = json.loads(run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], repo).stdout)["metrics/report.json"]
+    compared = json.loads(run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], repo).stdout)[
+        "metrics/report.json"
+    ]
     numbers = {key: row for key, row in compared.items() if key.startswith("headline.") and key != "headline.strategy"}
     assert compared["headline.strategy"] == {"old": "hybrid", "new": "multi"}
     assert len(numbers) == 12 and all("diff" in row for row in numbers.values()), compared
@@ -177,30 +249,47 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     run(["git", "checkout", "params.yaml", "metrics/report.json", "reports", "plots/report", "dvc.lock"], repo)
 
     ratio = run([str(BIN / "dvc"), "exp", "run", "-S", "hybrid.mono_ratio=0.3"], repo)
-    assert {s for s in ran_stages(ratio.stdout) if s.startswith("train@")} == {"train@hybrid-balanced-0", "train@hybrid-lowres-0"}
+    assert {s for s in ran_stages(ratio.stdout) if s.startswith("train@")} == {
+        "train@hybrid-balanced-0",
+        "train@hybrid-lowres-0",
+    }
 
     source = run([str(BIN / "dvc"), "exp", "run", "-S", "data.train_source=tiny-mlqa"], repo)
-    assert {"split", "encode_base", "report"} <= ran_stages(source.stdout) and "download" not in ran_stages(source.stdout)
+    assert {"split", "encode_base", "report"} <= ran_stages(source.stdout) and "download" not in ran_stages(
+        source.stdout
+    )
 
     shown = run([str(BIN / "dvc"), "exp", "show", "--csv"], repo)
     assert "hybrid.mono_ratio" in shown.stdout and "data.train_source" in shown.stdout
     diff = run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all"], repo)
     assert "metrics/report.json" in diff.stdout
-    assert "metrics/eval" not in diff.stdout and "metrics/train" not in diff.stdout and "metrics/data.json" not in diff.stdout
+    assert (
+        "metrics/eval" not in diff.stdout
+        and "metrics/train" not in diff.stdout
+        and "metrics/data.json" not in diff.stdout
+    )
 
     # The experiment table: metrics are the headline section and the robustness contrast only. Params and
     # deps add a column each (params.yaml keys, stage dependencies); the README recipe keeps what a reader compares.
     columns = next(csv.reader(io.StringIO(shown.stdout)))
     top = [row["data"] for row in json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout)]
-    metric_columns = {key for data in top for m in (data.get("metrics") or {}).values() for key in _flat(m.get("data", {}))}
-    param_columns = {key for data in top for p in (data.get("params") or {}).values() for key in _flat(p.get("data", {}))}
+    metric_columns = {
+        key for data in top for m in (data.get("metrics") or {}).values() for key in _flat(m.get("data", {}))
+    }
+    param_columns = {
+        key for data in top for p in (data.get("params") or {}).values() for key in _flat(p.get("data", {}))
+    }
     dep_columns = {path for data in top for path in (data.get("deps") or {})}
     recipe = [arg.replace("xquad-r", "tiny-xquad").replace("mlqa-r", "tiny-mlqa") for arg in readme_exp_show()]
     assert recipe[0].endswith("dvc")
     compact = run([str(BIN / "dvc"), *recipe[1:], "--csv"], repo)
-    kept = [c for c in next(csv.reader(io.StringIO(compact.stdout))) if c not in ("rev", "typ", "parent")]  # merged into Experiment on screen
-    print(f"\ndvc exp show --csv: {len(columns)} columns ({len(metric_columns)} metrics, {len(param_columns)} params, "
-          f"{len(dep_columns)} deps); README recipe: {kept}; dvc metrics diff: {len(diff.stdout.splitlines())} lines")
+    kept = [
+        c for c in next(csv.reader(io.StringIO(compact.stdout))) if c not in ("rev", "typ", "parent")
+    ]  # merged into Experiment on screen
+    print(
+        f"\ndvc exp show --csv: {len(columns)} columns ({len(metric_columns)} metrics, {len(param_columns)} params, "
+        f"{len(dep_columns)} deps); README recipe: {kept}; dvc metrics diff: {len(diff.stdout.splitlines())} lines"
+    )
     assert all(key.startswith(("headline.", "robustness.")) for key in metric_columns), sorted(metric_columns)
     assert {"sampling", "hybrid.mono_ratio", "data.train_source", "headline.strategy"} <= set(kept), kept
     assert "headline.balanced.tiny-xquad.multi.map" in kept and len(kept) <= 12, kept
@@ -208,7 +297,11 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
 
 
 def _flat(data: dict, prefix: str = "") -> list[str]:
-    return [k for key, value in data.items() for k in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
+    return [
+        k
+        for key, value in data.items()
+        for k in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])
+    ]
 
 
 @pytest.mark.slow
@@ -220,7 +313,9 @@ def test_experiment_in_a_temporary_workspace_finds_the_mirror(repo: Path) -> Non
     # `report`; a changed download param re-runs `download` inside the temporary workspace, offline.
     committed = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))["sampling"]
     other = next(s for s in STRATEGIES if s != committed)
-    temp = run([str(BIN / "dvc"), "exp", "run", "--temp", "-S", f"sampling={other}", "-S", "data.download_retries=2"], repo)
+    temp = run(
+        [str(BIN / "dvc"), "exp", "run", "--temp", "-S", f"sampling={other}", "-S", "data.download_retries=2"], repo
+    )
     assert {"download", "report"} <= ran_stages(temp.stdout), temp.stdout
     shown = run([str(BIN / "dvc"), "exp", "show", "--csv"], repo)
     assert other in shown.stdout

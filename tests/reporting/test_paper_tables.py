@@ -18,7 +18,16 @@ from mlret.artifacts import write_table
 from mlret.errors import MlretError
 from mlret.reporting.collect import load_results, model_names
 from mlret.reporting.paper_tables import (
-    beir_table, main_caption, main_latex, main_markdown, main_table, holm_bold, metrics_table, pair_tables, per_language_table, write_paper_tables,
+    beir_table,
+    holm_bold,
+    main_caption,
+    main_latex,
+    main_markdown,
+    main_table,
+    metrics_table,
+    pair_tables,
+    per_language_table,
+    write_paper_tables,
 )
 from mlret.reporting.tables import results_table
 from mlret.scoring.settings import PER_QUERY_COLUMNS, summarise
@@ -50,20 +59,32 @@ def per_query(model: str, dataset: str) -> pd.DataFrame:
                     continue
                 n = len(languages_of(qid)) if y == "all" else 1
                 ranks = sorted(int(r) for r in rng.choice(np.arange(1, 4 * worst + 1), size=n, replace=False))
-                rows.append({
-                    "setting": setting, "query_lang": x, "pool_lang": y, "qid": qid, "n_relevant": n, "ranks": ranks,
-                    "ap": float(np.mean([k / r for k, r in enumerate(ranks, start=1)])),
-                    "rank_distance": float(ranks[-1] - ranks[0]) if n > 1 else np.nan,
-                    "same_language_top10": float(rng.integers(0, 11)) / 10 if setting == "multi" else np.nan,
-                    "mrr@10": 1 / ranks[0] if ranks[0] <= 10 else 0.0,
-                    "recall@1": float(np.mean([r <= 1 for r in ranks])), "recall@5": float(np.mean([r <= 5 for r in ranks])),
-                    "recall@10": float(np.mean([r <= 10 for r in ranks])), "recall@100": float(np.mean([r <= 30 for r in ranks])),
-                    "ndcg@10": float(rng.random()),
-                })
+                rows.append(
+                    {
+                        "setting": setting,
+                        "query_lang": x,
+                        "pool_lang": y,
+                        "qid": qid,
+                        "n_relevant": n,
+                        "ranks": ranks,
+                        "ap": float(np.mean([k / r for k, r in enumerate(ranks, start=1)])),
+                        "rank_distance": float(ranks[-1] - ranks[0]) if n > 1 else np.nan,
+                        "same_language_top10": float(rng.integers(0, 11)) / 10 if setting == "multi" else np.nan,
+                        "mrr@10": 1 / ranks[0] if ranks[0] <= 10 else 0.0,
+                        "recall@1": float(np.mean([r <= 1 for r in ranks])),
+                        "recall@5": float(np.mean([r <= 5 for r in ranks])),
+                        "recall@10": float(np.mean([r <= 10 for r in ranks])),
+                        "recall@100": float(np.mean([r <= 30 for r in ranks])),
+                        "ndcg@10": float(rng.random()),
+                    }
+                )
     return pd.DataFrame(rows)[PER_QUERY_COLUMNS]
 
 
-BEIR = {"en": {"ndcg@10": 0.5, "recall@100": 0.8, "queries": 3, "documents": 9}, "de": {"ndcg@10": 0.25, "recall@100": 0.5, "queries": 2, "documents": 7}}
+BEIR = {
+    "en": {"ndcg@10": 0.5, "recall@100": 0.8, "queries": 3, "documents": 9},
+    "de": {"ndcg@10": 0.25, "recall@100": 0.5, "queries": 2, "documents": 7},
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +116,9 @@ def table(results) -> pd.DataFrame:
 def evaluate_number(metrics_root: Path, strategy: str, profile: str, dataset: str, setting: str, metric: str) -> float:
     """The `evaluate` stage's number for a model, averaged over its seeds (as every report row is)."""
     names = ["base"] if strategy == "base" else [f"{strategy}/{profile}/{s}" for s in (0, 1)]
-    return float(np.mean([json.loads((metrics_root / f"{m}.json").read_text())[dataset][setting][metric] for m in names]))
+    return float(
+        np.mean([json.loads((metrics_root / f"{m}.json").read_text())[dataset][setting][metric] for m in names])
+    )
 
 
 def test_main_table_holds_the_evaluate_stage_map_and_rank_distance(tree, results, table) -> None:
@@ -105,8 +128,12 @@ def test_main_table_holds_the_evaluate_stage_map_and_rank_distance(tree, results
         for dataset in DATASETS:
             label = "xq (in-domain test articles)" if dataset == TRAIN else dataset
             for setting in ("mono", "cross", "multi"):
-                assert main.at[model, (label, setting)] == pytest.approx(evaluate_number(tree[1], strategy, profile, dataset, setting, "map"), rel=1e-12)
-            assert main.at[model, (label, "rank dist.")] == pytest.approx(evaluate_number(tree[1], strategy, profile, dataset, "multi", "rank_distance"), rel=1e-12)
+                assert main.at[model, (label, setting)] == pytest.approx(
+                    evaluate_number(tree[1], strategy, profile, dataset, setting, "map"), rel=1e-12
+                )
+            assert main.at[model, (label, "rank dist.")] == pytest.approx(
+                evaluate_number(tree[1], strategy, profile, dataset, "multi", "rank_distance"), rel=1e-12
+            )
 
 
 def test_results_table_rank_distance_is_the_evaluate_stage_macro_average(tree, table) -> None:
@@ -121,11 +148,24 @@ def test_main_table_order_base_first_training_source_first_mono_cross_multi(resu
     main = main_table(table, results, TRAIN, STRATEGIES, PROFILES)
     assert list(main.index) == ["base", "mono/balanced", "hybrid/balanced", "mono/lowres", "hybrid/lowres"]
     assert list(main.columns) == [
-        ("xq (in-domain test articles)", "seeds"), ("xq (in-domain test articles)", "mono"), ("xq (in-domain test articles)", "cross"),
-        ("xq (in-domain test articles)", "multi"), ("xq (in-domain test articles)", "rank dist."),
-        ("ml", "seeds"), ("ml", "mono"), ("ml", "cross"), ("ml", "multi"), ("ml", "rank dist."),
+        ("xq (in-domain test articles)", "seeds"),
+        ("xq (in-domain test articles)", "mono"),
+        ("xq (in-domain test articles)", "cross"),
+        ("xq (in-domain test articles)", "multi"),
+        ("xq (in-domain test articles)", "rank dist."),
+        ("ml", "seeds"),
+        ("ml", "mono"),
+        ("ml", "cross"),
+        ("ml", "multi"),
+        ("ml", "rank dist."),
     ]
-    assert main[("ml", "seeds")].to_dict() == {"base": 1, "mono/balanced": 2, "hybrid/balanced": 2, "mono/lowres": 2, "hybrid/lowres": 2}
+    assert main[("ml", "seeds")].to_dict() == {
+        "base": 1,
+        "mono/balanced": 2,
+        "hybrid/balanced": 2,
+        "mono/lowres": 2,
+        "hybrid/lowres": 2,
+    }
 
 
 def test_main_table_bolds_only_what_the_holm_test_separates(results, table) -> None:
@@ -144,18 +184,24 @@ def test_main_table_bolds_only_what_the_holm_test_separates(results, table) -> N
     markdown = main_markdown(main, bold)
     column = next(c for c in maps if bold[c].any())
     assert f"**{main[column].max():.3f}**" in markdown
-    assert markdown.splitlines()[0].startswith("| model | xq (in-domain test articles) seeds | xq (in-domain test articles) mono")
+    assert markdown.splitlines()[0].startswith(
+        "| model | xq (in-domain test articles) seeds | xq (in-domain test articles) mono"
+    )
     latex = main_latex(main, bold, main_caption(TRAIN))
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert latex.count(rule) == 1
     assert rf"\textbf{{{main[column].max():.3f}}}" in latex
-    assert latex.count(r"\textbf{") == markdown.count("**") // 2 == int(bold.to_numpy().sum())  # the same cells bold in both
+    assert (
+        latex.count(r"\textbf{") == markdown.count("**") // 2 == int(bold.to_numpy().sum())
+    )  # the same cells bold in both
     assert "in-domain test articles" in latex and "mAP over the full pool" not in latex and "Holm" in latex
     assert r"\multicolumn{5}{c}{xq (in-domain test articles)}" in latex
     assert latex.index("base") < latex.index("mono/balanced") < latex.index("hybrid/lowres")
 
 
-def hand_pair_means(frames: dict[str, dict[str, pd.DataFrame]], strategy: str, profile: str, dataset: str) -> dict[tuple[str, str], float]:
+def hand_pair_means(
+    frames: dict[str, dict[str, pd.DataFrame]], strategy: str, profile: str, dataset: str
+) -> dict[tuple[str, str], float]:
     """(query, pool) -> mean AP over the pair's queries and both seeds, in plain Python."""
     values: dict[tuple[str, str], list[float]] = {}
     for seed in (0, 1):
@@ -168,8 +214,13 @@ def hand_pair_means(frames: dict[str, dict[str, pd.DataFrame]], strategy: str, p
 def test_per_language_map_is_the_mean_over_the_language_pairs(tree, results) -> None:
     per_language = per_language_table(results, STRATEGIES, PROFILES)
     means = hand_pair_means(tree[2], "hybrid", "lowres", "ml")
-    row = per_language[(per_language.dataset == "ml") & (per_language.setting == "cross") & (per_language.strategy == "hybrid")
-                       & (per_language.profile == "lowres") & (per_language.query_lang == "ru")].iloc[0]
+    row = per_language[
+        (per_language.dataset == "ml")
+        & (per_language.setting == "cross")
+        & (per_language.strategy == "hybrid")
+        & (per_language.profile == "lowres")
+        & (per_language.query_lang == "ru")
+    ].iloc[0]
     assert row["map"] == pytest.approx((means["ru", "en"] + means["ru", "de"]) / 2, rel=1e-12)
     assert row["pairs"] == 2
     assert list(per_language.setting.drop_duplicates()) == ["mono", "cross", "multi"]
@@ -216,13 +267,24 @@ def test_beir_table_averages_the_evaluate_files_over_seeds(tree) -> None:
         beir_table(tree[1], MODELS, ["other"], STRATEGIES, PROFILES)
 
 
-def test_write_paper_tables_writes_every_table_and_refuses_beir_without_metrics(tree, results, table, tmp_path: Path) -> None:
+def test_write_paper_tables_writes_every_table_and_refuses_beir_without_metrics(
+    tree, results, table, tmp_path: Path
+) -> None:
     stale = tmp_path / "pairs" / "old-model.csv"
     stale.parent.mkdir()
     stale.write_text("x\n")
     kwargs = {"train_source": TRAIN, "strategies": STRATEGIES, "profiles": PROFILES, "models": MODELS}
     write_paper_tables(results, table, tmp_path, metrics_root=tree[1], beir=["mini"], **kwargs)
-    for name in ("main.md", "main.tex", "per_language.csv", "per_language.md", "metrics.csv", "metrics.md", "beir.csv", "beir.md"):
+    for name in (
+        "main.md",
+        "main.tex",
+        "per_language.csv",
+        "per_language.md",
+        "metrics.csv",
+        "metrics.md",
+        "beir.csv",
+        "beir.md",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not stale.exists()
     matrix = pd.read_csv(tmp_path / "pairs" / "xq-base.csv", index_col="query_lang")

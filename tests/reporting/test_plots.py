@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlret.reporting.plots import SETTINGS, cell_text, colour_limits, figure_name, grouped_bars, in_order, pair_heatmaps, robustness_curves
+from mlret.reporting.plots import (
+    SETTINGS,
+    cell_text,
+    colour_limits,
+    figure_name,
+    grouped_bars,
+    in_order,
+    pair_heatmaps,
+    robustness_curves,
+)
 
 
 def test_figure_names_have_no_empty_parts() -> None:
@@ -19,7 +28,12 @@ def test_figure_names_have_no_empty_parts() -> None:
 
 def test_settings_come_in_the_papers_order_and_strategies_in_the_given_one() -> None:
     assert in_order(["multi", "cross", "mono", "multi"], SETTINGS) == ["mono", "cross", "multi"]
-    assert in_order(["hybrid", "cross", "zeta", "mono"], ["mono", "cross", "multi", "hybrid"]) == ["mono", "cross", "hybrid", "zeta"]
+    assert in_order(["hybrid", "cross", "zeta", "mono"], ["mono", "cross", "multi", "hybrid"]) == [
+        "mono",
+        "cross",
+        "hybrid",
+        "zeta",
+    ]
 
 
 def test_colour_scales_fit_the_data_and_differences_are_centred() -> None:
@@ -35,7 +49,9 @@ def _table(base: float) -> pd.DataFrame:
     for strategy, value in (("hybrid", 0.61), ("mono", 0.58)):
         for profile, shift in (("balanced", 0.0), ("lowres", -0.01)):
             v = value + shift
-            rows.append({"strategy": strategy, "profile": profile, "map": v, "map_ci_low": v - 0.012, "map_ci_high": v + 0.015})
+            rows.append(
+                {"strategy": strategy, "profile": profile, "map": v, "map_ci_low": v - 0.012, "map_ci_high": v + 0.015}
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,15 +76,27 @@ def test_a_far_away_base_model_is_named_rather_than_squashing_the_axis() -> None
 
 def test_difference_heatmaps_against_the_base_model_and_multi(tmp_path: Path) -> None:
     rows = [
-        {"dataset": "d", "setting": setting, "strategy": strategy, "profile": profile, "query_lang": q, "pool_lang": p, "ap": 0.5}
+        {
+            "dataset": "d",
+            "setting": setting,
+            "strategy": strategy,
+            "profile": profile,
+            "query_lang": q,
+            "pool_lang": p,
+            "ap": 0.5,
+        }
         for strategy, profile in (("base", "-"), ("multi", "balanced"), ("hybrid", "balanced"))
         for setting, pairs in (("mono", [("en", "en")]), ("cross", [("en", "ru")]), ("multi", [("en", "all")]))
         for q, p in pairs
     ]
     names = sorted(p.name for p in pair_heatmaps(pd.DataFrame(rows), tmp_path, ["multi", "hybrid"]))
     assert names == [
-        "heatmap-d-base.png", "heatmap-d-hybrid-balanced-vs-base.png", "heatmap-d-hybrid-balanced-vs-multi.png",
-        "heatmap-d-hybrid-balanced.png", "heatmap-d-multi-balanced-vs-base.png", "heatmap-d-multi-balanced.png",
+        "heatmap-d-base.png",
+        "heatmap-d-hybrid-balanced-vs-base.png",
+        "heatmap-d-hybrid-balanced-vs-multi.png",
+        "heatmap-d-hybrid-balanced.png",
+        "heatmap-d-multi-balanced-vs-base.png",
+        "heatmap-d-multi-balanced.png",
     ]
     assert all((tmp_path / n).stat().st_size > 0 for n in names)
 
@@ -78,18 +106,44 @@ def test_heatmap_cells_that_round_to_zero_carry_no_sign() -> None:
     assert cell_text(0.8123, ".2f") == "0.81"
 
 
-def test_robustness_curves_plot_the_specific_drop_and_leave_a_point_without_interval_bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_robustness_curves_plot_the_specific_drop_and_leave_a_point_without_interval_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The plotted value is the specific drop (not the raw one); a NaN interval draws no bar, and the point is hollow."""
     rows = [
-        {"dataset": "d", "scope": scope, "severity": severity, "kind": "drop", "strategy": strategy, "raw_drop": 0.5,
-         "full_drop": 0.5 - specific, "specific_drop": specific, "ci_low": low, "ci_high": high}
+        {
+            "dataset": "d",
+            "scope": scope,
+            "severity": severity,
+            "kind": "drop",
+            "strategy": strategy,
+            "raw_drop": 0.5,
+            "full_drop": 0.5 - specific,
+            "specific_drop": specific,
+            "ci_low": low,
+            "ci_high": high,
+        }
         for scope in ("all", "mono")
         for strategy, severity, specific, low, high in (
-            ("multi", 0.01, 0.03, 0.01, 0.05), ("multi", 0.25, 0.01, -0.01, 0.02),
-            ("hybrid", 0.01, 0.02, np.nan, np.nan), ("hybrid", 0.25, 0.0, -0.02, 0.02),
+            ("multi", 0.01, 0.03, 0.01, 0.05),
+            ("multi", 0.25, 0.01, -0.01, 0.02),
+            ("hybrid", 0.01, 0.02, np.nan, np.nan),
+            ("hybrid", 0.25, 0.0, -0.02, 0.02),
         )
-    ] + [{"dataset": "d", "scope": "all", "severity": 0.01, "kind": "contrast", "strategy": "hybrid − multi", "raw_drop": 9.0,
-          "full_drop": 9.0, "specific_drop": 9.0, "ci_low": 9.0, "ci_high": 9.0}]
+    ] + [
+        {
+            "dataset": "d",
+            "scope": "all",
+            "severity": 0.01,
+            "kind": "contrast",
+            "strategy": "hybrid − multi",
+            "raw_drop": 9.0,
+            "full_drop": 9.0,
+            "specific_drop": 9.0,
+            "ci_low": 9.0,
+            "ci_high": 9.0,
+        }
+    ]
     figures: list[plt.Figure] = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at what was drawn
     [path] = robustness_curves(pd.DataFrame(rows), tmp_path, ["multi", "hybrid"])
@@ -98,4 +152,8 @@ def test_robustness_curves_plot_the_specific_drop_and_leave_a_point_without_inte
     points = {tuple(line.get_ydata()) for line in all_settings.get_lines() if line.get_marker() == "o"}
     assert points == {(0.03, 0.01), (0.02, 0.0), (0.02,)}  # each strategy's line, and hybrid's hollow point at 1 %
     bars = [segment for collection in all_settings.collections for segment in collection.get_segments() if len(segment)]
-    assert sorted(tuple(np.round(s[:, 1], 6)) for s in bars) == [(-0.02, 0.02), (-0.01, 0.02), (0.01, 0.05)]  # none for the NaN interval
+    assert sorted(tuple(np.round(s[:, 1], 6)) for s in bars) == [
+        (-0.02, 0.02),
+        (-0.01, 0.02),
+        (0.01, 0.05),
+    ]  # none for the NaN interval

@@ -33,7 +33,9 @@ def test_singleton_clusters_give_the_exact_weighted_sign_flip_test(exact_sign_fl
     rng = np.random.default_rng(5)
     for _ in range(3):  # random cases with ties and zero differences
         a, b, w = rng.integers(0, 4, 8) / 4, rng.integers(0, 4, 8) / 4, rng.uniform(0.1, 1, 8)
-        assert cluster_permutation_pvalue(a, b, w, np.arange(8)) == pytest.approx(exact_sign_flip_pvalue(a, b, w), abs=1e-12)
+        assert cluster_permutation_pvalue(a, b, w, np.arange(8)) == pytest.approx(
+            exact_sign_flip_pvalue(a, b, w), abs=1e-12
+        )
 
 
 def test_paired_test_separates_a_consistent_difference_from_noise() -> None:
@@ -53,6 +55,7 @@ def test_holm_hand_examples(holm_by_hand) -> None:
 
 
 # --- whole-question resampling --------------------------------------------------------------
+
 
 def _exact_percentiles(replicates: list[float], confidence: float) -> tuple[float, float, float]:
     """Inverted-CDF percentiles of equally likely replicates, and the distance of the CDF's steps to
@@ -97,7 +100,9 @@ def test_cluster_bootstrap_matches_every_resample_enumerated(confidence: float) 
         replicates.append(weighted_mean(values[rows], weights[rows]))
     low, high, margin = _exact_percentiles(replicates, confidence)
     assert margin > 4 * np.sqrt(0.25 / 20_000)
-    assert cluster_bootstrap_interval(values, weights, clusters, resamples=20_000, confidence=confidence) == pytest.approx((low, high), abs=1e-9)
+    assert cluster_bootstrap_interval(
+        values, weights, clusters, resamples=20_000, confidence=confidence
+    ) == pytest.approx((low, high), abs=1e-9)
 
 
 def test_cluster_bootstrap_endpoints_are_values_a_resample_can_take() -> None:
@@ -105,7 +110,9 @@ def test_cluster_bootstrap_endpoints_are_values_a_resample_can_take() -> None:
     whatever the confidence and however few the resamples (no interpolation between replicates)."""
     for resamples in (7, 101):
         for confidence in np.linspace(0.05, 0.95, 19):
-            low, high = cluster_bootstrap_interval(np.array([0.0, 1.0]), np.ones(2), np.arange(2), resamples, 0, confidence)
+            low, high = cluster_bootstrap_interval(
+                np.array([0.0, 1.0]), np.ones(2), np.arange(2), resamples, 0, confidence
+            )
             assert {low, high} <= {0.0, 0.5, 1.0}
 
 
@@ -141,7 +148,9 @@ def test_two_level_bootstrap_with_one_seed_is_the_one_level_bootstrap_of_the_dif
     a, b, w = rng.uniform(size=200), rng.uniform(size=200), rng.uniform(0.5, 2, 200)
     result = two_level_bootstrap_difference(a[None, :], b[None, :], w, clusters, resamples=3000, seed=4)
     assert result.estimate == pytest.approx(weighted_mean(a - b, w))
-    assert (result.low, result.high) == pytest.approx(cluster_bootstrap_interval(a - b, w, clusters, resamples=3000, seed=4), abs=1e-12)
+    assert (result.low, result.high) == pytest.approx(
+        cluster_bootstrap_interval(a - b, w, clusters, resamples=3000, seed=4), abs=1e-12
+    )
 
 
 def test_two_level_bootstrap_pairs_the_questions_of_both_strategies() -> None:

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
 
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.params import TrainingRun, load_params
 from mlret.reporting.report import build_report
 from mlret.scoring.settings import score_dataset, summarise
-
-from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
 
 pytestmark = pytest.mark.slow  # three full reports (about 40 s on two cores)
 REPO = Path(__file__).resolve().parents[2]
@@ -47,15 +46,23 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
         q, p = noisy_embeddings(data.questions, data.candidates, NOISE[str(strategy)], seed + 10 * len(model))
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
         write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
-        write_json(root / "metrics-eval" / f"{model}.json", {"tiny": {"pool": "in-domain test articles", **summarise(per_query, 0)}})  # the evaluate stage's summary
+        write_json(
+            root / "metrics-eval" / f"{model}.json",
+            {"tiny": {"pool": "in-domain test articles", **summarise(per_query, 0)}},
+        )  # the evaluate stage's summary
         if model == "base":
             continue
         (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]}).to_csv(root / "loss" / f"{model}.csv", index=False)
         profile = SHIPPED.profiles[runs[model].profile]
         kept = {lang: profile.fraction(lang) for lang in LANGS}
-        write_json(root / "metrics-train" / f"{model}.json",
-                   {"language_share": {lang: f / sum(kept.values()) for lang, f in kept.items()}, "batch_kinds": {str(strategy): 2}})
+        write_json(
+            root / "metrics-train" / f"{model}.json",
+            {
+                "language_share": {lang: f / sum(kept.values()) for lang, f in kept.items()},
+                "batch_kinds": {str(strategy): 2},
+            },
+        )
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
     return root, source
 
@@ -63,12 +70,24 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
 def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid") -> str:
     root, source = scored
     tiny = dataclasses.replace(SHIPPED.data.sources["xquad-r"], name="tiny")
-    params = dataclasses.replace(SHIPPED, sampling=sampling, runs=GRIDS[grid],
-                                 data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"))
+    params = dataclasses.replace(
+        SHIPPED,
+        sampling=sampling,
+        runs=GRIDS[grid],
+        data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"),
+    )
     out = root / grid.replace(" ", "-") / sampling
-    build_report(params, eval_root=root / "eval", eval_metrics_root=root / "metrics-eval", train_metrics_root=root / "metrics-train",
-                 parallel_root=root / "parallel", loss_root=root / "loss", out_dir=out / "reports", metrics_path=out / "report.json",
-                 plots_dir=out / "plots")
+    build_report(
+        params,
+        eval_root=root / "eval",
+        eval_metrics_root=root / "metrics-eval",
+        train_metrics_root=root / "metrics-train",
+        parallel_root=root / "parallel",
+        loss_root=root / "loss",
+        out_dir=out / "reports",
+        metrics_path=out / "report.json",
+        plots_dir=out / "plots",
+    )
     return (out / "reports" / "summary.md").read_text(encoding="utf-8")
 
 
@@ -78,32 +97,55 @@ def named_missing(summary: str) -> set[tuple[str, str]]:
 
 def test_shipped_grid(scored) -> None:
     summary = summary_of(scored, "shipped")
-    contrasts = re.findall(r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ", summary, flags=re.MULTILINE)
+    contrasts = re.findall(
+        r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ",
+        summary,
+        flags=re.MULTILINE,
+    )
     assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
-    assert "**Runs.** 22 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (2 seeds)," in summary
+    assert (
+        "**Runs.** 22 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (2 seeds),"
+        in summary
+    )
     assert named_missing(summary) == set()  # hybrid and multi ran on every profile
     assert "not estimated" not in summary and "cannot be assessed" not in summary and "No run trained" not in summary
     assert "| hybrid − multi |" not in summary and "| **hybrid − multi** |" in summary
     assert "| ladder_a | hi | 0.01 |" in summary  # the exposure table of the reduced languages
     answer = summary.split("## Answer")[1].split("## Robustness curve")[0]
-    exposure = re.findall(r"^- (absent \(0 %\)|[\d.]+ % kept): [\d.]+ % under hybrid vs [\d.]+ % under multi\.$", answer, flags=re.MULTILINE)
-    assert exposure == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # the realised exposure, in the Answer itself
+    exposure = re.findall(
+        r"^- (absent \(0 %\)|[\d.]+ % kept): [\d.]+ % under hybrid vs [\d.]+ % under multi\.$",
+        answer,
+        flags=re.MULTILINE,
+    )
+    assert exposure == [
+        "absent (0 %)",
+        "1 % kept",
+        "5 % kept",
+        "25 % kept",
+    ]  # the realised exposure, in the Answer itself
     assert "### tiny, all settings" in summary and "### tiny, mono only (exploratory)" in summary
     assert "| **hybrid − multi** (exploratory) |" in summary
     metrics = json.loads((scored[0] / "shipped" / "hybrid" / "report.json").read_text(encoding="utf-8"))
     assert set(metrics["robustness"]["tiny"]) == {"severity_0", "severity_0.01", "severity_0.05", "severity_0.25"}
     # the keys earlier experiments recorded stay, so `dvc metrics diff` compares them number by number
-    assert all({"estimate", "ci_low", "ci_high", "half_width"} <= set(c) for c in metrics["robustness"]["tiny"].values())
+    assert all(
+        {"estimate", "ci_low", "ci_high", "half_width"} <= set(c) for c in metrics["robustness"]["tiny"].values()
+    )
 
 
 def test_two_runs(scored) -> None:
     summary = summary_of(scored, "two runs")
     assert "**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed)." in summary
     results = (scored[0] / "two-runs" / "hybrid" / "reports" / "results.md").read_text(encoding="utf-8")
-    assert results.startswith("# Results\n\n**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed).\n")
+    assert results.startswith(
+        "# Results\n\n**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed).\n"
+    )
     # Neither strategy ran on both profiles: each gap is named, with what it leaves unestimated.
     assert named_missing(summary) == {("hybrid", "ladder_a"), ("multi", "balanced")}
-    assert "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent (0 %), 1 % kept, 25 % kept)." in summary
+    assert (
+        "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent (0 %), 1 % kept, 25 % kept)."
+        in summary
+    )
     assert "- `multi` on `balanced` has no run: none of its drops is estimated." in summary
     assert "No strategy has runs on both `balanced` and an imbalanced profile" in summary
     assert "No contrast: it needs `hybrid` and `multi`" in summary
@@ -122,7 +164,10 @@ def test_two_runs_with_the_comparator_as_headline(scored) -> None:
 
 def test_balanced_only(scored) -> None:
     summary = summary_of(scored, "balanced only")
-    assert "**Runs.** 4 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed); `mono` on `balanced` (1 seed); `multi` on `balanced` (1 seed)." in summary
+    assert (
+        "**Runs.** 4 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed); `mono` on `balanced` (1 seed); `multi` on `balanced` (1 seed)."
+        in summary
+    )
     assert "No run trained on an imbalanced profile, so robustness cannot be assessed." in summary
     assert "No contrast: no run trained on an imbalanced profile." in summary and "missing" not in summary
     assert named_missing(summary) == set() and "###" not in summary  # no robustness table

@@ -15,15 +15,18 @@ import pandas as pd
 import pytest
 
 from mlret.artifacts import write_table
-from mlret.scoring.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
 from mlret.params import Profile, load_params
 from mlret.reporting.collect import load_results, model_names, pair_map
 from mlret.reporting.report import low_resource_languages
 from mlret.reporting.stats import PERMUTATION_RESAMPLES, cluster_bootstrap_interval
 from mlret.reporting.tables import results_markdown, results_table
+from mlret.scoring.settings import AT_K_NAMES, PER_QUERY_COLUMNS, summarise
 
 REPO = Path(__file__).resolve().parents[2]
-QUESTIONS = {"en": 6, "ru": 2}  # 6 questions (q0, q1 asked in both languages): 2^6 sign flips, fewer than the resamples, so tests are exact
+QUESTIONS = {
+    "en": 6,
+    "ru": 2,
+}  # 6 questions (q0, q1 asked in both languages): 2^6 sign flips, fewer than the resamples, so tests are exact
 MODELS = model_names(["mono", "hybrid"], ["balanced", "lowres"], [0, 1])
 
 
@@ -41,11 +44,21 @@ def model_frame(model: str) -> pd.DataFrame:
                 first = int(rng.integers(1, worst + 1))
                 ranks = [first] if setting == "mono" else [first, first + int(rng.integers(1, 2 * worst))]
                 ap = float(np.mean([k / r for k, r in enumerate(ranks, start=1)]))
-                rows.append({"setting": setting, "query_lang": lang, "pool_lang": lang if setting == "mono" else "all", "qid": f"q{i}",
-                             "n_relevant": len(ranks), "ranks": ranks, "ap": ap,
-                             "rank_distance": ranks[-1] - ranks[0] if len(ranks) > 1 else np.nan,
-                             "same_language_top10": 0.5 if setting == "multi" else np.nan,
-                             **{c: float(ranks[0] <= 1) for c in AT_K_NAMES.values()}, "recall@10": float(ranks[0] <= 2)})
+                rows.append(
+                    {
+                        "setting": setting,
+                        "query_lang": lang,
+                        "pool_lang": lang if setting == "mono" else "all",
+                        "qid": f"q{i}",
+                        "n_relevant": len(ranks),
+                        "ranks": ranks,
+                        "ap": ap,
+                        "rank_distance": ranks[-1] - ranks[0] if len(ranks) > 1 else np.nan,
+                        "same_language_top10": 0.5 if setting == "multi" else np.nan,
+                        **{c: float(ranks[0] <= 1) for c in AT_K_NAMES.values()},
+                        "recall@10": float(ranks[0] <= 2),
+                    }
+                )
     return pd.DataFrame(rows)[PER_QUERY_COLUMNS]
 
 
@@ -103,7 +116,9 @@ def test_point_estimates_equal_the_evaluate_stage_summary(frames, table) -> None
             distances = [macro(by_model[m][by_model[m].setting == "multi"], "rank_distance") for m in models]
             assert row.rank_distance == pytest.approx(np.mean(distances), abs=1e-12)
     micro = np.mean([by_model[f"hybrid/balanced/{s}"].query("setting == 'mono'").ap.mean() for s in (0, 1)])
-    hybrid = table[(table.strategy == "hybrid") & (table.profile == "balanced") & (table.setting == "mono")]["map"].item()
+    hybrid = table[(table.strategy == "hybrid") & (table.profile == "balanced") & (table.setting == "mono")][
+        "map"
+    ].item()
     assert abs(hybrid - micro) > 1e-3  # the fixture tells the macro average from the per-query mean
 
 
@@ -121,18 +136,25 @@ def test_bootstrap_interval_resamples_seed_averaged_questions_with_their_weights
     weights = np.where(q.query_lang == "en", 1 / 12, 1 / 4)
     row = table[(table.strategy == "mono") & (table.profile == "lowres") & (table.setting == "mono")].iloc[0]
     assert (row.map_ci_low, row.map_ci_high) == cluster_bootstrap_interval(q.ap.to_numpy(), weights, q.qid.to_numpy())
-    assert (row.map_ci_low, row.map_ci_high) != cluster_bootstrap_interval(q.ap.to_numpy(), np.ones(len(q)), q.qid.to_numpy())
+    assert (row.map_ci_low, row.map_ci_high) != cluster_bootstrap_interval(
+        q.ap.to_numpy(), np.ones(len(q)), q.qid.to_numpy()
+    )
     assert (row.map_ci_low, row.map_ci_high) != cluster_bootstrap_interval(q.ap.to_numpy(), weights, np.arange(len(q)))
 
 
-def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, table, exact_sign_flip_pvalue, holm_by_hand) -> None:
+def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(
+    frames, table, exact_sign_flip_pvalue, holm_by_hand
+) -> None:
     """The sign-flip test on per-question weighted sums of differences, all 2^6 flips enumerated here."""
     _, by_model = frames
     tested = table[table.p_vs_headline.notna()]
     assert len(tested) == 4 and set(tested.strategy) == {"mono"}  # 2 profiles × 2 settings; base and hybrid untested
     raw = []
     for row in tested.itertuples():
-        a, b = seed_mean(by_model, "hybrid", row.profile, row.setting), seed_mean(by_model, "mono", row.profile, row.setting)
+        a, b = (
+            seed_mean(by_model, "hybrid", row.profile, row.setting),
+            seed_mean(by_model, "mono", row.profile, row.setting),
+        )
         weights = np.where(a.query_lang == "en", 1 / 12, 1 / 4)
         by_question = per_question(a.qid, (a.ap - b.ap).to_numpy() * weights)
         assert len(by_question) == 6
@@ -141,7 +163,12 @@ def test_paired_tests_are_exact_and_holm_adjusted_over_the_whole_report(frames, 
         assert row.delta_vs_headline == pytest.approx(np.sum((a.ap - b.ap) * weights), abs=1e-12)
     assert tested.p_vs_headline_holm.tolist() == pytest.approx(holm_by_hand(raw), abs=1e-12)
     # Four p-values (4/64 to 22/64; two equal); Holm multiplies the three smallest by 4, 3 and 2 and raises them.
-    assert sorted(raw) == [4 / 64, 6 / 64, 6 / 64, 22 / 64] and sorted(holm_by_hand(raw)) == [16 / 64, 18 / 64, 18 / 64, 22 / 64]
+    assert sorted(raw) == [4 / 64, 6 / 64, 6 / 64, 22 / 64] and sorted(holm_by_hand(raw)) == [
+        16 / 64,
+        18 / 64,
+        18 / 64,
+        22 / 64,
+    ]
     assert table[table.p_vs_headline.isna()].p_vs_headline_holm.isna().all()
 
 
@@ -151,9 +178,25 @@ LANGS = ["en", "de", "ru"]
 def cross_rows(strategy: str, value_of: dict[str, float], seed: int = 0) -> list[dict[str, object]]:
     """Cross-setting rows of one run: every question in every ordered pair of distinct languages (6
     pairs, so every row weighs 1 / (6 × questions)), each metric equal to the question's value."""
-    return [{"dataset": "tiny", "setting": "cross", "strategy": strategy, "profile": "balanced", "seed": seed,
-             "query_lang": x, "pool_lang": y, "qid": qid, "ap": v, "recall@10": v, "ndcg@10": v}
-            for x in LANGS for y in LANGS if x != y for qid, v in value_of.items()]
+    return [
+        {
+            "dataset": "tiny",
+            "setting": "cross",
+            "strategy": strategy,
+            "profile": "balanced",
+            "seed": seed,
+            "query_lang": x,
+            "pool_lang": y,
+            "qid": qid,
+            "ap": v,
+            "recall@10": v,
+            "ndcg@10": v,
+        }
+        for x in LANGS
+        for y in LANGS
+        if x != y
+        for qid, v in value_of.items()
+    ]
 
 
 def test_the_interval_draws_the_language_rows_of_a_question_together() -> None:
@@ -188,7 +231,9 @@ def test_the_paired_test_flips_whole_questions() -> None:
     flips = [abs(sum(s * d for s, d in zip(signs, differences))) for signs in itertools.product((1, -1), repeat=3)]
     exact = sum(f >= sum(differences) - 1e-12 for f in flips) / len(flips)
     assert exact == 0.25
-    rows = cross_rows("mono", {"q1": 0.5, "q2": 0.5, "q3": 0.5}) + cross_rows("hybrid", {"q1": 0.9, "q2": 0.7, "q3": 0.6})
+    rows = cross_rows("mono", {"q1": 0.5, "q2": 0.5, "q3": 0.5}) + cross_rows(
+        "hybrid", {"q1": 0.9, "q2": 0.7, "q3": 0.6}
+    )
     table = results_table(pd.DataFrame(rows), headline="hybrid").set_index("strategy")
     assert table.at["mono", "p_vs_headline"] == exact and table.at["mono", "p_vs_headline_holm"] == exact
     assert table.at["mono", "delta_vs_headline"] == pytest.approx(sum(differences) / 3)
@@ -217,9 +262,11 @@ def test_the_delta_interval_redraws_the_seeds_of_each_strategy(spread: float, in
     Seed 1 lists its rows in reverse order: seeds are matched by (languages, qid), not by position.
     """
     mean = {"q1": 0.3, "q2": 0.5, "q3": 0.8}
-    rows = (cross_rows("hybrid", {q: v + 0.1 for q, v in mean.items()})
-            + cross_rows("mono", {q: v - spread for q, v in mean.items()}, seed=0)
-            + cross_rows("mono", {q: v + spread for q, v in mean.items()}, seed=1)[::-1])
+    rows = (
+        cross_rows("hybrid", {q: v + 0.1 for q, v in mean.items()})
+        + cross_rows("mono", {q: v - spread for q, v in mean.items()}, seed=0)
+        + cross_rows("mono", {q: v + spread for q, v in mean.items()}, seed=1)[::-1]
+    )
     table = results_table(pd.DataFrame(rows), headline="hybrid")
     mono = table.set_index("strategy").loc["mono"]
     assert mono.seeds == 2 and mono.delta_vs_headline == pytest.approx(0.1)
@@ -230,23 +277,34 @@ def test_the_delta_interval_redraws_the_seeds_of_each_strategy(spread: float, in
 
 def test_low_resource_languages_follow_each_profile_fraction() -> None:
     params = load_params(REPO / "params.yaml")
-    params = params.__class__(**{**params.__dict__, "profiles": {
-        "balanced": Profile("balanced", 1.0),
-        "lowres": Profile("lowres", 1.0, {"zh": 0.1, "ru": 1.0}),
-        "scarce": Profile("scarce", 0.2, {"en": 1.0}),  # every language but en is low-resource
-    }})
-    assert low_resource_languages(params, ["en", "ru", "zh", "en"]) == {"balanced": set(), "lowres": {"zh"}, "scarce": {"ru", "zh"}}
+    params = params.__class__(
+        **{
+            **params.__dict__,
+            "profiles": {
+                "balanced": Profile("balanced", 1.0),
+                "lowres": Profile("lowres", 1.0, {"zh": 0.1, "ru": 1.0}),
+                "scarce": Profile("scarce", 0.2, {"en": 1.0}),  # every language but en is low-resource
+            },
+        }
+    )
+    assert low_resource_languages(params, ["en", "ru", "zh", "en"]) == {
+        "balanced": set(),
+        "lowres": {"zh"},
+        "scarce": {"ru", "zh"},
+    }
 
 
 def test_pair_map_averages_every_query_and_seed_of_a_pair() -> None:
     """en→ru: 0.2 and 0.6 (seed 0), 0.7 (seed 1): mean 0.5, not the median 0.6 nor a mean of seed means 0.55."""
-    rows = pd.DataFrame({
-        "setting": ["cross"] * 4 + ["mono"],
-        "seed": [0, 0, 1, 0, 0],
-        "query_lang": ["en", "en", "en", "ru", "en"],
-        "pool_lang": ["ru", "ru", "ru", "en", "en"],
-        "ap": [0.2, 0.6, 0.7, 0.9, 0.3],
-    })
+    rows = pd.DataFrame(
+        {
+            "setting": ["cross"] * 4 + ["mono"],
+            "seed": [0, 0, 1, 0, 0],
+            "query_lang": ["en", "en", "en", "ru", "en"],
+            "pool_lang": ["ru", "ru", "ru", "en", "en"],
+            "ap": [0.2, 0.6, 0.7, 0.9, 0.3],
+        }
+    )
     assert pair_map(rows).to_dict() == pytest.approx({("en", "en"): 0.3, ("en", "ru"): 0.5, ("ru", "en"): 0.9})
     by_setting = pair_map(rows, by=["setting"])
     assert by_setting[("cross", "en", "ru")] == pytest.approx(0.5) and ("mono", "en", "en") in by_setting.index

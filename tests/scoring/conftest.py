@@ -33,7 +33,9 @@ def random_setting():
         rng = np.random.default_rng(seed)
         queries = _normalise(rng.standard_normal((n_queries, dim)))
         pool = _normalise(rng.standard_normal((pool_size, dim)))
-        relevant = [rng.choice(pool_size, size=rng.integers(1, max_relevant + 1), replace=False) for _ in range(n_queries)]
+        relevant = [
+            rng.choice(pool_size, size=rng.integers(1, max_relevant + 1), replace=False) for _ in range(n_queries)
+        ]
         return queries, pool, relevant
 
     return make
@@ -68,7 +70,13 @@ def run_from_ranks():
     Scores are ``-rank``, as in every run the package builds.
     """
 
-    def run(query_ids: Sequence[str], ranks: Sequence[np.ndarray], relevant: Sequence[np.ndarray], doc_ids: Sequence[str], depth: int = 100) -> pd.DataFrame:
+    def run(
+        query_ids: Sequence[str],
+        ranks: Sequence[np.ndarray],
+        relevant: Sequence[np.ndarray],
+        doc_ids: Sequence[str],
+        depth: int = 100,
+    ) -> pd.DataFrame:
         dids = np.array(check_ids(doc_ids, "doc id"), dtype=object)
         assert not any(d.startswith(FILLER_PREFIX) for d in dids)
         rows = []

@@ -39,16 +39,25 @@ def write_ranked_language(root: Path, lang: str, qrels: dict[str, dict[int, int]
 
 def test_ndcg_and_recall_equal_hand_computed_values(tmp_path: Path, write_jsonl) -> None:
     """trec_eval's nDCG (BEIR's): gain = grade, discount log2(rank + 1), ideal from every judged document."""
-    write_ranked_language(tmp_path / "bench", "en", {
-        "q1": {1: 2, 2: 0, 3: 1, 40: 1, 105: 1},  # grade 0 at rank 2 is judged non-relevant
-        "q2": {7: 1, 101: 3},
-    }, write_jsonl)
+    write_ranked_language(
+        tmp_path / "bench",
+        "en",
+        {
+            "q1": {1: 2, 2: 0, 3: 1, 40: 1, 105: 1},  # grade 0 at rank 2 is judged non-relevant
+            "q2": {7: 1, 101: 3},
+        },
+        write_jsonl,
+    )
     write_ranked_language(tmp_path / "bench", "ru", {"q1": {2: 1}}, write_jsonl)
     scores = score_beir(tmp_path / "bench", tmp_path / "emb")
-    q1 = (2 / math.log2(2) + 1 / math.log2(4)) / (2 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5))  # 0.7019
+    q1 = (2 / math.log2(2) + 1 / math.log2(4)) / (
+        2 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5)
+    )  # 0.7019
     q2 = (1 / math.log2(8)) / (3 / math.log2(2) + 1 / math.log2(3))  # 0.0918
     assert scores["en"]["ndcg@10"] == pytest.approx((q1 + q2) / 2, abs=1e-6)
-    assert scores["en"]["recall@100"] == pytest.approx((3 / 4 + 1 / 2) / 2, abs=1e-6)  # ranks 105 and 101 missed, 40 found
+    assert scores["en"]["recall@100"] == pytest.approx(
+        (3 / 4 + 1 / 2) / 2, abs=1e-6
+    )  # ranks 105 and 101 missed, 40 found
     assert scores["ru"]["ndcg@10"] == pytest.approx(1 / math.log2(3), abs=1e-6) and scores["ru"]["recall@100"] == 1.0
     assert (scores["en"]["queries"], scores["en"]["documents"]) == (2, N_DOCS)
     assert (scores["en"]["dropped_queries"], scores["ru"]["dropped_queries"]) == (1, 0)  # left out, and said so

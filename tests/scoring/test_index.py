@@ -52,7 +52,9 @@ def clustered(rng: np.random.Generator, n: int, d: int = 32, centres: int = 40) 
 def test_flat_rescored_search_is_identical_to_exact_top_k(k: int, margin: int | None) -> None:
     rng = np.random.default_rng(k)
     pool = tie_heavy_pool(rng)
-    queries = np.concatenate([pool[rng.choice(len(pool), 60, replace=False)], unit(rng.normal(size=(40, pool.shape[1])))])
+    queries = np.concatenate(
+        [pool[rng.choice(len(pool), 60, replace=False)], unit(rng.normal(size=(40, pool.shape[1])))]
+    )
     index = build_index(pool, IndexParams("flat"))
     indices, scores = search(index, queries, k, pool_embeddings=pool, margin=margin)
     want_indices, want_scores = exact_top_k(queries, pool, k)
@@ -76,7 +78,10 @@ def test_ties_at_the_cut_are_ordered_by_the_exact_rule_not_by_faiss() -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [IndexParams("hnsw", hnsw_m=16, hnsw_ef_construction=64, hnsw_ef_search=64), IndexParams("ivf", ivf_nlist=32, ivf_nprobe=8)],
+    [
+        IndexParams("hnsw", hnsw_m=16, hnsw_ef_construction=64, hnsw_ef_search=64),
+        IndexParams("ivf", ivf_nlist=32, ivf_nprobe=8),
+    ],
     ids=["hnsw", "ivf"],
 )
 def test_approximate_indexes_recall_at_10(params: IndexParams) -> None:
@@ -181,7 +186,9 @@ def test_unnormalised_embeddings_are_refused() -> None:
 
 def test_parse_index_params() -> None:
     assert parse_index_params({"type": "flat"}) == IndexParams("flat")
-    assert parse_index_params({"type": "ivf", "ivf_nlist": 64, "ivf_nprobe": 8}) == IndexParams("ivf", ivf_nlist=64, ivf_nprobe=8)
+    assert parse_index_params({"type": "ivf", "ivf_nlist": 64, "ivf_nprobe": 8}) == IndexParams(
+        "ivf", ivf_nlist=64, ivf_nprobe=8
+    )
     bad = [
         ({}, r"index: `type` is missing"),
         ({"type": "annoy"}, r"index.type = 'annoy' is not one of"),
@@ -214,10 +221,14 @@ def test_a_manifest_whose_row_count_disagrees_is_named_with_every_count(tmp_path
     from mlret.scoring.index import build_pool_indexes, load_pool
 
     emb = unit(np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32))
-    candidates = pd.DataFrame({"candidate_id": [f"c{i}" for i in range(6)], "lang": ["en", "ru"] * 3, "text": [f"t{i}" for i in range(6)]})
+    candidates = pd.DataFrame(
+        {"candidate_id": [f"c{i}" for i in range(6)], "lang": ["en", "ru"] * 3, "text": [f"t{i}" for i in range(6)]}
+    )
     params = IndexParams("flat")
     build_pool_indexes(tmp_path, candidates, emb, params)
     manifest = json.loads((tmp_path / "all.manifest.json").read_text())
     (tmp_path / "all.manifest.json").write_text(json.dumps({**manifest, "rows": 1}))
-    with pytest.raises(MlretError, match=r"all\.faiss: 6 vectors, all\.candidates\.parquet 6 rows, all\.manifest\.json records 1\."):
+    with pytest.raises(
+        MlretError, match=r"all\.faiss: 6 vectors, all\.candidates\.parquet 6 rows, all\.manifest\.json records 1\."
+    ):
         load_pool(tmp_path, "all", params)

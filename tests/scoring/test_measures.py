@@ -43,7 +43,9 @@ def test_average_precision_of_relevance_list_101_matches_trec_eval():
     assert ir_measures.calc_aggregate([AP], qrels, run)[AP] == pytest.approx(5 / 6)
 
 
-@pytest.mark.parametrize("bad", [np.array([], dtype=int), np.array([3, 1]), np.array([0, 2]), np.array([2, 2]), np.array([1.0, 2.0])])
+@pytest.mark.parametrize(
+    "bad", [np.array([], dtype=int), np.array([3, 1]), np.array([0, 2]), np.array([2, 2]), np.array([1.0, 2.0])]
+)
 def test_average_precision_rejects_invalid_ranks(bad):
     with pytest.raises(MlretError):
         average_precision(bad)
@@ -81,8 +83,12 @@ def test_average_precision_equals_sklearn_per_query(seed, random_setting):
 
 def test_rank_distance_hand_examples():
     assert rank_distance(np.array([2, 5, 9])) == 7
-    assert mean_rank_distance([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]) == 4.0  # (7 + 1) / 2; [4] left out
-    np.testing.assert_array_equal(rank_distances([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]), [7.0, np.nan, 1.0])
+    assert (
+        mean_rank_distance([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]) == 4.0
+    )  # (7 + 1) / 2; [4] left out
+    np.testing.assert_array_equal(
+        rank_distances([np.array([2, 5, 9]), np.array([4]), np.array([1, 2])]), [7.0, np.nan, 1.0]
+    )
     with pytest.raises(MlretError):
         rank_distance(np.array([4]))
     with pytest.raises(MlretError):

@@ -22,7 +22,9 @@ def test_exact_ranks_break_ties_by_pool_order():
     # descending score, ties by pool index: 1, 3, 5, 2, 4, 0  ->  ranks of indices 0..5 are 6, 1, 4, 2, 5, 3
     cases = {(3, 4): [2, 5], (4, 3): [2, 5], (2,): [4], (0, 1): [1, 6], (1, 3): [1, 2], (5,): [3]}
     for chunk_size in (1, 2, 1024):
-        got = exact_ranks(np.repeat(query, len(cases), axis=0), pool, [np.array(k) for k in cases], chunk_size=chunk_size)
+        got = exact_ranks(
+            np.repeat(query, len(cases), axis=0), pool, [np.array(k) for k in cases], chunk_size=chunk_size
+        )
         assert [g.tolist() for g in got] == list(cases.values())
 
 
@@ -85,6 +87,8 @@ def test_exact_top_k_matches_stable_argsort_including_ties_at_the_cut(random_set
     for k, chunk_size in [(1, 1), (10, 7), (120, 1024)]:
         indices, scores = exact_top_k(queries, pool, k, chunk_size=chunk_size)
         np.testing.assert_array_equal(indices, order[:, :k])
-        np.testing.assert_array_equal(scores, np.take_along_axis(similarity_scores(queries, pool), order[:, :k], axis=1))
+        np.testing.assert_array_equal(
+            scores, np.take_along_axis(similarity_scores(queries, pool), order[:, :k], axis=1)
+        )
     with pytest.raises(MlretError):
         exact_top_k(queries, pool, 121)

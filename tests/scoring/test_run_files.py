@@ -42,7 +42,14 @@ def evaluated(tmp_path: Path, write_dataset) -> tuple[Path, pd.DataFrame, pd.Dat
         if sentence == 2:
             p[j] = p[first.get_loc((lang, article, paragraph, 0))]
     save_embeddings(tmp_path / "emb" / "ds", questions, candidates, q, p)
-    evaluate_model(EvalCorpora(tmp_path / "parallel", tmp_path / "articles.json", "other", ["ds"]), tmp_path / "emb", tmp_path / "eval", tmp_path / "metrics.json", "strategy/profile/0", ["mono", "cross", "multi"])
+    evaluate_model(
+        EvalCorpora(tmp_path / "parallel", tmp_path / "articles.json", "other", ["ds"]),
+        tmp_path / "emb",
+        tmp_path / "eval",
+        tmp_path / "metrics.json",
+        "strategy/profile/0",
+        ["mono", "cross", "multi"],
+    )
     return tmp_path / "eval" / "ds", questions, candidates, q, p
 
 
@@ -51,7 +58,13 @@ def file_values(folder: Path, setting: str) -> tuple[pd.DataFrame, list, list]:
     qrels = list(ir_measures.read_trec_qrels(str(folder / "runs" / f"{setting}.qrels")))
     run = list(ir_measures.read_trec_run(str(folder / "runs" / f"{setting}.run.gz")))
     rows = [(m.query_id, str(m.measure), m.value) for m in ir_measures.iter_calc([*COLUMNS, AP], qrels, run)]
-    return pd.DataFrame(rows, columns=["query_id", "measure", "value"]).pivot(index="query_id", columns="measure", values="value"), run, qrels
+    return (
+        pd.DataFrame(rows, columns=["query_id", "measure", "value"]).pivot(
+            index="query_id", columns="measure", values="value"
+        ),
+        run,
+        qrels,
+    )
 
 
 @pytest.mark.parametrize("setting", ["mono", "cross", "multi"])
@@ -61,7 +74,12 @@ def test_run_files_scored_by_ir_measures_give_the_per_query_results(evaluated, s
     per_query.index = per_query.qid + ":" + per_query.query_lang + ">" + per_query.pool_lang
     values, run, qrels = file_values(folder, setting)
     # Every evaluated query, once, in both files: a language missing from the qrels is missing here.
-    assert sorted(values.index) == sorted(per_query.index) == sorted({r.query_id for r in run}) == sorted({r.query_id for r in qrels})
+    assert (
+        sorted(values.index)
+        == sorted(per_query.index)
+        == sorted({r.query_id for r in run})
+        == sorted({r.query_id for r in qrels})
+    )
     assert len(qrels) == per_query.n_relevant.sum()
     values = values.loc[per_query.index]
     for measure, column in COLUMNS.items():
@@ -79,7 +97,13 @@ def test_run_files_scored_by_ir_measures_give_the_per_query_results(evaluated, s
 
 def test_run_files_hold_the_exact_scores_in_our_order(evaluated):
     folder, questions, candidates, q, p = evaluated
-    lines = pd.read_csv(folder / "runs" / "multi.run.gz", sep=" ", header=None, names=["query_id", "Q0", "doc_id", "rank", "score", "tag"], dtype={"score": str})
+    lines = pd.read_csv(
+        folder / "runs" / "multi.run.gz",
+        sep=" ",
+        header=None,
+        names=["query_id", "Q0", "doc_id", "rank", "score", "tag"],
+        dtype={"score": str},
+    )
     assert set(lines.Q0) == {"Q0"} and set(lines.tag) == {"strategy/profile/0"}
     first = lines[lines.query_id == lines.query_id[0]]
     qid, lang = first.query_id.iloc[0].split(">")[0].split(":")
@@ -104,7 +128,9 @@ def test_tied_scores_step_down_one_float32_at_a_time():
     expected = [down(np.float32(v), n) for v, n in zip(scores[0], [0, 1, 2, 0, 0, 1, 2, 0])]
     assert written.tolist() == [float(e) for e in expected]
     # A score is written as its shortest float32 decimal, which keeps the files small and reads back exactly.
-    untied = scored_top_k_run(["q"], np.array([[0, 1]]), ["a", "b"], np.array([[0.1, 0.05]], dtype=np.float32)).score.tolist()
+    untied = scored_top_k_run(
+        ["q"], np.array([[0, 1]]), ["a", "b"], np.array([[0.1, 0.05]], dtype=np.float32)
+    ).score.tolist()
     assert untied == [0.1, 0.05]
     with pytest.raises(MlretError, match="float32"):
         scored_top_k_run(["q"], np.array([[0, 1]]), ["a", "b"], np.array([[0.1, 0.05]]))

@@ -43,7 +43,9 @@ def test_ndcg_at_10_equals_sklearn_on_tie_free_binary_cases(seed, random_setting
     for i, qid in enumerate(qids):
         y_true = np.zeros((1, len(pool)))
         y_true[0, relevant[i]] = 1
-        assert result.per_query.loc[qid, "nDCG@10"] == pytest.approx(ndcg_score(y_true, scores[i : i + 1], k=10), abs=1e-12)
+        assert result.per_query.loc[qid, "nDCG@10"] == pytest.approx(
+            ndcg_score(y_true, scores[i : i + 1], k=10), abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -54,7 +56,9 @@ def test_at_k_metrics_identical_from_exact_ranks_and_from_top_k(seed, random_set
     qrels = qrels_frame(qids, relevant, dids)
     indices, scores = exact_top_k(queries, pool, 100, chunk_size=7)
     from_top_k = evaluate_at_k(top_k_run(qids, indices, dids, scores), qrels)
-    from_ranks = evaluate_at_k(run_from_ranks(qids, exact_ranks(queries, pool, relevant, chunk_size=13), relevant, dids), qrels)
+    from_ranks = evaluate_at_k(
+        run_from_ranks(qids, exact_ranks(queries, pool, relevant, chunk_size=13), relevant, dids), qrels
+    )
     pd.testing.assert_frame_equal(from_top_k.per_query, from_ranks.per_query, check_exact=True)
     assert from_top_k.mean == from_ranks.mean
 
@@ -64,7 +68,9 @@ def test_top_k_run_uses_minus_rank_so_trec_eval_cannot_reorder_ties():
     # trec_eval, given the raw tied scores, would pick its own order by doc id.
     qrels = {"q": {"d1": 1}}
     faiss_padding = -3.4e38  # FAISS pads a short result list with index -1 and this score
-    run = top_k_run(["q"], np.array([[1, 0, -1, -1]]), ["d0", "d1", "d2"], np.array([[0.5, 0.5, faiss_padding, faiss_padding]]))
+    run = top_k_run(
+        ["q"], np.array([[1, 0, -1, -1]]), ["d0", "d1", "d2"], np.array([[0.5, 0.5, faiss_padding, faiss_padding]])
+    )
     assert run.to_dict("list") == {"query_id": ["q", "q"], "doc_id": ["d1", "d0"], "score": [-1.0, -2.0]}
     assert evaluate_at_k(run, qrels, [RR @ 10]).mean["RR@10"] == 1.0
     raw_tied = {"q": {"d1": 0.5, "d0": 0.5}}

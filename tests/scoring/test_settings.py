@@ -34,7 +34,13 @@ def unbalanced(tmp_path: Path, paragraph_json, source_for, write_file) -> tuple[
     spec = {"en": (4, 3), "ru": (3, 2), "zh": (2, 1)}  # language -> (sentences, questions) per paragraph
     for lang, (n_sentences, n_questions) in spec.items():
         articles = [
-            {"title": f"{lang}-{a}", "paragraphs": [paragraph_json(lang, a, p, n_sentences, [(f"q{a}-{p}-{k}", k) for k in range(n_questions)]) for p in range(2)]}
+            {
+                "title": f"{lang}-{a}",
+                "paragraphs": [
+                    paragraph_json(lang, a, p, n_sentences, [(f"q{a}-{p}-{k}", k) for k in range(n_questions)])
+                    for p in range(2)
+                ],
+            }
             for a in range(2)
         ]
         write_file(tmp_path / "unbalanced" / f"{lang}.json", {"version": "1.1", "data": articles})
@@ -45,7 +51,12 @@ def unbalanced(tmp_path: Path, paragraph_json, source_for, write_file) -> tuple[
 def answer_embeddings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """A question matches exactly its answer sentences; every other candidate is orthogonal to all queries."""
     answers = set(questions.answer_candidate)
-    position = {c: pos for c, pos in zip(candidates.candidate_id, candidates[["article", "paragraph", "sentence"]].itertuples(index=False))}
+    position = {
+        c: pos
+        for c, pos in zip(
+            candidates.candidate_id, candidates[["article", "paragraph", "sentence"]].itertuples(index=False)
+        )
+    }
     dims = {key: i for i, key in enumerate(dict.fromkeys(position[c] for c in questions.answer_candidate))}
     q = np.zeros((len(questions), len(dims) + len(candidates)), np.float32)
     q[np.arange(len(questions)), [dims[position[c]] for c in questions.answer_candidate]] = 1
@@ -101,7 +112,9 @@ def test_perfect_embeddings_give_map_one_and_minimal_rank_distance(tables) -> No
     assert (per_query.ap == 1.0).all()
     multi = per_query[per_query.setting == "multi"]
     # Three relevant answers fill ranks 1..3: rank distance 2, the smallest possible.
-    assert (multi.rank_distance == 2).all() and (multi.ranks.map(list) == pd.Series([[1, 2, 3]] * len(multi), index=multi.index)).all()
+    assert (multi.rank_distance == 2).all() and (
+        multi.ranks.map(list) == pd.Series([[1, 2, 3]] * len(multi), index=multi.index)
+    ).all()
     assert np.allclose(multi["recall@1"], 1 / 3) and np.allclose(multi["recall@10"], 1.0)
     summary = summarise(per_query, skipped=0)
     assert summary["mono"]["map"] == summary["cross"]["map"] == summary["multi"]["map"] == 1.0
@@ -118,9 +131,13 @@ def test_random_embeddings_score_at_chance(tables) -> None:
     assert abs(multi.ap.mean() - chance) < 0.06
 
 
-def test_language_pairs_without_shared_questions_are_skipped_and_counted(tmp_path: Path, paragraph_json, source_for, write_file) -> None:
+def test_language_pairs_without_shared_questions_are_skipped_and_counted(
+    tmp_path: Path, paragraph_json, source_for, write_file
+) -> None:
     # en holds q1 and q2; de only q1; hi only q2: de and hi share no question.
-    write_file(tmp_path / "m" / "en.json", {"data": [{"paragraphs": [paragraph_json("en", 0, 0, 2, [("q1", 0), ("q2", 1)])]}]})
+    write_file(
+        tmp_path / "m" / "en.json", {"data": [{"paragraphs": [paragraph_json("en", 0, 0, 2, [("q1", 0), ("q2", 1)])]}]}
+    )
     write_file(tmp_path / "m" / "ru.json", {"data": [{"paragraphs": [paragraph_json("ru", 0, 0, 2, [("q1", 0)])]}]})
     write_file(tmp_path / "m" / "zh.json", {"data": [{"paragraphs": [paragraph_json("zh", 0, 0, 2, [("q2", 1)])]}]})
     data = build_parallel(source_for(tmp_path, "m", ["en", "ru", "zh"]), tmp_path / "m")
@@ -128,20 +145,42 @@ def test_language_pairs_without_shared_questions_are_skipped_and_counted(tmp_pat
     assert sorted(skipped) == [("ru", "zh"), ("zh", "ru")]
 
 
-def hand_row(setting: str, query_lang: str, pool_lang: str, ranks: list[int], ap: float, same: float = np.nan, recall10: float = 0.0) -> dict:
-    return {"setting": setting, "query_lang": query_lang, "pool_lang": pool_lang, "qid": f"q{len(ranks)}{ranks[0]}", "n_relevant": len(ranks),
-            "ranks": ranks, "ap": ap, "rank_distance": ranks[-1] - ranks[0] if len(ranks) > 1 else np.nan, "same_language_top10": same,
-            **dict.fromkeys(AT_K_NAMES.values(), 0.0), "recall@10": recall10}
+def hand_row(
+    setting: str,
+    query_lang: str,
+    pool_lang: str,
+    ranks: list[int],
+    ap: float,
+    same: float = np.nan,
+    recall10: float = 0.0,
+) -> dict:
+    return {
+        "setting": setting,
+        "query_lang": query_lang,
+        "pool_lang": pool_lang,
+        "qid": f"q{len(ranks)}{ranks[0]}",
+        "n_relevant": len(ranks),
+        "ranks": ranks,
+        "ap": ap,
+        "rank_distance": ranks[-1] - ranks[0] if len(ranks) > 1 else np.nan,
+        "same_language_top10": same,
+        **dict.fromkeys(AT_K_NAMES.values(), 0.0),
+        "recall@10": recall10,
+    }
 
 
 def test_summary_is_the_macro_average_of_hand_computed_per_query_values() -> None:
     rows = [
         # mono: en holds three queries (AP 1, 1/2, 1/4), ru one (AP 1).
-        hand_row("mono", "en", "en", [1], 1.0, recall10=1.0), hand_row("mono", "en", "en", [2], 0.5, recall10=1.0),
-        hand_row("mono", "en", "en", [4], 0.25, recall10=0.0), hand_row("mono", "ru", "ru", [1], 1.0, recall10=0.0),
+        hand_row("mono", "en", "en", [1], 1.0, recall10=1.0),
+        hand_row("mono", "en", "en", [2], 0.5, recall10=1.0),
+        hand_row("mono", "en", "en", [4], 0.25, recall10=0.0),
+        hand_row("mono", "ru", "ru", [1], 1.0, recall10=0.0),
         # multi: en rank distances 2 and 8 plus a single-answer query; ru 2; zh only a single-answer query.
-        hand_row("multi", "en", "all", [1, 2, 3], 1.0, same=1.0), hand_row("multi", "en", "all", [1, 9], (1 + 2 / 9) / 2, same=0.5),
-        hand_row("multi", "en", "all", [3], 1 / 3, same=0.0), hand_row("multi", "ru", "all", [2, 4], 0.5, same=0.2),
+        hand_row("multi", "en", "all", [1, 2, 3], 1.0, same=1.0),
+        hand_row("multi", "en", "all", [1, 9], (1 + 2 / 9) / 2, same=0.5),
+        hand_row("multi", "en", "all", [3], 1 / 3, same=0.0),
+        hand_row("multi", "ru", "all", [2, 4], 0.5, same=0.2),
         hand_row("multi", "zh", "all", [5], 0.2, same=0.9),
     ]
     summary = summarise(pd.DataFrame(rows), skipped=3)
@@ -165,7 +204,10 @@ def test_unbalanced_answer_embeddings_give_hand_computed_rank_distance(unbalance
     # A question in k languages has its answers at ranks 1..k: rank distance k - 1, undefined for k = 1.
     assert (multi.ranks.map(list) == multi.n_relevant.map(lambda k: list(range(1, k + 1)))).all()
     assert multi.groupby("query_lang").n_relevant.agg(sorted).map(tuple).to_dict() == {
-        "en": (1,) * 4 + (2,) * 4 + (3,) * 4, "ru": (2,) * 4 + (3,) * 4, "zh": (3,) * 4}
+        "en": (1,) * 4 + (2,) * 4 + (3,) * 4,
+        "ru": (2,) * 4 + (3,) * 4,
+        "zh": (3,) * 4,
+    }
     # en: four queries at 2, four at 1 (four undefined) = 1.5; ru 1.5; zh 2. Macro 5/3; per query 32/20; the largest 2.
     assert summarise(per_query, 0)["multi"]["rank_distance"] == pytest.approx(5 / 3)
 
@@ -184,7 +226,9 @@ def test_language_biased_embeddings_give_hand_computed_same_language_share(unbal
     multi = per_query[per_query.setting == "multi"]
     assert multi.groupby("query_lang").same_language_top10.agg(set).to_dict() == {"en": {1.0}, "ru": {1.0}, "zh": {0.8}}
     assert per_query[per_query.setting != "multi"].same_language_top10.isna().all()
-    assert summarise(per_query, 0)["multi"]["same_language_top10"] == pytest.approx((1 + 1 + 0.8) / 3)  # per query: 23.2 / 24
+    assert summarise(per_query, 0)["multi"]["same_language_top10"] == pytest.approx(
+        (1 + 1 + 0.8) / 3
+    )  # per query: 23.2 / 24
 
 
 def test_summary_of_random_embeddings_matches_a_plain_macro_average(unbalanced) -> None:
@@ -196,7 +240,9 @@ def test_summary_of_random_embeddings_matches_a_plain_macro_average(unbalanced) 
     order = np.argsort(-similarity_scores(q, p), axis=1, kind="stable")
     for row, query in zip(multi.itertuples(), multi.qid):
         i = np.flatnonzero((questions.qid == query).to_numpy() & (questions.lang == row.query_lang).to_numpy())[0]
-        assert row.same_language_top10 == pytest.approx(np.mean(candidates.lang.to_numpy()[order[i, :10]] == row.query_lang))
+        assert row.same_language_top10 == pytest.approx(
+            np.mean(candidates.lang.to_numpy()[order[i, :10]] == row.query_lang)
+        )
         if row.n_relevant >= 2:
             assert row.rank_distance == max(row.ranks) - min(row.ranks)
     summary = summarise(per_query, 0)

@@ -21,15 +21,38 @@ from safetensors.torch import load_file
 from mlret.artifacts import write_table
 from mlret.data.parallel import build_parallel
 from mlret.data.splits import build_splits
-from mlret.params import CrossSettings, HybridSettings, ModelParams, MonoSettings, MultiSettings, Profile, SplitParams, StrategySettings, TrainParams
+from mlret.params import (
+    CrossSettings,
+    HybridSettings,
+    ModelParams,
+    MonoSettings,
+    MultiSettings,
+    Profile,
+    SplitParams,
+    StrategySettings,
+    TrainParams,
+)
 from mlret.training.loop import RunSpec, Trainer, TrainingInterrupted
 
 TINY_MODEL = ModelParams("tiny", "mean", "query : ", "passage : ", 16, 16, True)
 TINY_TRAIN = TrainParams(
-    batch_size=4, max_steps=6, epochs=None, learning_rate=1e-3, warmup_ratio=0.2, weight_decay=0.01,
-    max_grad_norm=1.0, grad_accumulation=1, temperature=0.05, symmetric=False, sampling_alpha=1.0,
-    hard_negatives=1, freeze_word_embeddings=False, max_query_length=16, max_passage_length=16,
-    save_every=3, precision="fp32",
+    batch_size=4,
+    max_steps=6,
+    epochs=None,
+    learning_rate=1e-3,
+    warmup_ratio=0.2,
+    weight_decay=0.01,
+    max_grad_norm=1.0,
+    grad_accumulation=1,
+    temperature=0.05,
+    symmetric=False,
+    sampling_alpha=1.0,
+    hard_negatives=1,
+    freeze_word_embeddings=False,
+    max_query_length=16,
+    max_passage_length=16,
+    save_every=3,
+    precision="fp32",
 )
 SLOW_TRAINING = Path(__file__).with_name("train_slowly.py")
 
@@ -77,18 +100,27 @@ def build_workspace(write_dataset: Callable[..., object]) -> Callable[..., Path]
 
 
 def strategy_settings(strategy: str, mono_ratio: float = 0.5) -> StrategySettings:
-    return {"mono": MonoSettings(), "cross": CrossSettings(), "multi": MultiSettings(), "hybrid": HybridSettings(mono_ratio)}[strategy]
+    return {
+        "mono": MonoSettings(),
+        "cross": CrossSettings(),
+        "multi": MultiSettings(),
+        "hybrid": HybridSettings(mono_ratio),
+    }[strategy]
 
 
 def _spec_for(root: Path, out: Path, strategy: str = "hybrid", seed: int = 0, mono_ratio: float = 0.5) -> RunSpec:
     run = f"{strategy}/lowres/{seed}"
     return RunSpec(
-        settings=strategy_settings(strategy, mono_ratio), profile="lowres", seed=seed,
+        settings=strategy_settings(strategy, mono_ratio),
+        profile="lowres",
+        seed=seed,
         train_table=root / "data" / "splits" / "lowres" / "train.parquet",
         candidates_table=root / "data" / "parallel" / "tiny-xquad" / "candidates.parquet",
         base_model=root / "models" / "base",
-        out_dir=out / "models" / run, resume_dir=out / "checkpoints" / run,
-        log_path=out / "plots" / f"{run}.csv", metrics_path=out / "metrics" / f"{run}.json",
+        out_dir=out / "models" / run,
+        resume_dir=out / "checkpoints" / run,
+        log_path=out / "plots" / f"{run}.csv",
+        metrics_path=out / "metrics" / f"{run}.json",
     )
 
 
@@ -101,7 +133,9 @@ def spec_for() -> Callable[..., RunSpec]:
 @pytest.fixture(scope="session")
 def weights() -> Callable[[RunSpec], dict[str, torch.Tensor]]:
     """The trained weights a run wrote, from every shard of its folder."""
-    return lambda spec: {k: v for shard in sorted(spec.out_dir.glob("*.safetensors")) for k, v in load_file(str(shard)).items()}
+    return lambda spec: {
+        k: v for shard in sorted(spec.out_dir.glob("*.safetensors")) for k, v in load_file(str(shard)).items()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +167,11 @@ def slow_training_command() -> Callable[..., list[str]]:
 
     def command(spec: RunSpec, model: ModelParams, train: TrainParams, delay: float, folder: Path) -> list[str]:
         run = {
-            "spec": {f.name: str(getattr(spec, f.name)) for f in dataclasses.fields(spec) if f.name not in ("settings", "seed")},
+            "spec": {
+                f.name: str(getattr(spec, f.name))
+                for f in dataclasses.fields(spec)
+                if f.name not in ("settings", "seed")
+            },
             "seed": spec.seed,
             "settings": {"strategy": spec.strategy.value, **dataclasses.asdict(spec.settings)},
             "model": dataclasses.asdict(model),

@@ -21,7 +21,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, b
     return build_workspace(tmp_path_factory.mktemp("ws"), tiny_checkpoint)
 
 
-def test_a_vanishing_temperature_stops_at_the_first_step_without_a_model(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train) -> None:
+def test_a_vanishing_temperature_stops_at_the_first_step_without_a_model(
+    workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train
+) -> None:
     """temperature 1e-300 turns every similarity into +-inf, so the very first loss is NaN."""
     spec = spec_for(workspace, tmp_path)
     with pytest.raises(TrainingDiverged) as caught:
@@ -31,11 +33,15 @@ def test_a_vanishing_temperature_stops_at_the_first_step_without_a_model(workspa
     assert not spec.out_dir.exists() and not spec.metrics_path.exists() and not spec.log_path.exists()
 
 
-def test_a_huge_learning_rate_stops_and_keeps_the_last_finite_checkpoint(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train) -> None:
+def test_a_huge_learning_rate_stops_and_keeps_the_last_finite_checkpoint(
+    workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train
+) -> None:
     """learning_rate 1e4 blows the weights up within a few steps; the checkpoints saved before that stay, finite."""
     spec = spec_for(workspace, tmp_path)
     train = dataclasses.replace(tiny_train, learning_rate=1e4, warmup_ratio=0.0, max_steps=50, save_every=1)
-    with pytest.raises(TrainingDiverged, match=r"^training diverged at step (\d+): .*train.learning_rate = 10000") as caught:
+    with pytest.raises(
+        TrainingDiverged, match=r"^training diverged at step (\d+): .*train.learning_rate = 10000"
+    ) as caught:
         train_run(spec, tiny_model, train)
     step = int(caught.value.what.split("step ")[1].split(":")[0])
     assert 1 < step < 50 and not spec.out_dir.exists()
@@ -45,10 +51,14 @@ def test_a_huge_learning_rate_stops_and_keeps_the_last_finite_checkpoint(workspa
     assert all(torch.isfinite(t).all() for name, t in tensors.items() if name.startswith("model/"))
 
 
-def test_the_progress_bar_is_closed_so_the_error_line_starts_a_line(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train, capsys) -> None:
+def test_the_progress_bar_is_closed_so_the_error_line_starts_a_line(
+    workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train, capsys
+) -> None:
     """The stage prints `error: ...` after the bar: an open bar would leave it glued to the bar's last line."""
     try:
         train_run(spec_for(workspace, tmp_path), tiny_model, dataclasses.replace(tiny_train, temperature=1e-300))
     except TrainingDiverged:
-        err = capsys.readouterr().err  # read while the error is being handled, as cli_errors prints it (the loop's frame still alive)
+        err = (
+            capsys.readouterr().err
+        )  # read while the error is being handled, as cli_errors prints it (the loop's frame still alive)
     assert "0/" in err and err.endswith("\n"), repr(err[-200:])

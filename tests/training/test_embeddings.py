@@ -80,8 +80,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, b
     return build_workspace(tmp_path_factory.mktemp("ws"), tiny_checkpoint)
 
 
-def test_a_training_step_moves_only_the_embedding_rows_its_batch_used(workspace: Path, spec_for, tiny_model, tiny_train, tmp_path: Path) -> None:
-    t = Trainer(spec_for(workspace, tmp_path), tiny_model, dataclasses.replace(tiny_train, freeze_word_embeddings=False, warmup_ratio=0.0))
+def test_a_training_step_moves_only_the_embedding_rows_its_batch_used(
+    workspace: Path, spec_for, tiny_model, tiny_train, tmp_path: Path
+) -> None:
+    t = Trainer(
+        spec_for(workspace, tmp_path),
+        tiny_model,
+        dataclasses.replace(tiny_train, freeze_word_embeddings=False, warmup_ratio=0.0),
+    )
     weights = t.net.get_input_embeddings().weight
     before = weights.detach().clone()
     used: set[int] = set()

@@ -32,7 +32,9 @@ def long_train(tiny_train):
 
 
 @pytest.fixture(scope="module")
-def reference(workspace: Path, tmp_path_factory: pytest.TempPathFactory, spec_for, weights, tiny_model, long_train) -> dict[str, torch.Tensor]:
+def reference(
+    workspace: Path, tmp_path_factory: pytest.TempPathFactory, spec_for, weights, tiny_model, long_train
+) -> dict[str, torch.Tensor]:
     """Weights of the same run, never interrupted."""
     spec = spec_for(workspace, tmp_path_factory.mktemp("straight"))
     train_run(spec, tiny_model, long_train)
@@ -52,7 +54,9 @@ def saved_step(spec) -> int:
 
 
 @pytest.fixture
-def resume_and_compare(reference: dict[str, torch.Tensor], caplog: pytest.LogCaptureFixture, weights, same_weights, tiny_model, long_train):
+def resume_and_compare(
+    reference: dict[str, torch.Tensor], caplog: pytest.LogCaptureFixture, weights, same_weights, tiny_model, long_train
+):
     """Resume the stopped run; it must continue from its checkpoint and end with the uninterrupted run's weights."""
 
     def resume(spec) -> None:
@@ -83,7 +87,9 @@ def test_sigterm_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(
     resume_and_compare(spec)
 
 
-def test_sigint_stops_after_the_current_step_with_a_checkpoint(workspace: Path, tmp_path: Path, spec_for, interrupt_at, resume_and_compare, tiny_model, long_train) -> None:
+def test_sigint_stops_after_the_current_step_with_a_checkpoint(
+    workspace: Path, tmp_path: Path, spec_for, interrupt_at, resume_and_compare, tiny_model, long_train
+) -> None:
     spec = spec_for(workspace, tmp_path / "run")
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     interrupt_at(spec, tiny_model, long_train, step=5)

@@ -30,7 +30,11 @@ def trainer(workspace: Path, spec_for, tiny_model, tiny_train):
 
 def grads(t: Trainer) -> dict[str, torch.Tensor]:
     """Every gradient, dense (the trained word embeddings' gradient is row-sparse)."""
-    return {n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone() for n, p in t.net.named_parameters() if p.grad is not None}
+    return {
+        n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone()
+        for n, p in t.net.named_parameters()
+        if p.grad is not None
+    }
 
 
 def first_moments(t: Trainer) -> dict[str, torch.Tensor]:
@@ -64,7 +68,9 @@ def hand_gradients(trainer, out: Path, micro_batches: int, **changes: object) ->
 def one_step_and_reference(trainer, tmp_path: Path, micro_batches: int, **changes: object):
     """(trainer after one train_step, its mean loss, hand-made gradients at the same weights, batches and dropout)."""
     t = trainer(tmp_path / "t", grad_accumulation=micro_batches, **changes)
-    expected, expected_loss = hand_gradients(trainer, tmp_path / "r", micro_batches, grad_accumulation=micro_batches, **changes)
+    expected, expected_loss = hand_gradients(
+        trainer, tmp_path / "r", micro_batches, grad_accumulation=micro_batches, **changes
+    )
     # Both trainers seeded torch alike, and hand_gradients put the RNG back: t draws the same dropout masks.
     loss, _, pairs = t.train_step()
     assert pairs == micro_batches * t.train.batch_size
@@ -92,8 +98,16 @@ def test_weight_decay_applies_to_weights_only(trainer, tmp_path: Path) -> None:
     assert decayed | exempt | lazy == {n for n, p in t.net.named_parameters() if p.requires_grad}
     assert not decayed & exempt and not (decayed | exempt) & lazy
     assert exempt == {n for n in names.values() if n.endswith(".bias") or ".LayerNorm." in n}
-    assert {"encoder.layer.0.attention.self.query.bias", "encoder.layer.1.output.LayerNorm.weight", "embeddings.LayerNorm.bias"} <= exempt
-    assert {"encoder.layer.0.attention.self.query.weight", "encoder.layer.1.output.dense.weight", "embeddings.position_embeddings.weight"} <= decayed
+    assert {
+        "encoder.layer.0.attention.self.query.bias",
+        "encoder.layer.1.output.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    } <= exempt
+    assert {
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.1.output.dense.weight",
+        "embeddings.position_embeddings.weight",
+    } <= decayed
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_their_mean_loss(trainer, tmp_path: Path) -> None:

@@ -51,7 +51,9 @@ def straight_weights(spec_for, weights, tiny_model, tiny_train):
 
 
 @pytest.fixture(scope="module")
-def reference(fixed_workspace: Path, tmp_path_factory: pytest.TempPathFactory, straight_weights) -> dict[str, torch.Tensor]:
+def reference(
+    fixed_workspace: Path, tmp_path_factory: pytest.TempPathFactory, straight_weights
+) -> dict[str, torch.Tensor]:
     """Weights of an uninterrupted run on the fixed workspace."""
     return straight_weights(fixed_workspace, tmp_path_factory.mktemp("straight"))
 
@@ -70,7 +72,9 @@ def interrupt(interrupt_at, tiny_model, tiny_train):
 # -- what a run identity covers -----------------------------------------------------------------
 
 
-def test_the_identity_changes_with_every_input_that_decides_the_weights(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train) -> None:
+def test_the_identity_changes_with_every_input_that_decides_the_weights(
+    workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train
+) -> None:
     spec = spec_for(workspace, tmp_path / "out")
     base = run_identity(spec, tiny_model, tiny_train)
     assert run_identity(spec, tiny_model, tiny_train) == base
@@ -85,7 +89,11 @@ def test_the_identity_changes_with_every_input_that_decides_the_weights(workspac
         "strategy": run_identity(dataclasses.replace(spec, settings=MultiSettings()), tiny_model, tiny_train),
         "profile": run_identity(dataclasses.replace(spec, profile="other"), tiny_model, tiny_train),
     }
-    for name, path in (("train_table", spec.train_table), ("candidates_table", spec.candidates_table), ("base_model", spec.base_model / "config.json")):
+    for name, path in (
+        ("train_table", spec.train_table),
+        ("candidates_table", spec.candidates_table),
+        ("base_model", spec.base_model / "config.json"),
+    ):
         original = path.read_bytes()
         path.write_bytes(original + b" ")
         changed[name] = run_identity(spec, tiny_model, tiny_train)
@@ -94,7 +102,9 @@ def test_the_identity_changes_with_every_input_that_decides_the_weights(workspac
     assert all(value != base for value in changed.values()), [name for name, value in changed.items() if value == base]
     assert len(set(changed.values())) == len(changed)
     # The settings the stage does not depend on leave a checkpoint usable.
-    encoding_only = dataclasses.replace(tiny_model, name="other", max_query_length=64, max_passage_length=128, normalize=False)
+    encoding_only = dataclasses.replace(
+        tiny_model, name="other", max_query_length=64, max_passage_length=128, normalize=False
+    )
     assert run_identity(spec, encoding_only, tiny_train) == base
     assert run_identity(dataclasses.replace(spec, settings=MonoSettings()), tiny_model, tiny_train) != base
 
@@ -121,7 +131,18 @@ def change_base_model(workspace: Path, split_profile) -> None:
 
 @pytest.mark.parametrize("change", [change_training_table, change_candidates, change_base_model])
 def test_a_checkpoint_of_other_inputs_restarts_cleanly(
-    workspace: Path, tmp_path: Path, change, caplog: pytest.LogCaptureFixture, spec_for, weights, same_weights, split_profile, interrupt, straight_weights, tiny_model, tiny_train
+    workspace: Path,
+    tmp_path: Path,
+    change,
+    caplog: pytest.LogCaptureFixture,
+    spec_for,
+    weights,
+    same_weights,
+    split_profile,
+    interrupt,
+    straight_weights,
+    tiny_model,
+    tiny_train,
 ) -> None:
     spec = spec_for(workspace, tmp_path / "run")
     interrupt(spec)
@@ -136,13 +157,24 @@ def test_a_checkpoint_of_other_inputs_restarts_cleanly(
 
 
 def test_a_checkpoint_of_the_same_inputs_is_resumed(
-    fixed_workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, caplog: pytest.LogCaptureFixture, spec_for, weights, same_weights, interrupt, tiny_model, tiny_train
+    fixed_workspace: Path,
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    spec_for,
+    weights,
+    same_weights,
+    interrupt,
+    tiny_model,
+    tiny_train,
 ) -> None:
     spec = spec_for(fixed_workspace, tmp_path / "run")
     interrupt(spec)
     with caplog.at_level(logging.WARNING, logger="mlret.training.loop"):
         train_run(spec, tiny_model, tiny_train)
-    assert [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()] == [f"resuming from step 3 ({spec.resume_dir})"]
+    assert [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()] == [
+        f"resuming from step 3 ({spec.resume_dir})"
+    ]
     assert not any(NOTICE in r.getMessage() for r in caplog.records)
     assert same_weights(weights(spec), reference)
 
@@ -177,7 +209,17 @@ def plant_pickle(folder: Path, marker: Path, where: str) -> None:
 
 @pytest.mark.parametrize("where", ["legacy", "json", "tensors"])
 def test_a_pickle_in_the_checkpoint_is_never_unpickled(
-    fixed_workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture, spec_for, weights, same_weights, interrupt, tiny_model, tiny_train
+    fixed_workspace: Path,
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+    spec_for,
+    weights,
+    same_weights,
+    interrupt,
+    tiny_model,
+    tiny_train,
 ) -> None:
     marker = tmp_path / "unpickled"
     pickle.loads(pickle.dumps(Payload(marker)))
@@ -240,9 +282,21 @@ def _short(log: list) -> object:
     return log[:-1]
 
 
-@pytest.mark.parametrize("damage", [break_json, break_tensors, break_sampler, *(log_damage(e) for e in (_text, _missing_loss, _short))])
+@pytest.mark.parametrize(
+    "damage", [break_json, break_tensors, break_sampler, *(log_damage(e) for e in (_text, _missing_loss, _short))]
+)
 def test_a_damaged_checkpoint_restarts_cleanly(
-    fixed_workspace: Path, reference: dict[str, torch.Tensor], tmp_path: Path, damage, caplog: pytest.LogCaptureFixture, spec_for, weights, same_weights, interrupt, tiny_model, tiny_train
+    fixed_workspace: Path,
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    damage,
+    caplog: pytest.LogCaptureFixture,
+    spec_for,
+    weights,
+    same_weights,
+    interrupt,
+    tiny_model,
+    tiny_train,
 ) -> None:
     spec = spec_for(fixed_workspace, tmp_path / "run")
     interrupt(spec)

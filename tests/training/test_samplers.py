@@ -27,7 +27,8 @@ def training_table(shared_answers: bool = True) -> pd.DataFrame:
                     "query": f"{lang} question {i}",
                     "positive": f"{lang} sentence {sentence}",
                     "positive_id": f"{lang}:0:{i // 4}:{sentence}",
-                    "hard_negative_ids": [f"{lang}:0:{i // 4}:{j}" for j in range(40, 43)] + [f"{lang}:0:0:{(i + 1) % 40}"],
+                    "hard_negative_ids": [f"{lang}:0:{i // 4}:{j}" for j in range(40, 43)]
+                    + [f"{lang}:0:0:{(i + 1) % 40}"],
                 }
             )
     return pd.DataFrame(rows)
@@ -40,11 +41,22 @@ def pool() -> PairPool:
 
 def settings(strategy: str, mono_ratio: float = 0.5) -> StrategySettings:
     """A strategy's settings as params.yaml gives them."""
-    return {"mono": MonoSettings(), "cross": CrossSettings(), "multi": MultiSettings(), "hybrid": HybridSettings(mono_ratio)}[strategy]
+    return {
+        "mono": MonoSettings(),
+        "cross": CrossSettings(),
+        "multi": MultiSettings(),
+        "hybrid": HybridSettings(mono_ratio),
+    }[strategy]
 
 
 def batches(pool: PairPool, strategy: str, n: int, mono_ratio: float = 0.5, **kwargs) -> tuple[BatchSampler, list]:
-    sampler = BatchSampler(pool, settings(strategy, mono_ratio), batch_size=kwargs.pop("batch_size", 4), seed=kwargs.pop("seed", 0), **kwargs)
+    sampler = BatchSampler(
+        pool,
+        settings(strategy, mono_ratio),
+        batch_size=kwargs.pop("batch_size", 4),
+        seed=kwargs.pop("seed", 0),
+        **kwargs,
+    )
     return sampler, [sampler.next_batch() for _ in range(n)]
 
 
@@ -87,9 +99,19 @@ def test_multi_batches_mix_languages_within_a_batch(pool: PairPool) -> None:
 
 def test_answer_groups_link_questions_through_any_shared_sentence_in_any_language() -> None:
     """q0 ~ q1 share an English answer, q1 ~ q2 a Russian one: all three are one group; q3 is its own."""
-    answers = {("q0", "en"): "en:a", ("q1", "en"): "en:a", ("q1", "ru"): "ru:b", ("q2", "ru"): "ru:b", ("q2", "en"): "en:c", ("q3", "en"): "en:d"}
+    answers = {
+        ("q0", "en"): "en:a",
+        ("q1", "en"): "en:a",
+        ("q1", "ru"): "ru:b",
+        ("q2", "ru"): "ru:b",
+        ("q2", "en"): "en:c",
+        ("q3", "en"): "en:d",
+    }
     rows = pd.DataFrame(
-        [{"qid": q, "lang": lang, "query": q, "positive": a, "positive_id": a, "hard_negative_ids": []} for (q, lang), a in answers.items()]
+        [
+            {"qid": q, "lang": lang, "query": q, "positive": a, "positive_id": a, "hard_negative_ids": []}
+            for (q, lang), a in answers.items()
+        ]
     )
     group = PairPool(rows).group_of
     assert group["q0"] == group["q1"] == group["q2"] != group["q3"]

@@ -18,7 +18,12 @@ from mlret.training.samplers import Batch, BatchKind, BatchSampler, PairPool, ap
 
 # Nested as the profiles make them: en has all 40 questions, ru the first 20, zh 10, ar 5.
 AVAILABLE = {"en": 40, "ru": 20, "zh": 10, "ar": 5}
-STRATEGIES: dict[str, StrategySettings] = {"mono": MonoSettings(), "cross": CrossSettings(), "multi": MultiSettings(), "hybrid": HybridSettings(0.3)}
+STRATEGIES: dict[str, StrategySettings] = {
+    "mono": MonoSettings(),
+    "cross": CrossSettings(),
+    "multi": MultiSettings(),
+    "hybrid": HybridSettings(0.3),
+}
 
 
 def table(available: dict[str, int], shared_answers: bool = False) -> pd.DataFrame:
@@ -28,8 +33,14 @@ def table(available: dict[str, int], shared_answers: bool = False) -> pd.DataFra
         for i in range(n):
             sentence = 0 if (shared_answers and i in (0, 1)) else i
             rows.append(
-                {"qid": f"q{i}", "lang": lang, "query": f"{lang} question {i}", "positive": f"{lang} sentence {sentence}",
-                 "positive_id": f"{lang}:{sentence}", "hard_negative_ids": [f"{lang}:{j}" for j in range(40, 43)]}
+                {
+                    "qid": f"q{i}",
+                    "lang": lang,
+                    "query": f"{lang} question {i}",
+                    "positive": f"{lang} sentence {sentence}",
+                    "positive_id": f"{lang}:{sentence}",
+                    "hard_negative_ids": [f"{lang}:{j}" for j in range(40, 43)],
+                }
             )
     return pd.DataFrame(rows)
 
@@ -39,8 +50,12 @@ def pool() -> PairPool:
     return PairPool(table(AVAILABLE))
 
 
-def quota(pool: PairPool, settings: StrategySettings, total: int, seed: int = 0, batch_size: int = 1, **kwargs) -> BatchSampler:
-    return BatchSampler(pool, settings, batch_size=batch_size, seed=seed, schedule="quota", total_batches=total, **kwargs)
+def quota(
+    pool: PairPool, settings: StrategySettings, total: int, seed: int = 0, batch_size: int = 1, **kwargs
+) -> BatchSampler:
+    return BatchSampler(
+        pool, settings, batch_size=batch_size, seed=seed, schedule="quota", total_batches=total, **kwargs
+    )
 
 
 def draw(sampler: BatchSampler, n: int) -> list[Batch]:
@@ -76,7 +91,9 @@ def trace(batches: list[Batch]) -> list:
         (1.0, 2, {"de": 1, "es": 1}),
     ],
 )
-def test_mono_batches_per_language_are_the_largest_remainder_quota(alpha: float, batches: int, expected: dict[str, int]) -> None:
+def test_mono_batches_per_language_are_the_largest_remainder_quota(
+    alpha: float, batches: int, expected: dict[str, int]
+) -> None:
     pool = PairPool(table({"de": 10, "es": 5, "hi": 1}))
     drawn = draw(quota(pool, MonoSettings(), batches, alpha=alpha), batches)
     assert Counter(b.pairs[0].query_lang for b in drawn) == expected
@@ -93,7 +110,9 @@ def test_cross_batches_below_the_coverage_budget_go_to_the_largest_pairs(pool: P
     en or ru with zh, 0.227 for the six with ar; nothing whole, so the five go to en-ru, ru-en and the first
     three 0.455s in the listed order (ar, en, ru, zh): en-zh, ru-zh, zh-en."""
     drawn = draw(quota(pool, CrossSettings(), 5), 5)
-    assert pair_counts(drawn) == Counter({("en", "ru"): 1, ("ru", "en"): 1, ("en", "zh"): 1, ("ru", "zh"): 1, ("zh", "en"): 1})
+    assert pair_counts(drawn) == Counter(
+        {("en", "ru"): 1, ("ru", "en"): 1, ("en", "zh"): 1, ("ru", "zh"): 1, ("zh", "en"): 1}
+    )
 
 
 def test_hybrid_kind_counts_are_exact_and_only_their_order_is_drawn(pool: PairPool) -> None:
@@ -104,9 +123,15 @@ def test_hybrid_kind_counts_are_exact_and_only_their_order_is_drawn(pool: PairPo
         orders.add(tuple(kinds))
     assert len(orders) > 1
     # 0.5 of 7 is 3.5 each: the tie goes to mono, listed first.
-    assert Counter(b.kind for b in draw(quota(pool, HybridSettings(0.5), 7), 7)) == {BatchKind.MONO: 4, BatchKind.CROSS: 3}
+    assert Counter(b.kind for b in draw(quota(pool, HybridSettings(0.5), 7), 7)) == {
+        BatchKind.MONO: 4,
+        BatchKind.CROSS: 3,
+    }
     # 0.15 of 10 is a tie too (1.5, 8.5) as written, though the float 0.15 is a hair below it.
-    assert Counter(b.kind for b in draw(quota(pool, HybridSettings(0.15), 10), 10)) == {BatchKind.MONO: 2, BatchKind.CROSS: 8}
+    assert Counter(b.kind for b in draw(quota(pool, HybridSettings(0.15), 10), 10)) == {
+        BatchKind.MONO: 2,
+        BatchKind.CROSS: 8,
+    }
 
 
 # -- coverage ----------------------------------------------------------------------------------------------
@@ -144,7 +169,9 @@ def test_multi_slots_that_do_not_fit_a_batch_wait_for_the_next_one() -> None:
     drawn = draw(sampler, 30)
     assert sampler.short_batches == 30
     left = Counter(sampler.choices[BatchKind.MULTI].pairs[i] for i in sampler.planned_pairs[BatchKind.MULTI])
-    assert pair_counts(drawn) + left == Counter({("en", "en"): 30, ("en", "ru"): 20, ("ru", "en"): 20, ("ru", "ru"): 20})
+    assert pair_counts(drawn) + left == Counter(
+        {("en", "en"): 30, ("en", "ru"): 20, ("ru", "en"): 20, ("ru", "ru"): 20}
+    )
     assert sum(left.values()) == 90 - sum(len(b.pairs) for b in drawn)
 
 
@@ -162,7 +189,9 @@ def test_same_seed_same_order_other_seed_same_counts_other_order(pool: PairPool,
     assert languages[0] != languages[1]
     assert Counter(b.kind for b in first) == Counter(b.kind for b in other)
     assert pair_counts(first) == pair_counts(other)
-    batch_pairs = [Counter((b.kind, b.pairs[0].query_lang, b.pairs[0].passage_lang) for b in run) for run in (first, other)]
+    batch_pairs = [
+        Counter((b.kind, b.pairs[0].query_lang, b.pairs[0].passage_lang) for b in run) for run in (first, other)
+    ]
     if strategy != "multi":  # one language pair per batch: the batches per pair are fixed too
         assert batch_pairs[0] == batch_pairs[1]
 
@@ -189,7 +218,10 @@ RANDOM_STREAMS = {
 def test_the_random_schedule_draws_the_same_batches_as_before(strategy: str) -> None:
     pool = PairPool(table(AVAILABLE, shared_answers=True))
     sampler = BatchSampler(pool, STRATEGIES[strategy], batch_size=6, alpha=0.5, hard_negatives=1, seed=5)
-    seq = [[b.kind.value, [[p.qid, p.query_lang, p.passage_lang] for p in b.pairs], b.hard_negatives] for b in draw(sampler, 200)]
+    seq = [
+        [b.kind.value, [[p.qid, p.query_lang, p.passage_lang] for p in b.pairs], b.hard_negatives]
+        for b in draw(sampler, 200)
+    ]
     assert hashlib.sha256(json.dumps(seq).encode()).hexdigest() == RANDOM_STREAMS[strategy]
 
 
@@ -212,7 +244,10 @@ def test_a_state_of_another_schedule_or_plan_is_refused_whole(pool: PairPool) ->
     state = planned.state_dict()
     other_plan = quota(pool, HybridSettings(0.3), 20)
     before = other_plan.state_dict()
-    for target, pattern in [(BatchSampler(pool, HybridSettings(0.3), batch_size=1), "another schedule"), (other_plan, "plans 10 batches")]:
+    for target, pattern in [
+        (BatchSampler(pool, HybridSettings(0.3), batch_size=1), "another schedule"),
+        (other_plan, "plans 10 batches"),
+    ]:
         with pytest.raises(ValueError, match=pattern):
             target.load_state_dict(state)
     assert other_plan.state_dict() == before
@@ -233,7 +268,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, b
     return build_workspace(tmp_path_factory.mktemp("ws"), tiny_checkpoint)
 
 
-def test_a_quota_run_records_exact_kinds_and_its_exposure(workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train) -> None:
+def test_a_quota_run_records_exact_kinds_and_its_exposure(
+    workspace: Path, tmp_path: Path, spec_for, tiny_model, tiny_train
+) -> None:
     train = dataclasses.replace(tiny_train, schedule="quota", max_steps=5, grad_accumulation=2)
     metrics = train_run(spec_for(workspace, tmp_path, mono_ratio=0.3), tiny_model, train)
     assert metrics["batch_kinds"] == {"mono": 3, "cross": 7}  # 0.3 of 5 steps x 2 batches
@@ -254,4 +291,6 @@ def test_an_interrupted_quota_run_resumes_to_the_same_weights(
     interrupt_at(resumed, tiny_model, train, step=3)
     got = train_run(resumed, tiny_model, train)
     assert same_weights(weights(straight), weights(resumed))
-    assert {k: got[k] for k in ("language_sides", "batch_kinds")} == {k: expected[k] for k in ("language_sides", "batch_kinds")}
+    assert {k: got[k] for k in ("language_sides", "batch_kinds")} == {
+        k: expected[k] for k in ("language_sides", "batch_kinds")
+    }

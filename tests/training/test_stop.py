@@ -50,7 +50,9 @@ def _under_fake_dvc(stage: str, tmp_path: Path, sigint_ignored: bool = False) ->
         launcher = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); " + launcher
     env = {**os.environ, "DVC_STAGE": "evaluate@hybrid-lowres-0"}
     with open(tmp_path / "stderr", "w") as stderr:
-        return subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", stage, str(tmp_path)], env=env, stderr=stderr)
+        return subprocess.Popen(
+            [sys.executable, "-c", launcher, sys.executable, "-c", stage, str(tmp_path)], env=env, stderr=stderr
+        )
 
 
 def _wait_for(path: Path, dvc: subprocess.Popen, tmp_path: Path) -> None:
@@ -82,7 +84,11 @@ def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path, sigint_ignor
     _assert_stops_soon(pid)
     err = (tmp_path / "stderr").read_text()
     assert "error: evaluate stopped by the exit of the process that started it" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet", "pid", "stderr"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "per_query.parquet",
+        "pid",
+        "stderr",
+    ]  # no temporary file left
 
 
 # The same stage, but its launcher dies while it is still loading (before the watch is set up).

@@ -25,7 +25,11 @@ def main() -> None:
     run = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     Path(sys.argv[2]).write_text(str(os.getpid()))
     settings = dict(run["settings"])
-    spec = RunSpec(settings=SETTINGS[settings.pop("strategy")](**settings), seed=run["seed"], **{k: Path(v) if k != "profile" else v for k, v in run["spec"].items()})
+    spec = RunSpec(
+        settings=SETTINGS[settings.pop("strategy")](**settings),
+        seed=run["seed"],
+        **{k: Path(v) if k != "profile" else v for k, v in run["spec"].items()},
+    )
     delay = float(run["delay"])
 
     class Throttled(Trainer):

@@ -69,21 +69,30 @@ def _fix(path: Path) -> str:
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line."""
     if not path.is_file():
-        raise MlretError(f"{path}: file not found.", "A BEIR folder needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv.")
+        raise MlretError(
+            f"{path}: file not found.", "A BEIR folder needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv."
+        )
     with path.open("rb") as handle:  # decoded line by line, so an encoding error has a line number too
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise MlretError(f"{path}, line {number}: not UTF-8 ({err.reason} at byte {err.start}).", "Re-encode the file as UTF-8.") from None
+                raise MlretError(
+                    f"{path}, line {number}: not UTF-8 ({err.reason} at byte {err.start}).",
+                    "Re-encode the file as UTF-8.",
+                ) from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise MlretError(f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}).", _fix(path)) from None
+                raise MlretError(
+                    f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}).", _fix(path)
+                ) from None
             if not isinstance(obj, dict):
-                raise MlretError(f"{path}, line {number}: expected a JSON object, got {type(obj).__name__}.", _fix(path))
+                raise MlretError(
+                    f"{path}, line {number}: expected a JSON object, got {type(obj).__name__}.", _fix(path)
+                )
             yield number, obj
 
 
@@ -97,7 +106,10 @@ def _string(obj: dict[str, Any], key: str, path: Path, number: int, optional: bo
         problem = "is missing" if key not in obj else f"is {value!r}, not a string"
         raise MlretError(f"{path}, line {number}: field `{key}` {problem}.", _fix(path))
     if key == "_id" and (not value or any(c.isspace() for c in value)):
-        raise MlretError(f"{path}, line {number}: field `_id` {value!r} is empty or contains whitespace.", "Ids must be non-empty and without spaces (TREC run format).")
+        raise MlretError(
+            f"{path}, line {number}: field `_id` {value!r} is empty or contains whitespace.",
+            "Ids must be non-empty and without spaces (TREC run format).",
+        )
     return value
 
 
@@ -108,7 +120,10 @@ def _read_texts(path: Path, make_text: Any) -> tuple[list[str], list[str]]:
     for number, obj in _jsonl(path):
         key = _string(obj, "_id", path, number)
         if key in seen:
-            raise MlretError(f"{path}, line {number}: `_id` {key!r} already appears on line {seen[key]}.", "Ids must be unique; remove the duplicate.")
+            raise MlretError(
+                f"{path}, line {number}: `_id` {key!r} already appears on line {seen[key]}.",
+                "Ids must be unique; remove the duplicate.",
+            )
         seen[key] = number
         ids.append(key)
         texts.append(make_text(obj, number))
@@ -119,7 +134,9 @@ def _read_texts(path: Path, make_text: Any) -> tuple[list[str], list[str]]:
 
 def _read_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataFrame:
     if not path.is_file():
-        raise MlretError(f"{path}: file not found.", "A BEIR folder needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv.")
+        raise MlretError(
+            f"{path}: file not found.", "A BEIR folder needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv."
+        )
     try:
         return _parse_qrels(path, query_ids, doc_ids)
     except UnicodeDecodeError as err:
@@ -141,16 +158,27 @@ def _parse_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataF
             if not row or not "".join(row).strip():
                 continue
             if len(row) != 3:
-                raise MlretError(f"{path}, line {number}: {len(row)} tab-separated fields, expected 3 (query-id, corpus-id, score).", _fix(path))
+                raise MlretError(
+                    f"{path}, line {number}: {len(row)} tab-separated fields, expected 3 (query-id, corpus-id, score).",
+                    _fix(path),
+                )
             query, doc, raw_score = (field.strip() for field in row)
             try:
                 score = int(raw_score)
             except ValueError:
-                raise MlretError(f"{path}, line {number}: field `score` = {raw_score!r} is not an integer.", _fix(path)) from None
+                raise MlretError(
+                    f"{path}, line {number}: field `score` = {raw_score!r} is not an integer.", _fix(path)
+                ) from None
             if query not in query_ids:
-                raise MlretError(f"{path}, line {number}: field `query-id` {query!r} is not in {QUERIES_FILE}.", "The qrels and queries come from different versions; re-download the dataset.")
+                raise MlretError(
+                    f"{path}, line {number}: field `query-id` {query!r} is not in {QUERIES_FILE}.",
+                    "The qrels and queries come from different versions; re-download the dataset.",
+                )
             if doc not in doc_ids:
-                raise MlretError(f"{path}, line {number}: field `corpus-id` {doc!r} is not in {CORPUS_FILE}.", "The qrels and corpus come from different versions; re-download the dataset.")
+                raise MlretError(
+                    f"{path}, line {number}: field `corpus-id` {doc!r} is not in {CORPUS_FILE}.",
+                    "The qrels and corpus come from different versions; re-download the dataset.",
+                )
             previous = rows.get((query, doc))
             if previous is not None and previous[0] != score:
                 raise MlretError(
@@ -171,7 +199,9 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
     doc_ids, doc_texts = _read_texts(
         corpus_path,
-        lambda obj, n: document_text(_string(obj, "title", corpus_path, n, optional=True), _string(obj, "text", corpus_path, n)),
+        lambda obj, n: document_text(
+            _string(obj, "title", corpus_path, n, optional=True), _string(obj, "text", corpus_path, n)
+        ),
     )
     query_ids, query_texts = _read_texts(queries_path, lambda obj, n: _string(obj, "text", queries_path, n))
     qrels_path = folder / "qrels" / f"{split}.tsv"
@@ -179,14 +209,20 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
 
     judged = set(qrels.loc[qrels["relevance"] > 0, "query_id"])
     if not judged:
-        raise MlretError(f"{qrels_path}: no judgement has a score above 0.", "Nothing can be evaluated; check the split and the file.")
+        raise MlretError(
+            f"{qrels_path}: no judgement has a score above 0.",
+            "Nothing can be evaluated; check the split and the file.",
+        )
     queries = pd.DataFrame({"query_id": query_ids, "text": query_texts})
     keep = queries["query_id"].isin(judged)
     dropped = int((~keep).sum())
     if dropped:
         log.warning(
             "warning: %s: %d of %d queries have no positive judgement in %s; dropped (BEIR evaluates judged queries only).",
-            queries_path, dropped, len(queries), qrels_path,
+            queries_path,
+            dropped,
+            len(queries),
+            qrels_path,
         )
     return BeirDataset(
         corpus=pd.DataFrame({"doc_id": doc_ids, "text": doc_texts}),

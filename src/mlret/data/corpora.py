@@ -45,12 +45,20 @@ class EvalCorpora:
     beir: Mapping[str, str] = field(default_factory=dict)  # benchmark name -> folder of language subfolders
 
     @classmethod
-    def from_params(cls, params: Params, parallel_root: str | Path, articles_path: str | Path, corpora: Corpora = Corpora.ALL) -> EvalCorpora:
+    def from_params(
+        cls, params: Params, parallel_root: str | Path, articles_path: str | Path, corpora: Corpora = Corpora.ALL
+    ) -> EvalCorpora:
         """Every dataset of params.yaml (``data.sources``) and every benchmark of ``eval.beir``,
         or, for ``in_domain``, only the training source's test articles."""
         if Corpora(corpora) is Corpora.IN_DOMAIN:
             return cls(Path(parallel_root), Path(articles_path), params.data.train_source, [params.data.train_source])
-        return cls(Path(parallel_root), Path(articles_path), params.data.train_source, params.data.eval_sources, dict(params.eval.beir))
+        return cls(
+            Path(parallel_root),
+            Path(articles_path),
+            params.data.train_source,
+            params.data.eval_sources,
+            dict(params.eval.beir),
+        )
 
     def pool_label(self, dataset: str) -> str:
         return pool_label(dataset, self.train_source)
@@ -74,16 +82,24 @@ def add_corpora_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parallel_root", help="parallelised datasets (data/parallel)")
     parser.add_argument("articles", help="the training source's split by article (data/splits/articles.json)")
     parser.add_argument(
-        "--corpora", choices=CORPORA, default=Corpora.ALL.value,
+        "--corpora",
+        choices=CORPORA,
+        default=Corpora.ALL.value,
         help="all: in-domain test pool, zero-shot datasets and BEIR (default); in_domain: the training source's test articles only",
     )
 
 
-def load_eval_tables(parallel_root: str | Path, dataset: str, train_source: str, articles_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_eval_tables(
+    parallel_root: str | Path, dataset: str, train_source: str, articles_path: str | Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Questions and candidates of ``dataset`` that evaluation uses, in a fixed order."""
     folder = Path(parallel_root) / dataset
-    questions = read_table(folder / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"])
-    candidates = read_table(folder / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
+    questions = read_table(
+        folder / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"]
+    )
+    candidates = read_table(
+        folder / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"]
+    )
     if dataset == train_source:
         test = test_articles(articles_path)
         questions = questions[questions.article.isin(test)]
@@ -107,16 +123,27 @@ def beir_languages(folder: str | Path) -> list[Path]:
     """The language subfolders of a BEIR-layout benchmark, each its own retrieval task."""
     found = sorted(p for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
     if not found:
-        raise MlretError(f"{folder}: no language subfolders.", "Lay the benchmark out as {folder}/{lang}/corpus.jsonl, queries.jsonl, qrels/test.tsv.")
+        raise MlretError(
+            f"{folder}: no language subfolders.",
+            "Lay the benchmark out as {folder}/{lang}/corpus.jsonl, queries.jsonl, qrels/test.tsv.",
+        )
     return found
 
 
-def save_embeddings(out_dir: str | Path, questions: pd.DataFrame, candidates: pd.DataFrame, question_emb: np.ndarray, candidate_emb: np.ndarray) -> None:
+def save_embeddings(
+    out_dir: str | Path,
+    questions: pd.DataFrame,
+    candidates: pd.DataFrame,
+    question_emb: np.ndarray,
+    candidate_emb: np.ndarray,
+) -> None:
     save_rows(out_dir, "questions", questions[QUESTION_IDS], question_emb)
     save_rows(out_dir, "candidates", candidates[CANDIDATE_IDS], candidate_emb)
 
 
-def load_embeddings(emb_dir: str | Path, questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def load_embeddings(
+    emb_dir: str | Path, questions: pd.DataFrame, candidates: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings whose rows are checked to follow the tables' order (a stale file fails here, not in a metric)."""
     return load_rows(emb_dir, "questions", questions[QUESTION_IDS]), load_candidate_embeddings(emb_dir, candidates)
 
@@ -131,13 +158,17 @@ def save_beir_embeddings(out_dir: str | Path, data: BeirDataset, query_emb: np.n
 
 
 def load_beir_embeddings(emb_dir: str | Path, data: BeirDataset) -> tuple[np.ndarray, np.ndarray]:
-    return load_rows(emb_dir, "queries", data.queries[["query_id"]]), load_rows(emb_dir, "corpus", data.corpus[["doc_id"]])
+    return load_rows(emb_dir, "queries", data.queries[["query_id"]]), load_rows(
+        emb_dir, "corpus", data.corpus[["doc_id"]]
+    )
 
 
 def save_rows(out_dir: str | Path, name: str, ids: pd.DataFrame, emb: np.ndarray) -> None:
     """``{name}.npy`` and ``{name}.ids.parquet``; each file is written atomically."""
     if len(ids) != len(emb):
-        raise MlretError(f"{name}: {len(emb)} embeddings for {len(ids)} rows.", "Encode every row of the table, in order.")
+        raise MlretError(
+            f"{name}: {len(emb)} embeddings for {len(ids)} rows.", "Encode every row of the table, in order."
+        )
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(emb).astype(np.float32, copy=False))
     write_bytes(Path(out_dir) / f"{name}.npy", buffer.getvalue())
@@ -158,7 +189,12 @@ def load_rows(emb_dir: str | Path, name: str, ids: pd.DataFrame) -> np.ndarray:
     try:
         emb = np.load(path)
     except (ValueError, OSError) as err:
-        raise MlretError(f"{path}: not a readable .npy file ({err}).", "Delete it and re-run the encode stage (`dvc repro`).") from None
+        raise MlretError(
+            f"{path}: not a readable .npy file ({err}).", "Delete it and re-run the encode stage (`dvc repro`)."
+        ) from None
     if emb.ndim != 2 or len(emb) != len(ids):
-        raise MlretError(f"{path}: shape {emb.shape}, but {len(ids)} rows are listed beside it.", "Delete it and re-run the encode stage (`dvc repro`).")
+        raise MlretError(
+            f"{path}: shape {emb.shape}, but {len(ids)} rows are listed beside it.",
+            "Delete it and re-run the encode stage (`dvc repro`).",
+        )
     return emb

@@ -48,7 +48,9 @@ def sha256_of(path: Path) -> str:
 
 def _session(retries: int) -> requests.Session:
     session = requests.Session()
-    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
+    retry = Retry(
+        total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",)
+    )
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
     return session
@@ -84,7 +86,9 @@ def _mismatch(origin: str, actual: str, expected: str, key: str, from_mirror: bo
     )
 
 
-def _verified(target: Path, fill: Callable[[Path], None], expected: str, key: str, origin: str, from_mirror: bool) -> None:
+def _verified(
+    target: Path, fill: Callable[[Path], None], expected: str, key: str, origin: str, from_mirror: bool
+) -> None:
     """Fill a hidden temporary file beside ``target``, check it, and only then rename it to ``target``.
 
     Whatever happens, the only file this deletes is its own temporary one.
@@ -108,6 +112,7 @@ Filler = Callable[[Path], None]
 def _origins(source: SourceParams, mirror: Path | None, retries: int) -> Callable[[str], tuple[Filler, str]]:
     """Per language, what fills the temporary file and where its bytes come from (for messages)."""
     if mirror is not None:
+
         def from_mirror(lang: str) -> tuple[Filler, str]:
             origin = mirror / source.name / f"{lang}.json"
             if not origin.is_file():

@@ -96,7 +96,9 @@ def _load(path: Path) -> Any:
     except FileNotFoundError:
         raise MlretError(f"{path}: file not found.", "Run `dvc repro download` first.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        detail = f"line {err.lineno}, column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else str(err)
+        detail = (
+            f"line {err.lineno}, column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else str(err)
+        )
         raise MlretError(
             f"{path}: not valid JSON ({detail}).",
             "The file is truncated or corrupt; delete it and run `dvc repro download`.",
@@ -131,7 +133,9 @@ def _read_paragraph(rows: _Rows, paragraph: Any, a: int, p: int, where: str) -> 
         _read_question(rows, qa, a, p, where, sentences, breaks)
 
 
-def _read_question(rows: _Rows, qa: Any, a: int, p: int, where: str, sentences: list[str], breaks: list[list[int]]) -> None:
+def _read_question(
+    rows: _Rows, qa: Any, a: int, p: int, where: str, sentences: list[str], breaks: list[list[int]]
+) -> None:
     """Keep the question with its answer sentence, or count and warn about why it is dropped."""
     rows.raw_questions += 1
     qid = str(_field(qa, "id", str, where))
@@ -159,12 +163,18 @@ def _read_question(rows: _Rows, qa: Any, a: int, p: int, where: str, sentences: 
         log.warning(
             "warning: %s, question %s: answer %r starts in sentence %d by sentence_breaks but its text is "
             "in sentence %d; the breaks do not match the sentences; dropped.",
-            where, qid, answer, index, actual,
+            where,
+            qid,
+            answer,
+            index,
+            actual,
         )
         return
     crosses = start + len(answer) > breaks[index][1]
     rows.flags["answer_crosses_sentence"] += int(crosses)
-    rows.questions.append((qid, a, p, clean_text(_field(qa, "question", str, f"{where}, question {qid}")), index, crosses))
+    rows.questions.append(
+        (qid, a, p, clean_text(_field(qa, "question", str, f"{where}, question {qid}")), index, crosses)
+    )
 
 
 def read_language_file(path: str | Path, lang: str) -> LanguageFile:
@@ -176,6 +186,7 @@ def read_language_file(path: str | Path, lang: str) -> LanguageFile:
             _read_paragraph(rows, paragraph, a, p, f"{path}: article {a}, paragraph {p}")
     sentences_frame = pd.DataFrame(rows.sentences, columns=["file_article", "file_paragraph", "sentence", "text"])
     questions_frame = pd.DataFrame(
-        rows.questions, columns=["qid", "file_article", "file_paragraph", "text", "answer_sentence", "answer_crosses_sentence"]
+        rows.questions,
+        columns=["qid", "file_article", "file_paragraph", "text", "answer_sentence", "answer_crosses_sentence"],
     )
     return LanguageFile(lang, path, sentences_frame, questions_frame, rows.raw_questions, rows.flags)

@@ -45,8 +45,22 @@ log = logging.getLogger(__name__)
 CANDIDATE_COLUMNS = ["candidate_id", "lang", "article", "paragraph", "sentence", "text"]
 QUESTION_COLUMNS = ["qid", "lang", "text", "article", "paragraph", "answer_candidate", "answer_crosses_sentence"]
 #: What readers of the two tables rely on beyond the columns (:func:`mlret.artifacts.read_table` checks it).
-CANDIDATE_KINDS: dict[str, type] = {"candidate_id": str, "lang": str, "article": int, "paragraph": int, "sentence": int, "text": str}
-QUESTION_KINDS: dict[str, type] = {"qid": str, "lang": str, "text": str, "article": int, "paragraph": int, "answer_candidate": str}
+CANDIDATE_KINDS: dict[str, type] = {
+    "candidate_id": str,
+    "lang": str,
+    "article": int,
+    "paragraph": int,
+    "sentence": int,
+    "text": str,
+}
+QUESTION_KINDS: dict[str, type] = {
+    "qid": str,
+    "lang": str,
+    "text": str,
+    "article": int,
+    "paragraph": int,
+    "answer_candidate": str,
+}
 
 
 @dataclass
@@ -136,13 +150,18 @@ def candidate_id(lang: str, file_article: int, file_paragraph: int, sentence: in
 
 
 def _file_tables(
-    f: LanguageFile, article_id: dict[tuple[str, int], int], paragraph_id: dict[tuple[str, int, int], int], weak: set[str]
+    f: LanguageFile,
+    article_id: dict[tuple[str, int], int],
+    paragraph_id: dict[tuple[str, int, int], int],
+    weak: set[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One language file's candidates and questions, in language-independent (article, paragraph) indices."""
     s = f.sentences
     cand = pd.DataFrame(
         {
-            "candidate_id": [candidate_id(f.lang, a, p, i) for a, p, i in zip(s.file_article, s.file_paragraph, s.sentence)],
+            "candidate_id": [
+                candidate_id(f.lang, a, p, i) for a, p, i in zip(s.file_article, s.file_paragraph, s.sentence)
+            ],
             "lang": f.lang,
             "article": [article_id[(f.lang, a)] for a in s.file_article],
             "paragraph": [paragraph_id[(f.lang, a, p)] for a, p in zip(s.file_article, s.file_paragraph)],
@@ -199,7 +218,11 @@ def align(files: list[LanguageFile]) -> Alignment:
     article_id = {node: article_labels[i] for node, i in article_nodes.items()}
     paragraph_id = {node: paragraph_labels[i] for node, i in paragraph_nodes.items()}
     merges = {
-        component: {lang: sorted(article_list[i][1] for i in members) for lang, members in sorted(langs.items()) if len(members) > 1}
+        component: {
+            lang: sorted(article_list[i][1] for i in members)
+            for lang, members in sorted(langs.items())
+            if len(members) > 1
+        }
         for component, langs in sorted(_merged_groups(article_list, article_labels).items())
     }
 
@@ -229,7 +252,9 @@ def _check_published_counts(source: SourceParams, files: list[LanguageFile]) -> 
 
 
 def _where(places: dict[str, list[int]]) -> str:
-    return "; ".join(f"{lang} file article{'s' if len(a) > 1 else ''} {', '.join(map(str, a))}" for lang, a in places.items())
+    return "; ".join(
+        f"{lang} file article{'s' if len(a) > 1 else ''} {', '.join(map(str, a))}" for lang, a in places.items()
+    )
 
 
 def _report(name: str, alignment: Alignment) -> None:
@@ -241,18 +266,25 @@ def _report(name: str, alignment: Alignment) -> None:
         log.warning(
             "warning: %s, question %s: the only question id linking its articles across languages (%s), "
             "which would merge articles of one language; dropped in every language.",
-            name, qid, _where(places),
+            name,
+            qid,
+            _where(places),
         )
     for article, places in alignment.merges.items():
         log.warning(
             "warning: %s: article %d merges several articles of one language (%s), linked by two or more question ids.",
-            name, article, _where(places),
+            name,
+            article,
+            _where(places),
         )
 
 
 def build_parallel(source: SourceParams, raw_dir: str | Path) -> ParallelDataset:
     raw_dir = Path(raw_dir)
-    files = [read_language_file(raw_dir / f"{lang}.json", lang) for lang in tqdm(source.languages, desc=f"read {source.name}", unit="file")]
+    files = [
+        read_language_file(raw_dir / f"{lang}.json", lang)
+        for lang in tqdm(source.languages, desc=f"read {source.name}", unit="file")
+    ]
     _check_published_counts(source, files)
     alignment = align(files)
     _report(source.name, alignment)
@@ -276,7 +308,9 @@ def relevant_languages_per_question(questions: pd.DataFrame) -> pd.Series:
     return questions.groupby("qid").lang.nunique()
 
 
-def parallelise_all(sources: dict[str, SourceParams], raw_root: str | Path, out_root: str | Path, metrics_path: str | Path) -> None:
+def parallelise_all(
+    sources: dict[str, SourceParams], raw_root: str | Path, out_root: str | Path, metrics_path: str | Path
+) -> None:
     metrics: dict[str, object] = {}
     for name, source in sorted(sources.items()):
         dataset = build_parallel(source, Path(raw_root) / name)

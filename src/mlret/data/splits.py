@@ -30,7 +30,14 @@ from mlret.errors import MlretError
 from mlret.params import Profile, SplitParams
 
 TRAIN_COLUMNS = [
-    "qid", "lang", "article", "paragraph", "query", "positive", "positive_id", "hard_negative_ids",
+    "qid",
+    "lang",
+    "article",
+    "paragraph",
+    "query",
+    "positive",
+    "positive_id",
+    "hard_negative_ids",
 ]
 #: What the trainer relies on beyond the columns: texts it tokenises, one row per (qid, lang).
 TRAIN_KINDS: dict[str, type] = {"qid": str, "lang": str, "query": str, "positive": str, "positive_id": str}
@@ -59,7 +66,9 @@ def split_articles(articles: list[int], split: SplitParams) -> ArticleSplit:
             "Adjust the fractions so that train and test each get at least one article.",
         )
     pick = lambda part: sorted(int(a) for a in part)  # noqa: E731
-    return ArticleSplit(pick(shuffled[:n_train]), pick(shuffled[n_train : n_train + n_dev]), pick(shuffled[n_train + n_dev :]))
+    return ArticleSplit(
+        pick(shuffled[:n_train]), pick(shuffled[n_train : n_train + n_dev]), pick(shuffled[n_train + n_dev :])
+    )
 
 
 def question_ranking(qids: list[str], seed: int) -> dict[str, int]:
@@ -80,7 +89,10 @@ def validate_profile(questions: pd.DataFrame, profile: Profile) -> None:
     counts = kept_counts(questions, profile)
     starved = [lang for lang, kept in counts.items() if kept == 0 and profile.fraction(lang) > 0]
     if starved:
-        detail = ", ".join(f"{lang} ({profile.fraction(lang)} of {questions[questions.lang == lang].qid.nunique()})" for lang in starved)
+        detail = ", ".join(
+            f"{lang} ({profile.fraction(lang)} of {questions[questions.lang == lang].qid.nunique()})"
+            for lang in starved
+        )
         raise MlretError(
             f"profiles.{profile.name}: keeps zero training questions for {detail}.",
             "Raise those fractions, or set them to 0 to leave the language out of training on purpose.",
@@ -128,8 +140,20 @@ def build_splits(
     metrics_path: str | Path,
 ) -> None:
     parallel_dir, out_dir = Path(parallel_dir), Path(out_dir)
-    questions = read_table(parallel_dir / "questions.parquet", QUESTION_COLUMNS, "parallelise", kinds=QUESTION_KINDS, unique=["qid", "lang"])
-    candidates = read_table(parallel_dir / "candidates.parquet", CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
+    questions = read_table(
+        parallel_dir / "questions.parquet",
+        QUESTION_COLUMNS,
+        "parallelise",
+        kinds=QUESTION_KINDS,
+        unique=["qid", "lang"],
+    )
+    candidates = read_table(
+        parallel_dir / "candidates.parquet",
+        CANDIDATE_COLUMNS,
+        "parallelise",
+        kinds=CANDIDATE_KINDS,
+        unique=["candidate_id"],
+    )
     articles = split_articles(sorted(candidates.article.unique().tolist()), split)
 
     train_questions = questions[questions.article.isin(articles.train)]
@@ -147,9 +171,12 @@ def build_splits(
             "pairs": pair_counts(rows),
         }
     write_json(out_dir / "articles.json", articles.as_dict())
-    write_json(metrics_path, {
-        "articles": {k: len(v) for k, v in articles.as_dict().items()},
-        "profiles": profile_metrics,
-        "dev_questions": int(questions[questions.article.isin(articles.dev)].qid.nunique()),
-        "test_questions": int(questions[questions.article.isin(articles.test)].qid.nunique()),
-    })
+    write_json(
+        metrics_path,
+        {
+            "articles": {k: len(v) for k, v in articles.as_dict().items()},
+            "profiles": profile_metrics,
+            "dev_questions": int(questions[questions.article.isin(articles.dev)].qid.nunique()),
+            "test_questions": int(questions[questions.article.isin(articles.test)].qid.nunique()),
+        },
+    )

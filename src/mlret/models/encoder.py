@@ -59,7 +59,9 @@ def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling:
     if pooling == Pooling.CLS:
         return hidden[:, 0]
     choices = [p.value for p in Pooling]
-    raise MlretError(f"pooling = {pooling!r} is not one of {choices}.", f"Set model.pooling to one of {choices} in params.yaml.")
+    raise MlretError(
+        f"pooling = {pooling!r} is not one of {choices}.", f"Set model.pooling to one of {choices} in params.yaml."
+    )
 
 
 def cpu_has_native_bf16() -> bool:
@@ -141,7 +143,9 @@ class Encoder:
         show_progress: bool,
     ) -> None:
         if tokenizer.pad_token_id is None:
-            raise MlretError("the checkpoint's tokenizer has no padding token.", "Save the tokenizer with a pad_token set.")
+            raise MlretError(
+                "the checkpoint's tokenizer has no padding token.", "Save the tokenizer with a pad_token set."
+            )
         pool(torch.zeros(1, 1, 1), torch.ones(1, 1), model.pooling)  # fail now on a bad pooling, not mid-run
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.autocast_dtype = resolve_precision(precision, self.device)
@@ -160,7 +164,9 @@ class Encoder:
         """Token ids exactly as :meth:`encode` (and training) feed them: the side's prefix added, truncated to its length, special tokens on."""
         prefix, max_length = self._side(side)
         if isinstance(texts, str):
-            raise MlretError("encode() got one string, not a sequence of strings.", "Wrap it in a list: encode([text], side).")
+            raise MlretError(
+                "encode() got one string, not a sequence of strings.", "Wrap it in a list: encode([text], side)."
+            )
         if not texts:
             return []
         enc = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, padding=False)
@@ -223,9 +229,16 @@ class Encoder:
         # batch that does not fit in memory fails at once rather than at the end.
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
-        with torch.inference_mode(), self._autocast(), tqdm(
-            total=len(ids), unit="text", desc={"query": "encode queries", "passage": "encode passages"}[side], disable=not self.show_progress
-        ) as bar:
+        with (
+            torch.inference_mode(),
+            self._autocast(),
+            tqdm(
+                total=len(ids),
+                unit="text",
+                desc={"query": "encode queries", "passage": "encode passages"}[side],
+                disable=not self.show_progress,
+            ) as bar,
+        ):
             for rows in self._batches(order):
                 out[rows] = self.embed([ids[i] for i in rows]).cpu().numpy()
                 bar.update(len(rows))
@@ -238,7 +251,10 @@ class Encoder:
             return self.model.query_prefix, self.model.max_query_length
         if side == "passage":
             return self.model.passage_prefix, self.model.max_passage_length
-        raise MlretError(f"side = {side!r} is not `query` or `passage`.", "Pass side='query' for questions and side='passage' for the texts searched.")
+        raise MlretError(
+            f"side = {side!r} is not `query` or `passage`.",
+            "Pass side='query' for questions and side='passage' for the texts searched.",
+        )
 
     def _batches(self, order: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, len(order), self.batch_size):

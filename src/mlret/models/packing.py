@@ -119,7 +119,9 @@ class PackedBatch:
     def mean(self, hidden: torch.Tensor) -> torch.Tensor:
         """Mean over each text's tokens, in fp32 as :func:`~mlret.models.encoder.pool` computes it."""
         hidden = hidden.reshape(-1, hidden.shape[-1]).float()
-        sums = torch.zeros(len(self.lengths), hidden.shape[-1], dtype=hidden.dtype, device=hidden.device).index_add_(0, self.segments, hidden)
+        sums = torch.zeros(len(self.lengths), hidden.shape[-1], dtype=hidden.dtype, device=hidden.device).index_add_(
+            0, self.segments, hidden
+        )
         return sums / self.lengths.unsqueeze(-1).to(hidden.dtype)
 
     def first(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -145,7 +147,16 @@ def pack(batch: list[list[int]], position_offset: int, device: torch.device | st
     group_slots = texts * longest
     group_start = torch.cumsum(group_slots, 0) - group_slots
     groups = tuple(
-        AttentionGroup(int(n), int(L), (torch.arange(int(L)) < laid[g * TEXTS_PER_ATTENTION_GROUP : g * TEXTS_PER_ATTENTION_GROUP + int(n)].unsqueeze(1)).unsqueeze(1).to(device))
+        AttentionGroup(
+            int(n),
+            int(L),
+            (
+                torch.arange(int(L))
+                < laid[g * TEXTS_PER_ATTENTION_GROUP : g * TEXTS_PER_ATTENTION_GROUP + int(n)].unsqueeze(1)
+            )
+            .unsqueeze(1)
+            .to(device),
+        )
         for g, (n, L) in enumerate(zip(texts, longest, strict=True))
     )
     token_text = torch.repeat_interleave(text, laid)
@@ -186,7 +197,9 @@ def packed_attention(
     if layout is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     heads, tokens, dim = query.shape[1], query.shape[2], query.shape[3]
     scale = dim**-0.5 if scaling is None else scaling
     rows = layout.rows(heads)
@@ -204,13 +217,17 @@ def packed_attention(
         q, k, v = q.view(shape), k.view(shape), v.view(shape)
         if dropout > 0.0 and q.device.type == "cpu":
             # SDPA's own dropout draws its mask with bernoulli_; this is the same attention with the cheaper mask.
-            bias = torch.zeros(group.key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~group.key_mask, float("-inf"))
+            bias = torch.zeros(group.key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(
+                ~group.key_mask, float("-inf")
+            )
             scores = torch.baddbmm(bias.repeat(heads, 1, 1), q, k.transpose(1, 2), alpha=scale)
             out = torch.bmm(fast_dropout(torch.softmax(scores, dim=-1), dropout, training=True), v)
         else:
             split = (heads, group.texts, group.longest, dim)
             mask = group.key_mask.unsqueeze(0)  # [1, texts, 1, longest]
-            out = F.scaled_dot_product_attention(q.view(split), k.view(split), v.view(split), attn_mask=mask, dropout_p=dropout, scale=scale)
+            out = F.scaled_dot_product_attention(
+                q.view(split), k.view(split), v.view(split), attn_mask=mask, dropout_p=dropout, scale=scale
+            )
         outputs.append(out.reshape(-1, dim))
     return torch.cat(outputs).index_select(0, rows).view(1, tokens, heads, dim), None
 
@@ -243,7 +260,12 @@ def packing_offset(net: PreTrainedModel) -> int | None:
         expected = torch.cat([padded[0, :9], padded[1, :4]])
         matches = torch.allclose(packed, expected, atol=1e-4, rtol=1e-4)
     except (TypeError, ValueError, RuntimeError, IndexError) as err:
-        logger.info("packed forward unavailable for %s (%s: %s); training runs padded", type(net).__name__, type(err).__name__, err)
+        logger.info(
+            "packed forward unavailable for %s (%s: %s); training runs padded",
+            type(net).__name__,
+            type(err).__name__,
+            err,
+        )
         matches = False
     finally:
         net.set_attn_implementation(original)

@@ -13,16 +13,24 @@ value types), ``report`` (pydantic's report turned into one
 
 from mlret.params.fields import CORPORA, INDEX_TYPES, STRATEGIES, Corpora, IndexType, Pooling, Precision, Strategy
 from mlret.params.file import PARAMS_FILE, Params, TrainingRun, load_params, parse_index_params, parse_params, read_yaml
-from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, SourceParams, SplitParams, TrainParams
+from mlret.params.sections import (
+    DataParams,
+    EvalParams,
+    IndexParams,
+    ModelParams,
+    Profile,
+    SourceParams,
+    SplitParams,
+    TrainParams,
+)
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
 
 __all__ = [
     "CORPORA",
-    "Corpora",
-    "TrainingRun",
     "INDEX_TYPES",
     "PARAMS_FILE",
     "STRATEGIES",
+    "Corpora",
     "CrossSettings",
     "DataParams",
     "EvalParams",
@@ -41,6 +49,7 @@ __all__ = [
     "Strategy",
     "StrategySettings",
     "TrainParams",
+    "TrainingRun",
     "load_params",
     "parse_index_params",
     "parse_params",

@@ -77,7 +77,9 @@ CORPORA = tuple(c.value for c in Corpora)
 
 def _is_sha256(value: str) -> str:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise invalid("is not a SHA-256 hex digest", "Give the 64 lowercase hex characters `sha256sum` prints.", value=value)
+        raise invalid(
+            "is not a SHA-256 hex digest", "Give the 64 lowercase hex characters `sha256sum` prints.", value=value
+        )
     return value
 
 
@@ -101,7 +103,9 @@ def _is_safe_name(value: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1)]  # pydantic never turns a number into a str
-SafeName = Annotated[str, Field(strict=True), AfterValidator(_is_safe_name)]  # profile, dataset, language, benchmark names
+SafeName = Annotated[
+    str, Field(strict=True), AfterValidator(_is_safe_name)
+]  # profile, dataset, language, benchmark names
 Bool = Annotated[bool, Field(strict=True)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]

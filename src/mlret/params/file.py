@@ -67,10 +67,16 @@ class Params:
 
     @field_validator("strategy_settings")
     @classmethod
-    def _settings_of_their_strategy(cls, settings: dict[Strategy, StrategySettings]) -> dict[Strategy, StrategySettings]:
+    def _settings_of_their_strategy(
+        cls, settings: dict[Strategy, StrategySettings]
+    ) -> dict[Strategy, StrategySettings]:
         for strategy, own in settings.items():
             if own.strategy is not strategy:
-                raise invalid(f"holds the settings of {own.strategy}", "Key each strategy to its own settings object.", key=str(strategy))
+                raise invalid(
+                    f"holds the settings of {own.strategy}",
+                    "Key each strategy to its own settings object.",
+                    key=str(strategy),
+                )
         return settings
 
     @property
@@ -150,7 +156,9 @@ class _ParamsFile(BaseModel):
 
     def to_params(self) -> Params:
         profiles = {
-            name: Profile(name, fractions.get("default", 1.0), {lang: f for lang, f in fractions.items() if lang != "default"})
+            name: Profile(
+                name, fractions.get("default", 1.0), {lang: f for lang, f in fractions.items() if lang != "default"}
+            )
             for name, fractions in self.profiles.items()
         }
         settings = (self.mono, self.cross, self.multi, self.hybrid)
@@ -208,7 +216,11 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 first = seen[key].start_mark.line + 1
-                raise _Refused(f"key {key!r} appears twice (first on line {first}); DVC refuses the file", "Keep one of the two.", key_node.start_mark)
+                raise _Refused(
+                    f"key {key!r} appears twice (first on line {first}); DVC refuses the file",
+                    "Keep one of the two.",
+                    key_node.start_mark,
+                )
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
@@ -231,11 +243,15 @@ def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+            return yaml.load(handle, Loader=_StrictLoader)
     except FileNotFoundError:
-        raise MlretError(f"{path}: file not found.", "Run the stage from the repository root, where params.yaml lives.") from None
+        raise MlretError(
+            f"{path}: file not found.", "Run the stage from the repository root, where params.yaml lives."
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise MlretError(f"{path}: cannot be read as text ({err}).", "Point at the params.yaml file itself, readable and UTF-8.") from None
+        raise MlretError(
+            f"{path}: cannot be read as text ({err}).", "Point at the params.yaml file itself, readable and UTF-8."
+        ) from None
     except _Refused as err:
         raise MlretError(f"{path}, line {err.problem_mark.line + 1}: {err.problem}.", err.fix) from None
     except yaml.YAMLError as err:
@@ -248,5 +264,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise MlretError(f"{path}: expected a mapping at the top level.", "See the params.yaml shipped with the project.")
+        raise MlretError(
+            f"{path}: expected a mapping at the top level.", "See the params.yaml shipped with the project."
+        )
     return parse_params(raw)

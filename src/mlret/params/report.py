@@ -28,7 +28,6 @@ def invalid(reason: str, fix: str, *, key: str = "", value: Any = ...) -> Pydant
     return PydanticCustomError("mlret", "{reason}", ctx)
 
 
-
 _UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 _MAPPING = ("dict_type", "dataclass_type", "dataclass_exact_type", "model_type", "model_attributes_type")
 _KINDS = {  # error type prefix -> (what the value is not, how to write one)
@@ -71,7 +70,9 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
     if kind == "missing":
         return MlretError(f"{_path(prefix + loc[:-1])}: `{loc[-1]}` is missing.", f"Set `{path}` in params.yaml.")
     if kind in _MAPPING:
-        return MlretError(f"{path} is not a mapping (got {show(value)}).", f"Write `{path}` as a mapping of `key: value` entries.")
+        return MlretError(
+            f"{path} is not a mapping (got {show(value)}).", f"Write `{path}` as a mapping of `key: value` entries."
+        )
     shown = f"{path} = {show(value)}"
     for start, (noun, example) in _KINDS.items():
         if kind.startswith(start):
@@ -94,7 +95,10 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
     if kind == "finite_number":
         return MlretError(f"{shown} is not a finite number.", f"Give `{path}` a finite number.")
     if kind in ("too_short", "string_too_short"):
-        return MlretError(f"{path} is empty.", f"Give `{path}` at least one entry{hint}." if kind == "too_short" else f"Give `{path}` a value.")
+        return MlretError(
+            f"{path} is empty.",
+            f"Give `{path}` at least one entry{hint}." if kind == "too_short" else f"Give `{path}` a value.",
+        )
     return MlretError(f"{shown}: {first['msg']}.", "See the params.yaml shipped with the project for a valid value.")
 
 

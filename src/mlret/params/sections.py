@@ -26,9 +26,9 @@ from mlret.params.fields import (
     Name,
     NonNegativeFloat,
     NonNegativeInt,
+    Pooling,
     PositiveFloat,
     PositiveInt,
-    Pooling,
     Precision,
     SafeName,
     Sha256,
@@ -67,11 +67,19 @@ class SourceParams:
         try:
             fields = {field for _, field, _, _ in string.Formatter().parse(url) if field is not None}
         except ValueError as err:
-            raise invalid(f"is not a valid URL pattern ({err})", "Write `{lang}` where the language code goes and double any other brace (`{{`, `}}`).", value=url) from None
+            raise invalid(
+                f"is not a valid URL pattern ({err})",
+                "Write `{lang}` where the language code goes and double any other brace (`{{`, `}}`).",
+                value=url,
+            ) from None
         if fields != {"lang"}:
             others = sorted(fields - {"lang"})
             reason = f"has the unknown placeholder(s) {others}" if others else "has no `{lang}` placeholder"
-            raise invalid(reason, "Write the URL with `{lang}` (the only placeholder) where the language code goes; double a literal brace.", value=url)
+            raise invalid(
+                reason,
+                "Write the URL with `{lang}` (the only placeholder) where the language code goes; double a literal brace.",
+                value=url,
+            )
         return url
 
     @model_validator(mode="after")
@@ -196,7 +204,9 @@ class TrainParams:
     @model_validator(mode="after")
     def _has_a_length(self) -> TrainParams:
         if self.max_steps is None and self.epochs is None:
-            raise invalid("neither max_steps nor epochs is set", "Set train.max_steps (takes precedence) or train.epochs.")
+            raise invalid(
+                "neither max_steps nor epochs is set", "Set train.max_steps (takes precedence) or train.epochs."
+            )
         return self
 
 
@@ -234,7 +244,9 @@ class IndexParams:
 @dataclass(frozen=True, config=CONFIG)
 class EvalParams:
     batch_size: PositiveInt  # texts per forward pass when encoding corpora
-    beir: dict[SafeName, str] = dataclasses.field(default_factory=dict)  # name -> folder with one BEIR-layout subfolder per language
+    beir: dict[SafeName, str] = dataclasses.field(
+        default_factory=dict
+    )  # name -> folder with one BEIR-layout subfolder per language
     # Settings whose TREC run files `evaluate` writes. Cross is opt-in: its run holds pairs x queries x 100
     # lines (37 MB gzipped per model on XQuAD-R) and doubles the stage's time.
     trec_runs: list[Literal["mono", "cross", "multi"]] = dataclasses.field(default_factory=lambda: ["mono", "multi"])
@@ -257,5 +269,10 @@ class EvalParams:
     def _folders_exist(cls, beir: dict[str, str]) -> dict[str, str]:
         for name, folder in beir.items():
             if not Path(folder).is_dir():
-                raise invalid("is not a folder", "Point it at a folder holding one BEIR-layout subfolder per language.", key=name, value=folder)
+                raise invalid(
+                    "is not a folder",
+                    "Point it at a folder holding one BEIR-layout subfolder per language.",
+                    key=name,
+                    value=folder,
+                )
         return beir

@@ -33,20 +33,37 @@ def card_markdown(model: str, base_model: str, metrics: Mapping[str, object], la
     if hub:
         front += ["datasets:", *(f"- {d}" for d in hub)]
     front += ["tags:", "- sentence-transformers", "- sentence-similarity", "- multilingual-retrieval", "---"]
-    lines = [*front, "", f"# {model}", "", "LAReQA retrieval of this model, as the `evaluate` stage scored it "
-             "(mAP over the full candidate pool named in each row, macro over (query, pool) language pairs; "
-             "mono: X→X, cross: X→Y with Y ≠ X, multi: all languages at once).", "",
-             "| dataset | pool | mono mAP | cross mAP | multi mAP | multi rank distance |", "|---|---|---|---|---|---|"]
+    lines = [
+        *front,
+        "",
+        f"# {model}",
+        "",
+        "LAReQA retrieval of this model, as the `evaluate` stage scored it "
+        "(mAP over the full candidate pool named in each row, macro over (query, pool) language pairs; "
+        "mono: X→X, cross: X→Y with Y ≠ X, multi: all languages at once).",
+        "",
+        "| dataset | pool | mono mAP | cross mAP | multi mAP | multi rank distance |",
+        "|---|---|---|---|---|---|",
+    ]
     for dataset in datasets:
         scores = metrics[dataset]
         assert isinstance(scores, dict)
         cells = [f"{scores[s]['map']:.3f}" for s in SETTINGS]
         distance = scores["multi"].get("rank_distance")
-        lines.append(f"| {dataset} | {scores.get('pool', '')} | " + " | ".join(cells) + f" | {'' if distance is None else f'{distance:.1f}'} |")
+        lines.append(
+            f"| {dataset} | {scores.get('pool', '')} | "
+            + " | ".join(cells)
+            + f" | {'' if distance is None else f'{distance:.1f}'} |"
+        )
     lines += ["", "Settings, training record and usage: the model folder's own README.md.", ""]
     return "\n".join(lines)
 
 
-def model_cards(eval_metrics_root: str | Path, models: Sequence[str], base_model: str, languages: Sequence[str]) -> dict[str, str]:
+def model_cards(
+    eval_metrics_root: str | Path, models: Sequence[str], base_model: str, languages: Sequence[str]
+) -> dict[str, str]:
     """``{model: card}`` for every model of the grid, base included, from ``metrics/eval/{model}.json``."""
-    return {model: card_markdown(model, base_model, read_json(Path(eval_metrics_root) / f"{model}.json"), languages) for model in models}
+    return {
+        model: card_markdown(model, base_model, read_json(Path(eval_metrics_root) / f"{model}.json"), languages)
+        for model in models
+    }

@@ -26,7 +26,9 @@ def model_names(strategies: list[str], profiles: list[str], seeds: list[int]) ->
     return [BASE] + [f"{s}/{p}/{seed}" for s in strategies for p in profiles for seed in seeds]
 
 
-def load_results(eval_root: str | Path, models: list[str], datasets: list[str] | Mapping[str, list[str]]) -> pd.DataFrame:
+def load_results(
+    eval_root: str | Path, models: list[str], datasets: list[str] | Mapping[str, list[str]]
+) -> pd.DataFrame:
     """Per-query rows of each model on each dataset (one list for all models, or each model's own)."""
     frames = []
     for model in models:

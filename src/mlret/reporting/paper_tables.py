@@ -28,7 +28,13 @@ RANK_DISTANCE = "rank dist."  # the one main-table column where lower is better
 SEEDS = "seeds"  # per dataset in the main table: XQuAD-R rows may average 3 seeds where MLQA-R rows have 1
 ALPHA = 0.05  # Holm-adjusted p below which the main table bolds a column's best mAP
 #: Rank metrics beside mAP: per-query column -> header. Same-language share exists in ``multi`` only.
-EXTRA_METRICS = {"mrr@10": "MRR@10", "recall@1": "R@1", "recall@100": "R@100", "ndcg@10": "nDCG@10", "same_language_top10": "same-lang.@10"}
+EXTRA_METRICS = {
+    "mrr@10": "MRR@10",
+    "recall@1": "R@1",
+    "recall@100": "R@100",
+    "ndcg@10": "nDCG@10",
+    "same_language_top10": "same-lang.@10",
+}
 BEIR_METRICS = {"ndcg@10": "nDCG@10", "recall@100": "R@100"}
 MODEL_KEY = ["strategy", "profile"]
 
@@ -46,11 +52,14 @@ def _model_order(frame: pd.DataFrame, strategies: Sequence[str], profiles: Seque
     """Base first, then profile by profile (as params.yaml lists them), strategies in params.yaml order."""
     s_rank = {s: i for i, s in enumerate([BASE, *strategies])}
     p_rank = {p: i for i, p in enumerate(profiles)}
-    keys = pd.DataFrame({
-        "_base": (frame.strategy != BASE).astype(int),
-        "_profile": frame.profile.map(lambda p: p_rank.get(p, len(p_rank))),
-        "_strategy": frame.strategy.map(lambda s: s_rank.get(s, len(s_rank))),
-    }, index=frame.index)
+    keys = pd.DataFrame(
+        {
+            "_base": (frame.strategy != BASE).astype(int),
+            "_profile": frame.profile.map(lambda p: p_rank.get(p, len(p_rank))),
+            "_strategy": frame.strategy.map(lambda s: s_rank.get(s, len(s_rank))),
+        },
+        index=frame.index,
+    )
     order = keys.sort_values(["_base", "_profile", "_strategy"], kind="stable").index
     return frame.loc[order].reset_index(drop=True)
 
@@ -84,7 +93,9 @@ def _markdown(frame: pd.DataFrame, best: pd.DataFrame, formats: dict[object, str
 # --- The main table ---------------------------------------------------------------------------
 
 
-def main_table(table: pd.DataFrame, results: pd.DataFrame, train_source: str, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+def main_table(
+    table: pd.DataFrame, results: pd.DataFrame, train_source: str, strategies: Sequence[str], profiles: Sequence[str]
+) -> pd.DataFrame:
     """One row per model (strategy/profile), columns (dataset, setting) mAP in mono-cross-multi order
     (from :func:`results_table`), then each dataset's multilingual-pool rank distance (:func:`setting_means`:
     macro over the pairs of the queries that have one, as `evaluate` reports it)."""
@@ -121,7 +132,9 @@ def holm_bold(main: pd.DataFrame, table: pd.DataFrame, headline: str | None, tra
     bold = pd.DataFrame(False, index=main.index, columns=main.columns)
     if headline is None:
         return bold
-    rows = table[table.strategy != BASE].assign(label=[dataset_label(d, train_source) for d in table[table.strategy != BASE].dataset])
+    rows = table[table.strategy != BASE].assign(
+        label=[dataset_label(d, train_source) for d in table[table.strategy != BASE].dataset]
+    )
     for column in main.columns:
         label, setting = column
         values = main[column].astype(float)
@@ -132,10 +145,14 @@ def holm_bold(main: pd.DataFrame, table: pd.DataFrame, headline: str | None, tra
         tested = rows[(rows.label == label) & (rows.setting == setting) & (rows.profile == profile)]
         if strategy == headline:
             others = tested[tested.strategy != headline]
-            separated = len(others) > 0 and bool(((others.p_vs_headline_holm < ALPHA) & (others.delta_vs_headline > 0)).all())
+            separated = len(others) > 0 and bool(
+                ((others.p_vs_headline_holm < ALPHA) & (others.delta_vs_headline > 0)).all()
+            )
         else:
             mine = tested[tested.strategy == strategy]
-            separated = len(mine) == 1 and bool(mine.p_vs_headline_holm.iloc[0] < ALPHA and mine.delta_vs_headline.iloc[0] < 0)
+            separated = len(mine) == 1 and bool(
+                mine.p_vs_headline_holm.iloc[0] < ALPHA and mine.delta_vs_headline.iloc[0] < 0
+            )
         bold.at[best, column] = separated
     return bold
 
@@ -147,16 +164,23 @@ def _formats(main: pd.DataFrame) -> dict[object, str]:
 def main_markdown(main: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
     """The main table; ``bold`` (:func:`holm_bold`) marks cells, none by default."""
     header = ["model", *(f"{d} {s}" for d, s in main.columns)]
-    return _markdown(main, pd.DataFrame(False, index=main.index, columns=main.columns) if bold is None else bold, _formats(main), header)
+    return _markdown(
+        main,
+        pd.DataFrame(False, index=main.index, columns=main.columns) if bold is None else bold,
+        _formats(main),
+        header,
+    )
 
 
 def main_caption(train_source: str) -> str:
-    return (f"mAP over each dataset's candidate pool: for {train_source}, the training source, its in-domain test articles "
-            "(the other articles are trained on); for every other dataset the full LAReQA pool, zero-shot. "
-            "Macro over (query, pool) language pairs, mean over the seeds counted in `seeds`; "
-            "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). "
-            f"Bold: a column's best mAP where the Holm-adjusted sign-flip test (p < {ALPHA:g}) separates it from the "
-            "strategies it is compared with on its profile; no other cell is bold.")
+    return (
+        f"mAP over each dataset's candidate pool: for {train_source}, the training source, its in-domain test articles "
+        "(the other articles are trained on); for every other dataset the full LAReQA pool, zero-shot. "
+        "Macro over (query, pool) language pairs, mean over the seeds counted in `seeds`; "
+        "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). "
+        f"Bold: a column's best mAP where the Holm-adjusted sign-flip test (p < {ALPHA:g}) separates it from the "
+        "strategies it is compared with on its profile; no other cell is bold."
+    )
 
 
 def main_latex(main: pd.DataFrame, bold: pd.DataFrame | None = None, caption: str = "") -> str:
@@ -165,11 +189,21 @@ def main_latex(main: pd.DataFrame, bold: pd.DataFrame | None = None, caption: st
     seeds = [c for c in main.columns if c[1] == SEEDS]
     marks = np.zeros(main.shape, dtype=bool) if bold is None else bold.to_numpy()
     # Unnamed axes: pandas would give each name a header row of its own.
-    styler = main.rename_axis(index=None, columns=[None, None]).style.format(precision=3, na_rep="--").format(precision=1, na_rep="--", subset=lower)
+    styler = (
+        main.rename_axis(index=None, columns=[None, None])
+        .style.format(precision=3, na_rep="--")
+        .format(precision=1, na_rep="--", subset=lower)
+    )
     styler = styler.format(precision=0, na_rep="--", subset=seeds)
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     styler = styler.apply(lambda _: np.where(marks, "textbf:--rwrap;", ""), axis=None)
-    return styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * main.shape[1], caption=caption or None, label="tab:main")
+    return styler.to_latex(
+        hrules=True,
+        multicol_align="c",
+        column_format="l" + "r" * main.shape[1],
+        caption=caption or None,
+        label="tab:main",
+    )
 
 
 # --- Per language and X→Y --------------------------------------------------------------------
@@ -186,15 +220,26 @@ def per_language_table(results: pd.DataFrame, strategies: Sequence[str], profile
 
 
 def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
-    parts = ["# mAP per query language", "", "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
+    parts = [
+        "# mAP per query language",
+        "",
+        "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "",
+    ]
     for dataset in _datasets(per_language.dataset.unique(), train_source):
         for setting in SETTINGS:
             block = per_language[(per_language.dataset == dataset) & (per_language.setting == setting)]
             if block.empty:
                 continue
             wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
-            wide = wide.pivot(index="model", columns="query_lang", values="map").reindex(index=list(dict.fromkeys(wide.model)))
-            parts += [f"## {dataset_label(dataset, train_source)} — {setting}", "", _markdown(wide, _best(wide), {}, ["model", *wide.columns])]
+            wide = wide.pivot(index="model", columns="query_lang", values="map").reindex(
+                index=list(dict.fromkeys(wide.model))
+            )
+            parts += [
+                f"## {dataset_label(dataset, train_source)} — {setting}",
+                "",
+                _markdown(wide, _best(wide), {}, ["model", *wide.columns]),
+            ]
     return "\n".join(parts)
 
 
@@ -219,7 +264,10 @@ def setting_means(results: pd.DataFrame, column: str) -> pd.Series:
     out = {}
     for key, group in results.groupby(["dataset", "setting", *MODEL_KEY], sort=True):
         defined = group[group[column].notna()]
-        per_seed = [macro_mean(s[column].to_numpy(), [s.query_lang.to_numpy(), s.pool_lang.to_numpy()]) for _, s in defined.groupby("seed")]
+        per_seed = [
+            macro_mean(s[column].to_numpy(), [s.query_lang.to_numpy(), s.pool_lang.to_numpy()])
+            for _, s in defined.groupby("seed")
+        ]
         out[key] = float(np.mean(per_seed)) if per_seed else np.nan
     return pd.Series(out, name=column, dtype=float).rename_axis(["dataset", "setting", *MODEL_KEY])
 
@@ -234,9 +282,13 @@ def metrics_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Se
 
 
 def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
-    parts = ["# Rank metrics beside mAP", "",
-             "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. "
-             "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
+    parts = [
+        "# Rank metrics beside mAP",
+        "",
+        "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. "
+        "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "",
+    ]
     for dataset in _datasets(metrics.dataset.unique(), train_source):
         for setting in SETTINGS:
             block = metrics[(metrics.dataset == dataset) & (metrics.setting == setting)]
@@ -246,16 +298,24 @@ def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
             wide = block.set_index(pd.Index([model_label(s, p) for s, p in zip(block.strategy, block.profile)]))[names]
             # A higher same-language share is more language bias, not better retrieval: never bold.
             best = _best(wide).assign(**({"same_language_top10": False} if "same_language_top10" in names else {}))
-            parts += [f"## {dataset_label(dataset, train_source)} — {setting}", "",
-                      _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)])]
+            parts += [
+                f"## {dataset_label(dataset, train_source)} — {setting}",
+                "",
+                _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)]),
+            ]
     return "\n".join(parts)
 
 
 # --- BEIR --------------------------------------------------------------------------------------
 
 
-def beir_table(metrics_root: str | Path, models: Sequence[str], benchmarks: Collection[str],
-               strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+def beir_table(
+    metrics_root: str | Path,
+    models: Sequence[str],
+    benchmarks: Collection[str],
+    strategies: Sequence[str],
+    profiles: Sequence[str],
+) -> pd.DataFrame:
     """nDCG@10 and Recall@100 per benchmark × language × model, read from ``metrics_root/{model}.json``
     (the `evaluate` stage's ``beir-{name}`` entries), seeds averaged."""
     rows = []
@@ -273,24 +333,45 @@ def beir_table(metrics_root: str | Path, models: Sequence[str], benchmarks: Coll
             for lang, values in entry.items():
                 missing = [m for m in BEIR_METRICS if not isinstance(values, dict) or m not in values]
                 if missing:
-                    raise MlretError(f"{path}: beir-{name}/{lang} lacks {missing}.", f"The file is from an older version: run `dvc repro` to re-evaluate {model}.")
-                rows.append({"benchmark": name, "language": lang, "strategy": strategy, "profile": profile, **{m: float(values[m]) for m in BEIR_METRICS}})
+                    raise MlretError(
+                        f"{path}: beir-{name}/{lang} lacks {missing}.",
+                        f"The file is from an older version: run `dvc repro` to re-evaluate {model}.",
+                    )
+                rows.append(
+                    {
+                        "benchmark": name,
+                        "language": lang,
+                        "strategy": strategy,
+                        "profile": profile,
+                        **{m: float(values[m]) for m in BEIR_METRICS},
+                    }
+                )
     columns = ["benchmark", "language", "strategy", "profile", "seeds", *BEIR_METRICS]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
-    out = frame.groupby(["benchmark", "language", *MODEL_KEY], sort=False).agg(
-        seeds=("ndcg@10", "size"), **{m: (m, "mean") for m in BEIR_METRICS}).reset_index()
+    out = (
+        frame.groupby(["benchmark", "language", *MODEL_KEY], sort=False)
+        .agg(seeds=("ndcg@10", "size"), **{m: (m, "mean") for m in BEIR_METRICS})
+        .reset_index()
+    )
     out = _model_order(out, strategies, profiles)
     return out.sort_values(["benchmark", "language"], kind="stable").reset_index(drop=True)[columns]
 
 
 def beir_markdown(beir: pd.DataFrame) -> str:
-    parts = ["# BEIR benchmarks", "", "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).", ""]
+    parts = [
+        "# BEIR benchmarks",
+        "",
+        "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "",
+    ]
     for benchmark, block in beir.groupby("benchmark", sort=True):
         for metric, header in BEIR_METRICS.items():
             wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
-            wide = wide.pivot(index="model", columns="language", values=metric).reindex(index=list(dict.fromkeys(wide.model)))
+            wide = wide.pivot(index="model", columns="language", values=metric).reindex(
+                index=list(dict.fromkeys(wide.model))
+            )
             parts += [f"## {benchmark} — {header}", "", _markdown(wide, _best(wide), {}, ["model", *wide.columns])]
     return "\n".join(parts)
 

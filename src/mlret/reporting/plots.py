@@ -15,12 +15,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on pipeline machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import Colormap, Normalize  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Colormap, Normalize
 
-from mlret.reporting.collect import BASE, pair_map  # noqa: E402
+from mlret.reporting.collect import BASE, pair_map
 
 #: Settings in the order of the LAReQA paper.
 SETTINGS = ("mono", "cross", "multi")
@@ -65,10 +65,14 @@ def cell_text(value: float, fmt: str) -> str:
     return "0" if float(text) == 0 else text
 
 
-def _heatmap(matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, scale_label: str, fmt: str, path: Path) -> Path:
+def _heatmap(
+    matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, scale_label: str, fmt: str, path: Path
+) -> Path:
     cmap = plt.get_cmap(cmap_name)
     values = matrix.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(2.2 + 0.55 * len(matrix.columns), 1.2 + 0.5 * len(matrix.index)), layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(2.2 + 0.55 * len(matrix.columns), 1.2 + 0.5 * len(matrix.index)), layout="constrained"
+    )
     image = ax.imshow(values, norm=norm, cmap=cmap)
     ax.set_xticks(range(len(matrix.columns)), matrix.columns)
     ax.set_yticks(range(len(matrix.index)), matrix.index)
@@ -76,7 +80,9 @@ def _heatmap(matrix: pd.DataFrame, norm: Normalize, cmap_name: str, title: str, 
     ax.set_ylabel("query language")
     for (i, j), value in np.ndenumerate(values):
         if not np.isnan(value):
-            ax.text(j, i, cell_text(value, fmt), ha="center", va="center", fontsize=7, color=_text_colour(cmap, norm, value))
+            ax.text(
+                j, i, cell_text(value, fmt), ha="center", va="center", fontsize=7, color=_text_colour(cmap, norm, value)
+            )
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, label=scale_label)
     return _save(fig, path)
@@ -111,11 +117,17 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | 
         keys = sorted(matrices, key=lambda k: (order[k[0]], k[1]))
         norm = Normalize(*colour_limits(matrices.values()))
         for strategy, profile in keys:
-            written.append(_heatmap(
-                matrices[strategy, profile], norm, "viridis", f"{dataset}: X→Y mAP, {_label(strategy, profile)}",
-                f"mAP (scale: {norm.vmin:.2f}–{norm.vmax:.2f}, all {dataset} heatmaps)", ".2f",
-                out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}.png",
-            ))
+            written.append(
+                _heatmap(
+                    matrices[strategy, profile],
+                    norm,
+                    "viridis",
+                    f"{dataset}: X→Y mAP, {_label(strategy, profile)}",
+                    f"mAP (scale: {norm.vmin:.2f}–{norm.vmax:.2f}, all {dataset} heatmaps)",
+                    ".2f",
+                    out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}.png",
+                )
+            )
         for reference in REFERENCES:
             diffs = {}
             for strategy, profile in keys:
@@ -127,11 +139,17 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | 
             norm_diff = Normalize(*colour_limits(diffs.values(), centred=True))
             ref_name = "base model" if reference == BASE else reference
             for (strategy, profile), diff in diffs.items():
-                written.append(_heatmap(
-                    diff, norm_diff, "RdBu", f"{dataset}: X→Y mAP, {_label(strategy, profile)} − {ref_name}",
-                    f"Δ mAP (blue: better than {ref_name}; one cell: no interval,\nsee results.md for what noise allows)", "+.2f",
-                    out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}-vs-{reference}.png",
-                ))
+                written.append(
+                    _heatmap(
+                        diff,
+                        norm_diff,
+                        "RdBu",
+                        f"{dataset}: X→Y mAP, {_label(strategy, profile)} − {ref_name}",
+                        f"Δ mAP (blue: better than {ref_name}; one cell: no interval,\nsee results.md for what noise allows)",
+                        "+.2f",
+                        out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}-vs-{reference}.png",
+                    )
+                )
     return written
 
 
@@ -165,7 +183,9 @@ def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list
     for k, profile in enumerate(profiles):
         part = trained[trained.profile == profile].set_index("strategy").reindex(order)
         x = np.arange(len(order)) + (k - (len(profiles) - 1) / 2) * width
-        err = np.nan_to_num(np.vstack([part[metric] - part[f"{metric}_ci_low"], part[f"{metric}_ci_high"] - part[metric]]))
+        err = np.nan_to_num(
+            np.vstack([part[metric] - part[f"{metric}_ci_low"], part[f"{metric}_ci_high"] - part[metric]])
+        )
         ax.bar(x, part[metric], width, yerr=err, capsize=3, label=profile, color=f"C{k}")
     ax.set_xticks(range(len(order)), order)
     reference = float(base[metric].iloc[0]) if not base.empty else None
@@ -185,12 +205,16 @@ def _legend_outside(fig: plt.Figure, axes: Iterable[plt.Axes], title: str) -> No
         fig.legend(list(handles.values()), list(handles), title=title, loc="outside right upper", fontsize=8)
 
 
-def strategy_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None, metric: str = "map") -> list[Path]:
+def strategy_bars(
+    table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None, metric: str = "map"
+) -> list[Path]:
     """Grouped bars: strategy × profile, one panel per setting (paper order), one figure per dataset."""
     written = []
     for dataset, block in table.groupby("dataset", sort=True):
         settings = in_order(block.setting, SETTINGS)
-        fig, axes = plt.subplots(1, len(settings), figsize=(3.6 * len(settings) + 1.6, 3.6), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            1, len(settings), figsize=(3.6 * len(settings) + 1.6, 3.6), squeeze=False, layout="constrained"
+        )
         for ax, setting in zip(axes[0], settings):
             note = grouped_bars(ax, block[block.setting == setting], metric, strategies)
             ax.set_title(f"{setting}\n({note})" if note else setting, fontsize=10)
@@ -207,13 +231,18 @@ def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str]
     if multi.empty:
         return []
     datasets = sorted(multi.dataset.unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets) + 1.6, 3.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(3.8 * len(datasets) + 1.6, 3.6), squeeze=False, layout="constrained"
+    )
     for ax, dataset in zip(axes[0], datasets):
         note = grouped_bars(ax, multi[multi.dataset == dataset], "rank_distance", strategies)
         ax.set_title(f"{dataset}\n({note})" if note else dataset, fontsize=10)
         ax.set_ylabel("rank distance (axis not from 0)")
     _legend_outside(fig, axes[0], "profile")
-    fig.suptitle(f"Multilingual pool: rank distance of a question's answers across languages\n(lower = less language bias; {CI_NOTE})", fontsize=10)
+    fig.suptitle(
+        f"Multilingual pool: rank distance of a question's answers across languages\n(lower = less language bias; {CI_NOTE})",
+        fontsize=10,
+    )
     return [_save(fig, out_dir / "rank-distance.png")]
 
 
@@ -228,7 +257,9 @@ def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[
     for dataset, block in drops.groupby("dataset", sort=True):
         scopes = [s for s in ("all", *SETTINGS) if s in set(block.scope)]
         severities = sorted(block.severity.unique())
-        fig, axes = plt.subplots(1, len(scopes), figsize=(3.2 * len(scopes), 3.4), layout="constrained", sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(scopes), figsize=(3.2 * len(scopes), 3.4), layout="constrained", sharey=True, squeeze=False
+        )
         for ax, scope in zip(axes[0], scopes):
             part = block[block.scope == scope]
             order = in_order(part.strategy, strategies or [])
@@ -239,14 +270,23 @@ def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[
                 line = ax.errorbar(x, rows.specific_drop, yerr=yerr, marker="o", capsize=3, label=strategy)
                 bare = rows.specific_drop.notna() & (rows.ci_low.isna() | rows.ci_high.isna())
                 if bare.any():
-                    ax.plot(x[bare.to_numpy()], rows.specific_drop[bare], linestyle="none", marker="o",
-                            markerfacecolor="white", color=line.lines[0].get_color())
+                    ax.plot(
+                        x[bare.to_numpy()],
+                        rows.specific_drop[bare],
+                        linestyle="none",
+                        marker="o",
+                        markerfacecolor="white",
+                        color=line.lines[0].get_color(),
+                    )
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xticks(np.arange(len(severities)), [f"{s * 100:g}%" for s in severities])
             ax.set_xlabel("share of training questions kept")
             ax.set_title("all settings" if scope == "all" else f"{scope} (exploratory)", fontsize=10)
         axes[0][0].set_ylabel("specific drop in mAP vs balanced\n(above 0: loses more than\nthe full-data languages)")
-        fig.suptitle(f"{dataset}: robustness to imbalance (95% t interval: questions and training runs; hollow: no interval)", fontsize=10)
+        fig.suptitle(
+            f"{dataset}: robustness to imbalance (95% t interval: questions and training runs; hollow: no interval)",
+            fontsize=10,
+        )
         _legend_outside(fig, list(axes[0]), "strategy")
         written.append(_save(fig, out_dir / f"robustness-{dataset}.png"))
     return written

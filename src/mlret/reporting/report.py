@@ -16,9 +16,16 @@ from mlret.reporting.cards import model_cards
 from mlret.reporting.collect import BASE, load_results
 from mlret.reporting.grid import grid_record
 from mlret.reporting.paper_tables import write_paper_tables
-from mlret.reporting.plots import figure_name, loss_curves_figure, pair_heatmaps, rank_distance_bars, robustness_curves, strategy_bars
-from mlret.reporting.summary import grid_line, summary_markdown
+from mlret.reporting.plots import (
+    figure_name,
+    loss_curves_figure,
+    pair_heatmaps,
+    rank_distance_bars,
+    robustness_curves,
+    strategy_bars,
+)
 from mlret.reporting.robustness import headline_contrasts, robustness_table
+from mlret.reporting.summary import grid_line, summary_markdown
 from mlret.reporting.tables import results_markdown, results_table
 
 #: What `dvc exp show` and `dvc metrics diff` compare across experiments: the headline strategy's
@@ -87,12 +94,20 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
         try:
             log = pd.read_csv(path)
         except FileNotFoundError:
-            raise MlretError(f"{path}: file not found.", f"Run `dvc repro train@{model.replace('/', '-')}` first.") from None
+            raise MlretError(
+                f"{path}: file not found.", f"Run `dvc repro train@{model.replace('/', '-')}` first."
+            ) from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise MlretError(f"{path}: not a readable CSV file ({err}).", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.") from None
+            raise MlretError(
+                f"{path}: not a readable CSV file ({err}).",
+                f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.",
+            ) from None
         require_columns(log, LOSS_COLUMNS, path, f"train@{model.replace('/', '-')}")
         if not all(pd.api.types.is_numeric_dtype(log[c]) for c in LOSS_COLUMNS):
-            raise MlretError(f"{path}: columns {list(LOSS_COLUMNS)} should hold numbers.", f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.")
+            raise MlretError(
+                f"{path}: columns {list(LOSS_COLUMNS)} should hold numbers.",
+                f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.",
+            )
         strategy, profile, seed = model.split("/")
         frames.append(log[list(LOSS_COLUMNS)].assign(run=model, strategy=strategy, profile=profile, seed=int(seed)))
     columns = ["run", "strategy", "profile", "seed", *LOSS_COLUMNS]
@@ -104,10 +119,15 @@ def pool_labels(eval_metrics_root: str | Path, datasets: list[str]) -> dict[str,
     path = Path(eval_metrics_root) / f"{BASE}.json"
     metrics = read_json(path)
     if not isinstance(metrics, dict):
-        raise MlretError(f"{path}: expected a JSON object keyed by dataset, found a {type(metrics).__name__}.", "Re-run the evaluate stages (`dvc repro evaluate_base`).")
+        raise MlretError(
+            f"{path}: expected a JSON object keyed by dataset, found a {type(metrics).__name__}.",
+            "Re-run the evaluate stages (`dvc repro evaluate_base`).",
+        )
     missing = [d for d in datasets if "pool" not in metrics.get(d, {})]
     if missing:
-        raise MlretError(f"{path}: no `pool` label for {missing}.", "Re-run the evaluate stages (`dvc repro evaluate_base`).")
+        raise MlretError(
+            f"{path}: no `pool` label for {missing}.", "Re-run the evaluate stages (`dvc repro evaluate_base`)."
+        )
     return {d: metrics[d]["pool"] for d in datasets}
 
 
@@ -134,8 +154,17 @@ def exposure_table(train_metrics_root: str | Path, models: list[str], params: Pa
             raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro train@{model.replace('/', '-')}`.")
         strategy, profile, seed = model.split("/")
         for lang, share in sorted(metrics["language_share"].items()):
-            rows.append({"strategy": strategy, "profile": profile, "seed": int(seed), "lang": lang, "share": share,
-                         "fraction_kept": params.profiles[profile].fraction(lang), "batch_kinds": str(metrics.get("batch_kinds", {}))})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "profile": profile,
+                    "seed": int(seed),
+                    "lang": lang,
+                    "share": share,
+                    "fraction_kept": params.profiles[profile].fraction(lang),
+                    "batch_kinds": str(metrics.get("batch_kinds", {})),
+                }
+            )
     return pd.DataFrame(rows, columns=["strategy", "profile", "seed", "lang", "share", "fraction_kept", "batch_kinds"])
 
 
@@ -185,9 +214,19 @@ def build_report(
     losses = loss_curves(loss_root, models)
     table = results_table(results, headline=params.sampling)
     low = low_resource_languages(params, results.query_lang)
-    fractions = {name: {lang: profile.fraction(lang) for lang in set(results.query_lang)} for name, profile in params.profiles.items()}
+    fractions = {
+        name: {lang: profile.fraction(lang) for lang in set(results.query_lang)}
+        for name, profile in params.profiles.items()
+    }
     robustness = robustness_table(results, low, fractions, params.sampling)
-    by_article = robustness_table(results, low, fractions, params.sampling, units="article", articles=question_articles(parallel_root, params.data.eval_sources))
+    by_article = robustness_table(
+        results,
+        low,
+        fractions,
+        params.sampling,
+        units="article",
+        articles=question_articles(parallel_root, params.data.eval_sources),
+    )
     exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params)
     write_bytes(out_dir / "robustness_by_article.csv", _csv(by_article))
     write_bytes(out_dir / "exposure.csv", _csv(exposure))
@@ -197,15 +236,28 @@ def build_report(
     severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
     grid = grid_record(params)["runs"]
     # The grid first: a strategy or profile missing from a table is absent from the grid, never dropped.
-    write_bytes(out_dir / "results.md", (f"# Results\n\n{grid_line(grid)}\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"))
+    write_bytes(
+        out_dir / "results.md",
+        (f"# Results\n\n{grid_line(grid)}\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"),
+    )
     summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools, grid, severities)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
-        results, table, out_dir, train_source=params.data.train_source, strategies=params.strategies, profiles=list(params.profiles),
-        models=models, metrics_root=eval_metrics_root, beir=list(params.eval.beir), headline=params.sampling,
+        results,
+        table,
+        out_dir,
+        train_source=params.data.train_source,
+        strategies=params.strategies,
+        profiles=list(params.profiles),
+        models=models,
+        metrics_root=eval_metrics_root,
+        beir=list(params.eval.beir),
+        headline=params.sampling,
     )
     with staged_dir(out_dir / "cards") as cards:
-        for model, card in model_cards(eval_metrics_root, models, params.model.name, sorted(set(results.query_lang))).items():
+        for model, card in model_cards(
+            eval_metrics_root, models, params.model.name, sorted(set(results.query_lang))
+        ).items():
             write_bytes(cards / f"{model}.md", card.encode("utf-8"))
     with staged_dir(out_dir / "figures") as figures:
         pair_heatmaps(results, figures, params.strategies)
@@ -218,4 +270,10 @@ def build_report(
         for stem, rows in map_bars_data(table, params.strategies).items():
             write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
         write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(metrics_path, {"headline": headline_metrics(table, params.sampling), "robustness": finite_or_null(headline_contrasts(robustness))})
+    write_json(
+        metrics_path,
+        {
+            "headline": headline_metrics(table, params.sampling),
+            "robustness": finite_or_null(headline_contrasts(robustness)),
+        },
+    )

@@ -102,9 +102,27 @@ SIDES = ("reduced", "full")
 PRIMARY_SCOPE = "all"
 POWER = 0.80
 COLUMNS = [
-    "dataset", "scope", "severity", "kind", "strategy", "raw_drop", "full_drop", "specific_drop",
-    "ci_low", "ci_high", "se", "df", "p", "p_holm", "family", "mde80", "cells", "reference_seeds",
-    "reduced_seeds", "units", "note",
+    "dataset",
+    "scope",
+    "severity",
+    "kind",
+    "strategy",
+    "raw_drop",
+    "full_drop",
+    "specific_drop",
+    "ci_low",
+    "ci_high",
+    "se",
+    "df",
+    "p",
+    "p_holm",
+    "family",
+    "mde80",
+    "cells",
+    "reference_seeds",
+    "reduced_seeds",
+    "units",
+    "note",
 ]
 _KEYS = ["setting", "query_lang", "pool_lang", "qid"]
 _CHUNK_CELLS = 2_000_000  # bootstrap replicates × units drawn at once
@@ -120,7 +138,9 @@ class Cell:
     full: frozenset[str]  # languages the profile keeps in full
 
 
-def ladder_cells(low_resource: Mapping[str, set[str]], fractions: Mapping[str, Mapping[str, float]], languages: set[str]) -> list[Cell]:
+def ladder_cells(
+    low_resource: Mapping[str, set[str]], fractions: Mapping[str, Mapping[str, float]], languages: set[str]
+) -> list[Cell]:
     """Every (profile, reduced language) with its severity; ``fractions[profile][lang]`` is the share kept."""
     cells = []
     for profile, low in low_resource.items():
@@ -218,8 +238,14 @@ def scores(block: pd.DataFrame, unit_of: Mapping[str, object], dataset: str) -> 
             "Rebuild the parallel data (`dvc repro`): every test question must belong to an article.",
         )
     unit = pd.factorize(unit_label)[0]
-    return Scores(pairs, pair, unit, int(unit.max()) + 1,
-                  {(s, p, int(seed)): i for s, p, seed, i in names.itertuples(index=False)}, ap)
+    return Scores(
+        pairs,
+        pair,
+        unit,
+        int(unit.max()) + 1,
+        {(s, p, int(seed)): i for s, p, seed, i in names.itertuples(index=False)},
+        ap,
+    )
 
 
 @dataclass(frozen=True)
@@ -230,7 +256,9 @@ class _Side:
     weight: np.ndarray  # (units,)
 
 
-def _side(data: Scores, run_ids: list[int], names: list[tuple[str, str, int]], cell: Cell, side: str, pair_weight: np.ndarray) -> _Side | None:
+def _side(
+    data: Scores, run_ids: list[int], names: list[tuple[str, str, int]], cell: Cell, side: str, pair_weight: np.ndarray
+) -> _Side | None:
     row_weight = pair_weight[data.pair] / data.pairs.size[data.pair]
     selected = np.flatnonzero(row_weight)
     if selected.size == 0:
@@ -246,7 +274,9 @@ def _side(data: Scores, run_ids: list[int], names: list[tuple[str, str, int]], c
         )
     unit, weight, n_runs = data.unit[selected], row_weight[selected], len(run_ids)
     per_run_unit = (unit + data.n_units * np.arange(n_runs)[:, None]).ravel()
-    sums = np.bincount(per_run_unit, (ap * weight).ravel(), minlength=n_runs * data.n_units).reshape(n_runs, data.n_units)
+    sums = np.bincount(per_run_unit, (ap * weight).ravel(), minlength=n_runs * data.n_units).reshape(
+        n_runs, data.n_units
+    )
     return _Side(sums, np.bincount(unit, weight, minlength=data.n_units))
 
 
@@ -261,8 +291,14 @@ class _Block:
     replicates: np.ndarray  # (resamples, runs, cells): d = m_L − m_F on drawn units
 
 
-def _block(data: Scores, strategies: list[str], cells: list[Cell], scope: str, resamples: int, seed: int = 0) -> _Block | None:
-    names = [name for name in sorted(data.runs) if name[0] in strategies and name[1] in {REFERENCE_PROFILE, *(c.profile for c in cells)}]
+def _block(
+    data: Scores, strategies: list[str], cells: list[Cell], scope: str, resamples: int, seed: int = 0
+) -> _Block | None:
+    names = [
+        name
+        for name in sorted(data.runs)
+        if name[0] in strategies and name[1] in {REFERENCE_PROFILE, *(c.profile for c in cells)}
+    ]
     run_ids = [data.runs[n] for n in names]
     weights = {c: _pair_weights(data.pairs, c, scope) for c in cells}
     sides = {(c, side): _side(data, run_ids, names, c, side, weights[c][side]) for c in cells for side in SIDES}
@@ -283,10 +319,16 @@ def _block(data: Scores, strategies: list[str], cells: list[Cell], scope: str, r
     for start in range(0, resamples, size):
         k = min(size, resamples - start)
         drawn = rng.integers(0, n_units, size=(k, n_units))
-        counts = np.bincount((drawn + n_units * np.arange(k)[:, None]).ravel(), minlength=k * n_units).reshape(k, n_units).astype(float)
+        counts = (
+            np.bincount((drawn + n_units * np.arange(k)[:, None]).ravel(), minlength=k * n_units)
+            .reshape(k, n_units)
+            .astype(float)
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
-            drawn_means = (counts @ flat_sums).reshape(k, n_sides, n_cells, n_runs) / (counts @ flat_weight).reshape(k, n_sides, n_cells, 1)
-        replicates[start:start + k] = (drawn_means[:, 0] - drawn_means[:, 1]).transpose(0, 2, 1)
+            drawn_means = (counts @ flat_sums).reshape(k, n_sides, n_cells, n_runs) / (counts @ flat_weight).reshape(
+                k, n_sides, n_cells, 1
+            )
+        replicates[start : start + k] = (drawn_means[:, 0] - drawn_means[:, 1]).transpose(0, 2, 1)
     # a draw without a single row of some side (possible only with very few units) has no mean there: left out
     replicates = replicates[np.isfinite(replicates).all(axis=(1, 2))]
     return _Block(names, groups, means[0].T, means[1].T, replicates)
@@ -355,11 +397,19 @@ def _test(estimate: float, inference: Inference | None, confidence: float = CONF
 
 
 def _block_rows(
-    data: Scores, dataset: str, cells: list[Cell], scope: str, headline: str, units: str, resamples: int,
+    data: Scores,
+    dataset: str,
+    cells: list[Cell],
+    scope: str,
+    headline: str,
+    units: str,
+    resamples: int,
 ) -> list[dict[str, object]]:
     """The drop rows of every strategy with the runs the cells need, and the headline's contrast."""
     needed = {REFERENCE_PROFILE, *(c.profile for c in cells)}
-    strategies = sorted({s for s, _, _ in data.runs if s != BASE and needed <= {p for s2, p, _ in data.runs if s2 == s}})
+    strategies = sorted(
+        {s for s, _, _ in data.runs if s != BASE and needed <= {p for s2, p, _ in data.runs if s2 == s}}
+    )
     block = _block(data, strategies, cells, scope, resamples) if strategies else None
     if block is None:
         return []
@@ -378,10 +428,23 @@ def _block_rows(
         reduced = min(len(block.groups[s, c.profile]) for s in members for c in cells)
         estimate = float(np.sum(a * (block.reduced - block.full)))
         return {
-            "dataset": dataset, "scope": scope, "severity": cells[0].severity, "kind": kind, "strategy": label,
-            "raw_drop": float(np.sum(a * block.reduced)), "full_drop": float(np.sum(a * block.full)), "specific_drop": estimate,
-            **_test(estimate, inference), "p_holm": np.nan, "family": "", "mde80": np.nan, "cells": len(cells),
-            "reference_seeds": reference, "reduced_seeds": reduced, "units": units, "note": note,
+            "dataset": dataset,
+            "scope": scope,
+            "severity": cells[0].severity,
+            "kind": kind,
+            "strategy": label,
+            "raw_drop": float(np.sum(a * block.reduced)),
+            "full_drop": float(np.sum(a * block.full)),
+            "specific_drop": estimate,
+            **_test(estimate, inference),
+            "p_holm": np.nan,
+            "family": "",
+            "mde80": np.nan,
+            "cells": len(cells),
+            "reference_seeds": reference,
+            "reduced_seeds": reduced,
+            "units": units,
+            "note": note,
         }
 
     for strategy in strategies:
@@ -433,7 +496,10 @@ def robustness_table(
             continue
         if units == "article":
             if articles is None or dataset not in articles:
-                raise MlretError(f"{dataset}: no question → article map to resample articles by.", "Pass the parallel data's questions (report stage).")
+                raise MlretError(
+                    f"{dataset}: no question → article map to resample articles by.",
+                    "Pass the parallel data's questions (report stage).",
+                )
             unit_of: Mapping[str, object] = articles[dataset]
         else:
             unit_of = {q: q for q in block.qid.unique()}

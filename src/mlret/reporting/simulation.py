@@ -54,8 +54,14 @@ class Design:
     run_sd: float = 0.02
     language_run_sd: float = 0.015
     profile_shift: float = 0.02
-    drop: dict[float, tuple[float, float]] = field(default_factory=lambda: {  # severity -> (headline, comparator) mean drop
-        0.0: (0.10, 0.14), 0.01: (0.06, 0.07), 0.05: (0.03, 0.03), 0.25: (0.01, 0.02)})
+    drop: dict[float, tuple[float, float]] = field(
+        default_factory=lambda: {  # severity -> (headline, comparator) mean drop
+            0.0: (0.10, 0.14),
+            0.01: (0.06, 0.07),
+            0.05: (0.03, 0.03),
+            0.25: (0.01, 0.02),
+        }
+    )
     cell_sd: float = 0.02  # language-to-language spread of the true drop (fixed within a study)
     question_drop_sd: float = 0.05
     residual_sd: float = 0.10
@@ -66,14 +72,19 @@ def profiles() -> tuple[dict[str, set[str]], dict[str, dict[str, float]]]:
     low = {REFERENCE_PROFILE: set()} | {f"ladder_{k}": set(LADDER) for k in range(len(SEVERITIES))}
     fractions = {REFERENCE_PROFILE: dict.fromkeys(LADDER + FULL, 1.0)}
     for k in range(len(SEVERITIES)):
-        fractions[f"ladder_{k}"] = {lang: SEVERITIES[(i + k) % len(SEVERITIES)] for i, lang in enumerate(LADDER)} | dict.fromkeys(FULL, 1.0)
+        fractions[f"ladder_{k}"] = {
+            lang: SEVERITIES[(i + k) % len(SEVERITIES)] for i, lang in enumerate(LADDER)
+        } | dict.fromkeys(FULL, 1.0)
     return low, fractions
 
 
 def _pairs() -> list[tuple[str, str, str]]:
     languages = LADDER + FULL
-    return ([("mono", x, x) for x in languages] + [("cross", x, y) for x, y in itertools.permutations(languages, 2)]
-            + [("multi", x, "all") for x in languages])
+    return (
+        [("mono", x, x) for x in languages]
+        + [("cross", x, y) for x, y in itertools.permutations(languages, 2)]
+        + [("multi", x, "all") for x in languages]
+    )
 
 
 def simulate_study(rng: np.random.Generator, design: Design = Design()) -> tuple[pd.DataFrame, dict[float, float]]:
@@ -85,17 +96,30 @@ def simulate_study(rng: np.random.Generator, design: Design = Design()) -> tuple
     question = rng.normal(0, design.question_sd, n_q)
     pair_effect = rng.normal(0, design.pair_sd, len(pairs))
     strategies = (HEADLINE, COMPARATOR)
-    true_drop = {(s, sev, lang): design.drop[sev][i] + rng.normal(0, design.cell_sd)
-                 for i, s in enumerate(strategies) for sev in SEVERITIES for lang in LADDER}
-    truth = {sev: float(np.mean([true_drop[HEADLINE, sev, lang] - true_drop[COMPARATOR, sev, lang] for lang in LADDER])) for sev in SEVERITIES}
+    true_drop = {
+        (s, sev, lang): design.drop[sev][i] + rng.normal(0, design.cell_sd)
+        for i, s in enumerate(strategies)
+        for sev in SEVERITIES
+        for lang in LADDER
+    }
+    truth = {
+        sev: float(np.mean([true_drop[HEADLINE, sev, lang] - true_drop[COMPARATOR, sev, lang] for lang in LADDER]))
+        for sev in SEVERITIES
+    }
     langs_of = [(q, p) for _, q, p in pairs]
     runs, scores = [], []
     for strategy in strategies:
         for profile, kept in fractions.items():
             imbalanced = profile != REFERENCE_PROFILE
             # per reduced language: its true drop plus each question's deviation, shared by the profile's seeds
-            loss = {lang: true_drop[strategy, kept[lang], lang] + rng.normal(0, design.question_drop_sd, n_q)
-                    for lang in LADDER} if imbalanced else {}
+            loss = (
+                {
+                    lang: true_drop[strategy, kept[lang], lang] + rng.normal(0, design.question_drop_sd, n_q)
+                    for lang in LADDER
+                }
+                if imbalanced
+                else {}
+            )
             for seed in range(design.ladder_seeds if imbalanced else design.reference_seeds):
                 language_noise = dict(zip(LADDER + FULL, rng.normal(0, design.language_run_sd, len(LADDER + FULL))))
                 base = design.mean + rng.normal(0, design.run_sd) - (design.profile_shift if imbalanced else 0.0)
@@ -113,13 +137,20 @@ def simulate_study(rng: np.random.Generator, design: Design = Design()) -> tuple
         categories, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
         return pd.Categorical.from_codes(np.tile(np.repeat(codes, repeat), tile), categories=list(categories))
 
-    results = pd.DataFrame({
-        "dataset": column(["sim"], rows * len(runs), 1),
-        "strategy": column([r[0] for r in runs], rows, 1), "profile": column([r[1] for r in runs], rows, 1),
-        "seed": np.repeat([r[2] for r in runs], rows),
-        **{name: column([pair[i] for pair in pairs], n_q, len(runs)) for i, name in enumerate(("setting", "query_lang", "pool_lang"))},
-        "qid": column(list(qids), 1, len(pairs) * len(runs)), "ap": np.concatenate(scores).ravel(),
-    })
+    results = pd.DataFrame(
+        {
+            "dataset": column(["sim"], rows * len(runs), 1),
+            "strategy": column([r[0] for r in runs], rows, 1),
+            "profile": column([r[1] for r in runs], rows, 1),
+            "seed": np.repeat([r[2] for r in runs], rows),
+            **{
+                name: column([pair[i] for pair in pairs], n_q, len(runs))
+                for i, name in enumerate(("setting", "query_lang", "pool_lang"))
+            },
+            "qid": column(list(qids), 1, len(pairs) * len(runs)),
+            "ap": np.concatenate(scores).ravel(),
+        }
+    )
     return results, truth
 
 
@@ -133,7 +164,9 @@ class Coverage:
     intervals: int
 
 
-def coverage(studies: int, resamples: int = 500, seed: int = 0, scope: str = "all", design: Design = Design()) -> Coverage:
+def coverage(
+    studies: int, resamples: int = 500, seed: int = 0, scope: str = "all", design: Design = Design()
+) -> Coverage:
     """Simulate ``studies`` studies and check the primary contrast's 95 % interval of each severity against its truth."""
     rng = np.random.default_rng(seed)
     low, fractions = profiles()
@@ -152,4 +185,9 @@ def coverage(studies: int, resamples: int = 500, seed: int = 0, scope: str = "al
     finally:
         gc.unfreeze()
     every = [h for per in hits.values() for h in per]
-    return Coverage(float(np.mean(every)), {sev: float(np.mean(h)) for sev, h in hits.items()}, float(np.mean(half_widths)), len(every))
+    return Coverage(
+        float(np.mean(every)),
+        {sev: float(np.mean(h)) for sev, h in hits.items()},
+        float(np.mean(half_widths)),
+        len(every),
+    )

@@ -98,8 +98,12 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
 
 
 def cluster_bootstrap_interval(
-    values: np.ndarray, weights: np.ndarray, clusters: np.ndarray,
-    resamples: int = CLUSTER_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+    values: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    resamples: int = CLUSTER_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the weighted mean Σ wᵢvᵢ / Σ wᵢ, resampling whole clusters.
 
@@ -123,8 +127,13 @@ def cluster_bootstrap_interval(
 
 
 def two_level_bootstrap_contrast(
-    groups: list[np.ndarray], coefficients: list[float], weights: np.ndarray, clusters: np.ndarray,
-    resamples: int = CLUSTER_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+    groups: list[np.ndarray],
+    coefficients: list[float],
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    resamples: int = CLUSTER_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> Contrast:
     """θ = Σ_g c_g · m_g, where m_g is the weighted mean over rows of group g's seed-averaged values.
 
@@ -180,8 +189,13 @@ def two_level_bootstrap_contrast(
 
 
 def two_level_bootstrap_difference(
-    a_by_seed: np.ndarray, b_by_seed: np.ndarray, weights: np.ndarray, clusters: np.ndarray,
-    resamples: int = CLUSTER_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+    a_by_seed: np.ndarray,
+    b_by_seed: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    resamples: int = CLUSTER_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> Contrast:
     """mean(a) − mean(b) with its two-level (seeds, then shared questions) bootstrap interval.
 
@@ -189,12 +203,18 @@ def two_level_bootstrap_difference(
     the estimator and the replicate are those of :func:`two_level_bootstrap_contrast` with
     coefficients (1, −1).
     """
-    return two_level_bootstrap_contrast([a_by_seed, b_by_seed], [1.0, -1.0], weights, clusters, resamples, seed, confidence)
+    return two_level_bootstrap_contrast(
+        [a_by_seed, b_by_seed], [1.0, -1.0], weights, clusters, resamples, seed, confidence
+    )
 
 
 def cluster_permutation_pvalue(
-    a: np.ndarray, b: np.ndarray, weights: np.ndarray, clusters: np.ndarray,
-    resamples: int = PERMUTATION_RESAMPLES, seed: int = 0,
+    a: np.ndarray,
+    b: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    resamples: int = PERMUTATION_RESAMPLES,
+    seed: int = 0,
 ) -> float:
     """Two-sided paired sign-flip test that two systems have the same weighted mean on the same rows.
 

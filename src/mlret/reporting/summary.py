@@ -10,7 +10,15 @@ import pandas as pd
 
 from mlret.reporting.collect import BASE
 from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE
-from mlret.reporting.wording import ALPHA, at_floor, comparison_sentence, contrast_sentence, interval_text, p_text, signed
+from mlret.reporting.wording import (
+    ALPHA,
+    at_floor,
+    comparison_sentence,
+    contrast_sentence,
+    interval_text,
+    p_text,
+    signed,
+)
 
 QUESTION = (
     "When fine-tuning a multilingual bi-encoder with contrastive learning, how should training batches mix "
@@ -40,7 +48,8 @@ def grid_line(grid: Grid) -> str:
     """Every run of the grid, by strategy and profile: what every other sentence of the summary rests on."""
     runs = sum(len(seeds) for profiles in grid.values() for seeds in profiles.values())
     parts = [
-        f"`{strategy}` on " + ", ".join(f"`{profile}` ({_seeds(len(seeds))})" for profile, seeds in sorted(profiles.items()))
+        f"`{strategy}` on "
+        + ", ".join(f"`{profile}` ({_seeds(len(seeds))})" for profile, seeds in sorted(profiles.items()))
         for strategy, profiles in sorted(grid.items())
     ]
     return f"**Runs.** {runs} run{'s' if runs != 1 else ''}: " + "; ".join(parts) + "."
@@ -72,8 +81,10 @@ def missing_lines(grid: Grid, headline: str, severities: Mapping[str, Sequence[f
         for profile in imbalanced_profiles(grid, severities):
             if profile not in profiles:
                 at = ", ".join(severity_label(x) for x in sorted(severities[profile]))
-                lines.append(f"- `{strategy}` on `{profile}` has no run; its drop is not estimated at the severities "
-                             f"`{profile}` holds ({at}).")
+                lines.append(
+                    f"- `{strategy}` on `{profile}` has no run; its drop is not estimated at the severities "
+                    f"`{profile}` holds ({at})."
+                )
     return lines
 
 
@@ -94,8 +105,10 @@ def _note(row: pd.Series) -> str:
 
 def _design(row: pd.Series) -> str:
     """What the interval of a line rests on: languages, runs, and the unit resampled."""
-    return (f"{int(row.cells)} languages, {_seeds(int(row.reference_seeds))} on `{REFERENCE_PROFILE}` and "
-            f"{_seeds(int(row.reduced_seeds))} per imbalanced run, {row.units}s resampled")
+    return (
+        f"{int(row.cells)} languages, {_seeds(int(row.reference_seeds))} on `{REFERENCE_PROFILE}` and "
+        f"{_seeds(int(row.reduced_seeds))} per imbalanced run, {row.units}s resampled"
+    )
 
 
 def contrast_line(row: pd.Series, headline: str) -> str:
@@ -104,13 +117,26 @@ def contrast_line(row: pd.Series, headline: str) -> str:
     if not _finite(estimate):
         return f"{headline} − {COMPARATOR} not estimated" + (f": {_note(row)}" if _note(row) else "")
     if not _finite(row.ci_low, row.ci_high):
-        return f"{headline} − {COMPARATOR} = {signed(estimate)}, no interval" + (f": {_note(row)}" if _note(row) else "")
-    return contrast_sentence(headline, COMPARATOR, estimate, row.ci_low, row.ci_high,
-                             p_holm=float(row.p_holm), mde=float(row.mde80), p=float(row.p))
+        return f"{headline} − {COMPARATOR} = {signed(estimate)}, no interval" + (
+            f": {_note(row)}" if _note(row) else ""
+        )
+    return contrast_sentence(
+        headline,
+        COMPARATOR,
+        estimate,
+        row.ci_low,
+        row.ci_high,
+        p_holm=float(row.p_holm),
+        mde=float(row.mde80),
+        p=float(row.p),
+    )
 
 
 def answer_lines(
-    robustness: pd.DataFrame, by_article: pd.DataFrame, headline: str, imbalanced: bool = True,
+    robustness: pd.DataFrame,
+    by_article: pd.DataFrame,
+    headline: str,
+    imbalanced: bool = True,
     pools: Mapping[str, str] | None = None,
 ) -> list[str]:
     """One line per dataset × severity from the primary family (contrasts over all settings).
@@ -124,14 +150,18 @@ def answer_lines(
     if not imbalanced:
         return ["No contrast: no run trained on an imbalanced profile."]
     if headline == COMPARATOR:
-        return [f"No contrast: the headline strategy is `{COMPARATOR}`, the comparator itself. "
-                "Set `sampling` to another strategy to contrast it with it; each strategy's drops are below."]
+        return [
+            f"No contrast: the headline strategy is `{COMPARATOR}`, the comparator itself. "
+            "Set `sampling` to another strategy to contrast it with it; each strategy's drops are below."
+        ]
     if contrasts.empty:
         return [
             f"No contrast: it needs `{headline}` and `{COMPARATOR}` trained on `{REFERENCE_PROFILE}` and on the same imbalanced "
             "profiles (see `runs` in params.yaml and the runs missing below)."
         ]
-    articles = by_article[(by_article.kind == "contrast") & (by_article.scope == "all")].set_index(["dataset", "severity"])
+    articles = by_article[(by_article.kind == "contrast") & (by_article.scope == "all")].set_index(
+        ["dataset", "severity"]
+    )
     lines = []
     for _, row in contrasts.sort_values(["dataset", "severity"], kind="stable").iterrows():
         text = f"- {dataset_label(row.dataset, pools)}, {severity_label(row.severity)}: {contrast_line(row, headline)}."
@@ -179,8 +209,10 @@ def _drop_cell(row: pd.Series, test: str = "") -> str:
     if not _finite(row.specific_drop):
         return "not estimated"
     interval = interval_text(row.ci_low, row.ci_high) if _finite(row.ci_low, row.ci_high) else "no interval"
-    parts = [f"raw {signed(row.raw_drop)}" if _finite(row.raw_drop) else "raw –",
-             f"full {signed(row.full_drop)}" if _finite(row.full_drop) else "full –"]
+    parts = [
+        f"raw {signed(row.raw_drop)}" if _finite(row.raw_drop) else "raw –",
+        f"full {signed(row.full_drop)}" if _finite(row.full_drop) else "full –",
+    ]
     return f"{signed(row.specific_drop)} {interval} ({', '.join(parts)}){test}"
 
 
@@ -211,12 +243,22 @@ def robustness_markdown(robustness: pd.DataFrame, strategies: Sequence[str] = ()
         notes: dict[str, list[str]] = {}
         for strategy in sorted(set(block.strategy) | set(strategies)):
             by = block[block.strategy == strategy].set_index("severity")
-            parts.append(f"| {strategy} | " + " | ".join(_drop_cell(by.loc[s]) if s in by.index else "not estimated" for s in severities) + " |")
-        contrast = robustness[(robustness.kind == "contrast") & (robustness.dataset == dataset) & (robustness.scope == scope)]
+            parts.append(
+                f"| {strategy} | "
+                + " | ".join(_drop_cell(by.loc[s]) if s in by.index else "not estimated" for s in severities)
+                + " |"
+            )
+        contrast = robustness[
+            (robustness.kind == "contrast") & (robustness.dataset == dataset) & (robustness.scope == scope)
+        ]
         for strategy, rows in contrast.groupby("strategy", sort=True):
             by = rows.set_index("severity")
             label = f"**{strategy}**" + ("" if scope == "all" else " (exploratory)")
-            parts.append(f"| {label} | " + " | ".join(_drop_cell(by.loc[s], _test_text(by.loc[s])) if s in by.index else "" for s in severities) + " |")
+            parts.append(
+                f"| {label} | "
+                + " | ".join(_drop_cell(by.loc[s], _test_text(by.loc[s])) if s in by.index else "" for s in severities)
+                + " |"
+            )
         for _, row in pd.concat([block, contrast]).iterrows():
             if _note(row) and not _finite(row.ci_low, row.ci_high):
                 notes.setdefault(_note(row), []).append(f"{row.strategy} at {severity_label(row.severity)}")
@@ -246,7 +288,9 @@ def claims_lines(table: pd.DataFrame, headline: str, grid: Grid | None = None) -
         if not _finite(row.delta_vs_headline, low, high, p_holm):
             continue
         bound = at_floor(float(row.get("p_vs_headline", math.nan)))
-        sentence = comparison_sentence(headline, row.strategy, row.delta_vs_headline, low, high, p_holm, "better", "worse", bound)
+        sentence = comparison_sentence(
+            headline, row.strategy, row.delta_vs_headline, low, high, p_holm, "better", "worse", bound
+        )
         lines.append(f"- {row.dataset}, {row.setting} mAP: {sentence}.")
     return lines
 
@@ -272,19 +316,28 @@ def exposure_markdown(exposure: pd.DataFrame) -> list[str]:
             profiles = sorted(set(exposure.profile) - {REFERENCE_PROFILE})
             return [f"The runs on {_names(profiles)} keep every language they trained on in full."]
         return ["No run trained on an imbalanced profile."]
-    table = reduced.pivot_table(index=["profile", "lang", "fraction_kept"], columns=["strategy", "seed"], values="share")
-    parts = ["| profile | language | kept | " + " | ".join(f"{s}/{seed}" for s, seed in table.columns) + " |",
-             "|---" * (len(table.columns) + 3) + "|"]
+    table = reduced.pivot_table(
+        index=["profile", "lang", "fraction_kept"], columns=["strategy", "seed"], values="share"
+    )
+    parts = [
+        "| profile | language | kept | " + " | ".join(f"{s}/{seed}" for s, seed in table.columns) + " |",
+        "|---" * (len(table.columns) + 3) + "|",
+    ]
     for (profile, lang, kept), values in table.iterrows():
-        parts.append(f"| {profile} | {lang} | {kept:g} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in values) + " |")
+        parts.append(
+            f"| {profile} | {lang} | {kept:g} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in values) + " |"
+        )
     return parts
 
 
 def definition_lines(headline: str) -> list[str]:
     """What the Answer's numbers are: the estimand, the interval, the family and its adjustment."""
-    contrast = (f"Contrast = specific drop({headline}) − specific drop({COMPARATOR}); below 0, `{headline}` loses less "
-                "under imbalance (is more robust)." if headline != COMPARATOR else
-                f"A contrast is taken against `{COMPARATOR}` when another strategy is the headline.")
+    contrast = (
+        f"Contrast = specific drop({headline}) − specific drop({COMPARATOR}); below 0, `{headline}` loses less "
+        "under imbalance (is more robust)."
+        if headline != COMPARATOR
+        else f"A contrast is taken against `{COMPARATOR}` when another strategy is the headline."
+    )
     return [
         f"Drop = mAP under `{REFERENCE_PROFILE}` (mean of its seeds) minus mAP under the imbalanced profile (mean of its seeds); "
         "above 0: the run lost mAP. The *raw drop* is a reduced language L's drop on its own rows. The *specific drop*, "
@@ -296,15 +349,21 @@ def definition_lines(headline: str) -> list[str]:
         "",
         "Primary family: per dataset, the contrasts over all settings at its severities, Holm-adjusted over them; a verdict "
         f"needs Holm p < {ALPHA:g}. The single-setting contrasts in the tables below are exploratory and unadjusted. "
-        "\"Not distinguishable\" is not \"equal\": a contrast smaller than the one detectable with 80 % power (at the "
+        '"Not distinguishable" is not "equal": a contrast smaller than the one detectable with 80 % power (at the '
         "strictest Holm level) could go unseen.",
         "",
     ]
 
 
 def summary_markdown(
-    table: pd.DataFrame, robustness: pd.DataFrame, by_article: pd.DataFrame, exposure: pd.DataFrame,
-    headline: str, pools: dict[str, str], grid: Grid, severities: Mapping[str, Sequence[float]],
+    table: pd.DataFrame,
+    robustness: pd.DataFrame,
+    by_article: pd.DataFrame,
+    exposure: pd.DataFrame,
+    headline: str,
+    pools: dict[str, str],
+    grid: Grid,
+    severities: Mapping[str, Sequence[float]],
 ) -> str:
     """The summary; every sentence about the grid is decided from ``grid`` (the runs in params.yaml).
 
@@ -318,24 +377,44 @@ def summary_markdown(
     parts += answer_lines(robustness, by_article, headline, imbalanced, pools)
     exposure_summary = exposure_lines(exposure, headline) if imbalanced else []
     parts += ["", *exposure_summary] if exposure_summary else []
-    parts += ["", "## Robustness curve (specific drop in mAP; above 0: the reduced language loses more than those kept in full)", ""]
+    parts += [
+        "",
+        "## Robustness curve (specific drop in mAP; above 0: the reduced language loses more than those kept in full)",
+        "",
+    ]
     if not imbalanced:
         parts += ["No run trained on an imbalanced profile, so robustness cannot be assessed.", ""]
     else:
         missing = missing_lines(grid, headline, severities)
         tables = robustness_markdown(robustness, robustness_strategies(grid, headline, severities))
-        legend = ["Each cell: specific drop [95 % interval] (raw: drop on the reduced language's own rows; full: mean drop of "
-                  "the languages kept in full on matching rows). Bold rows: the contrast, with its Holm p over all settings, "
-                  "its unadjusted p in a single setting (exploratory).", ""]
-        parts += [*legend, *tables] if tables else [
-            "No strategy has runs on both `balanced` and an imbalanced profile, so no drop is estimated.", ""]
+        legend = [
+            "Each cell: specific drop [95 % interval] (raw: drop on the reduced language's own rows; full: mean drop of "
+            "the languages kept in full on matching rows). Bold rows: the contrast, with its Holm p over all settings, "
+            "its unadjusted p in a single setting (exploratory).",
+            "",
+        ]
+        parts += (
+            [*legend, *tables]
+            if tables
+            else ["No strategy has runs on both `balanced` and an imbalanced profile, so no drop is estimated.", ""]
+        )
         parts += [*missing, ""] if missing else []
-    parts += ["## The paper's comparisons on the balanced profile", "",
-              f"`{headline}` − each other strategy: mean difference over seeds [two-level bootstrap interval: seeds, then questions]; "
-              "verdict: sign-flip test flipping whole questions, Holm-adjusted over the results table "
-              f"(Holm p < {ALPHA:g} separates them).", ""]
-    parts += claims_lines(table, headline, grid) or [f"No comparison with `{headline}` on `{REFERENCE_PROFILE}` has an interval."]
-    parts += ["", "Rank distance in the multilingual pool (lower: less language bias), balanced profile [95 % question bootstrap]:", ""]
+    parts += [
+        "## The paper's comparisons on the balanced profile",
+        "",
+        f"`{headline}` − each other strategy: mean difference over seeds [two-level bootstrap interval: seeds, then questions]; "
+        "verdict: sign-flip test flipping whole questions, Holm-adjusted over the results table "
+        f"(Holm p < {ALPHA:g} separates them).",
+        "",
+    ]
+    parts += claims_lines(table, headline, grid) or [
+        f"No comparison with `{headline}` on `{REFERENCE_PROFILE}` has an interval."
+    ]
+    parts += [
+        "",
+        "Rank distance in the multilingual pool (lower: less language bias), balanced profile [95 % question bootstrap]:",
+        "",
+    ]
     parts += rank_distance_lines(table)
     parts += ["", "## Realised exposure of the reduced languages (share of pair sides)", ""]
     parts += exposure_markdown(exposure)

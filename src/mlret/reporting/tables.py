@@ -29,7 +29,12 @@ METRICS = {"map": "ap", "recall@10": "recall@10", "ndcg@10": "ndcg@10", "rank_di
 LOWER_IS_BETTER = {"rank_distance"}
 QUERY_KEY = ["query_lang", "pool_lang", "qid"]
 CLUSTER = "qid"  # the resampling unit: every language row of a question moves together
-_NO_TEST = {"p_vs_headline": np.nan, "delta_vs_headline": np.nan, "delta_vs_headline_ci_low": np.nan, "delta_vs_headline_ci_high": np.nan}
+_NO_TEST = {
+    "p_vs_headline": np.nan,
+    "delta_vs_headline": np.nan,
+    "delta_vs_headline_ci_low": np.nan,
+    "delta_vs_headline_ci_high": np.nan,
+}
 
 
 def _defined(group: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -69,7 +74,9 @@ def _interval(q: pd.DataFrame) -> tuple[float, float]:
     """Bootstrap interval of the weighted mean of seed-averaged values, drawing whole questions."""
     if q.empty:
         return np.nan, np.nan
-    return cluster_bootstrap_interval(q.value.to_numpy(), q.weight.to_numpy(), q.index.get_level_values(CLUSTER).to_numpy())
+    return cluster_bootstrap_interval(
+        q.value.to_numpy(), q.weight.to_numpy(), q.index.get_level_values(CLUSTER).to_numpy()
+    )
 
 
 def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
@@ -77,12 +84,20 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
     rows = []
     for (dataset, setting), block in results.groupby(["dataset", "setting"], sort=True):
         for (strategy, profile), group in block.groupby(["strategy", "profile"], sort=False):
-            row: dict[str, object] = {"dataset": dataset, "setting": setting, "strategy": strategy, "profile": profile, "seeds": group.seed.nunique()}
+            row: dict[str, object] = {
+                "dataset": dataset,
+                "setting": setting,
+                "strategy": strategy,
+                "profile": profile,
+                "seeds": group.seed.nunique(),
+            }
             for name, column in METRICS.items():
                 if name == "rank_distance" and setting != "multi":
                     continue
                 defined = _defined(group, column)
-                per_seed = [weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in defined.groupby("seed")]
+                per_seed = [
+                    weighted_mean(s[column].to_numpy(), s.weight.to_numpy()) for _, s in defined.groupby("seed")
+                ]
                 row[name] = float(np.mean(per_seed)) if per_seed else np.nan
                 row[f"{name}_seed_sd"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else np.nan
                 row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _interval(_seed_average(defined, column))
@@ -94,7 +109,11 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
     table.loc[tested, "p_vs_headline_holm"] = holm(table.loc[tested, "p_vs_headline"].tolist())
     order = {BASE: 0}
     table["_base_first"] = table.strategy.map(lambda s: order.get(s, 1))
-    return table.sort_values(["dataset", "setting", "_base_first", "profile", "strategy"], kind="stable").drop(columns="_base_first").reset_index(drop=True)
+    return (
+        table.sort_values(["dataset", "setting", "_base_first", "profile", "strategy"], kind="stable")
+        .drop(columns="_base_first")
+        .reset_index(drop=True)
+    )
 
 
 def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> dict[str, float]:
@@ -112,7 +131,9 @@ def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> 
     if theirs_rows.empty:
         return dict(_NO_TEST)
     mine_rows = block[(block.strategy == strategy) & (block.profile == profile)]
-    joined = _per_query(mine_rows, "ap").join(_per_query(theirs_rows, "ap"), how="inner", suffixes=("_mine", "_headline"))
+    joined = _per_query(mine_rows, "ap").join(
+        _per_query(theirs_rows, "ap"), how="inner", suffixes=("_mine", "_headline")
+    )
     if joined.empty:
         return dict(_NO_TEST)
     a, b, w = joined.value_headline.to_numpy(), joined.value_mine.to_numpy(), joined.weight_mine.to_numpy()
@@ -126,8 +147,10 @@ def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> 
     common = joined.index[joined.index.isin(theirs.index) & joined.index.isin(mine.index)]
     if len(common):
         contrast = two_level_bootstrap_difference(
-            theirs.reindex(common).to_numpy().T, mine.reindex(common).to_numpy().T,
-            joined.weight_mine.reindex(common).to_numpy(), common.get_level_values(CLUSTER).to_numpy(),
+            theirs.reindex(common).to_numpy().T,
+            mine.reindex(common).to_numpy().T,
+            joined.weight_mine.reindex(common).to_numpy(),
+            common.get_level_values(CLUSTER).to_numpy(),
         )
         out["delta_vs_headline_ci_low"], out["delta_vs_headline_ci_high"] = contrast.low, contrast.high
     return out
@@ -164,7 +187,7 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
         f"p: two-sided paired sign-flip test of `{headline}` against the row (mAP), flipping whole questions "
         f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip enumerated when "
         f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting); "
-        f"\"≤\" where the test reached that floor, so the true p may be smaller.",
+        f'"≤" where the test reached that floor, so the true p may be smaller.',
         "Bold: the best value of each column, with no test behind it; Δ and p are the tests.",
         "",
     ]
@@ -178,7 +201,13 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
         parts.append("|---" * (len(names) + 5) + "|")
         for _, row in block.iterrows():
             cells = [_cell(row, n, bool(np.isclose(row[n], best[n]))) for n in names]
-            p = "" if pd.isna(row.p_vs_headline_holm) else f"{'≤ ' if at_floor(row.p_vs_headline) else ''}{row.p_vs_headline_holm:.3g}"
-            parts.append(f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {_delta(row)} | {p} |")
+            p = (
+                ""
+                if pd.isna(row.p_vs_headline_holm)
+                else f"{'≤ ' if at_floor(row.p_vs_headline) else ''}{row.p_vs_headline_holm:.3g}"
+            )
+            parts.append(
+                f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {_delta(row)} | {p} |"
+            )
         parts.append("")
     return "\n".join(parts)

@@ -60,8 +60,15 @@ def _detectable(mde: float, digits: int) -> str:
 
 
 def contrast_sentence(
-    name_a: str, name_b: str, estimate: float, low: float, high: float,
-    p_holm: float = math.nan, mde: float = math.nan, p: float = math.nan, digits: int = 3,
+    name_a: str,
+    name_b: str,
+    estimate: float,
+    low: float,
+    high: float,
+    p_holm: float = math.nan,
+    mde: float = math.nan,
+    p: float = math.nan,
+    digits: int = 3,
 ) -> str:
     """Word the contrast of two strategies' drops, ``estimate`` = drop(a) − drop(b) [low, high].
 
@@ -96,8 +103,16 @@ def contrast_sentence(
 
 
 def comparison_sentence(
-    name_a: str, name_b: str, estimate: float, low: float, high: float, p_holm: float,
-    better: str, worse: str, bound: bool = False, digits: int = 3,
+    name_a: str,
+    name_b: str,
+    estimate: float,
+    low: float,
+    high: float,
+    p_holm: float,
+    better: str,
+    worse: str,
+    bound: bool = False,
+    digits: int = 3,
 ) -> str:
     """Word a − b = ``estimate`` [low, high] (positive = a is ``better``), decided by its Holm-adjusted p.
 

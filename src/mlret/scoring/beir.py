@@ -32,6 +32,8 @@ def score_beir(folder: str | Path, emb_dir: str | Path) -> dict[str, dict[str, f
         run = top_k_run(data.queries.query_id.tolist(), top, data.corpus.doc_id.tolist(), scores)
         result = evaluate_at_k(run, data.qrels, BEIR_MEASURES)
         out[lang_dir.name] = {BEIR_NAMES[name]: value for name, value in result.mean.items()} | {
-            "queries": len(data.queries), "documents": len(data.corpus), "dropped_queries": data.dropped_queries,
+            "queries": len(data.queries),
+            "documents": len(data.corpus),
+            "dropped_queries": data.dropped_queries,
         }
     return out

@@ -27,9 +27,14 @@ def as_embeddings(x: np.ndarray, name: str) -> NDArray[np.float32]:
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise MlretError(f"{name} embeddings must be a non-empty 2-D array, got shape {x.shape}", "Pass one row per text, at least one text.")
+        raise MlretError(
+            f"{name} embeddings must be a non-empty 2-D array, got shape {x.shape}",
+            "Pass one row per text, at least one text.",
+        )
     if not np.issubdtype(x.dtype, np.floating):
-        raise MlretError(f"{name} embeddings must be floating point, got dtype {x.dtype}", "Pass the encoder's float32 output.")
+        raise MlretError(
+            f"{name} embeddings must be floating point, got dtype {x.dtype}", "Pass the encoder's float32 output."
+        )
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise MlretError(
@@ -48,30 +53,50 @@ def as_embeddings(x: np.ndarray, name: str) -> NDArray[np.float32]:
 
 def check_same_dim(queries: np.ndarray, pool: np.ndarray) -> None:
     if queries.shape[1] != pool.shape[1]:
-        raise MlretError(f"query embeddings have dimension {queries.shape[1]} but pool embeddings {pool.shape[1]}", "Encode both with the same model.")
+        raise MlretError(
+            f"query embeddings have dimension {queries.shape[1]} but pool embeddings {pool.shape[1]}",
+            "Encode both with the same model.",
+        )
 
 
 def check_chunk_size(chunk_size: int) -> None:
     if not is_count(chunk_size) or chunk_size < 1:
-        raise MlretError(f"chunk_size must be a positive integer, got {chunk_size!r}", "Pass a block size of at least 1 query.")
+        raise MlretError(
+            f"chunk_size must be a positive integer, got {chunk_size!r}", "Pass a block size of at least 1 query."
+        )
 
 
 def relevant_indices(relevant: Sequence[np.ndarray], n_queries: int, pool_size: int) -> list[NDArray[np.int64]]:
     """Validate the per-query relevant pool indices: 1-D, integer, non-empty, unique, in range."""
     if len(relevant) != n_queries:
-        raise MlretError(f"got relevant sets for {len(relevant)} queries but {n_queries} query embeddings", "Pass one relevant set per query, in query order.")
+        raise MlretError(
+            f"got relevant sets for {len(relevant)} queries but {n_queries} query embeddings",
+            "Pass one relevant set per query, in query order.",
+        )
     out = []
     for i, rel in enumerate(relevant):
         arr = np.asarray(rel)
         if arr.ndim != 1 or arr.size == 0:
-            raise MlretError(f"query {i} has no relevant pool index (or not a 1-D array)", "Drop questions without a retrievable answer before evaluation.")
+            raise MlretError(
+                f"query {i} has no relevant pool index (or not a 1-D array)",
+                "Drop questions without a retrievable answer before evaluation.",
+            )
         if not np.issubdtype(arr.dtype, np.integer):
-            raise MlretError(f"relevant indices of query {i} must be integers, got dtype {arr.dtype}", "Pass positions in the pool, not ids or scores.")
+            raise MlretError(
+                f"relevant indices of query {i} must be integers, got dtype {arr.dtype}",
+                "Pass positions in the pool, not ids or scores.",
+            )
         arr = arr.astype(np.int64)
         if arr.min() < 0 or arr.max() >= pool_size:
-            raise MlretError(f"relevant indices of query {i} fall outside the pool of {pool_size} candidates", "Pass positions in the pool this query is scored against.")
+            raise MlretError(
+                f"relevant indices of query {i} fall outside the pool of {pool_size} candidates",
+                "Pass positions in the pool this query is scored against.",
+            )
         if np.unique(arr).size != arr.size:
-            raise MlretError(f"relevant indices of query {i} repeat a candidate: {arr.tolist()}", "List each relevant candidate once.")
+            raise MlretError(
+                f"relevant indices of query {i} repeat a candidate: {arr.tolist()}",
+                "List each relevant candidate once.",
+            )
         out.append(arr)
     return out
 
@@ -80,9 +105,15 @@ def sorted_ranks(ranks: np.ndarray, what: str) -> NDArray[np.int64]:
     """One query's 1-based ranks of its relevant candidates, checked to be strictly increasing."""
     arr = np.asarray(ranks)
     if arr.ndim != 1 or arr.size == 0:
-        raise MlretError(f"{what} needs the ranks of at least one relevant candidate, got shape {arr.shape}", "Exclude queries without a relevant candidate before evaluation.")
+        raise MlretError(
+            f"{what} needs the ranks of at least one relevant candidate, got shape {arr.shape}",
+            "Exclude queries without a relevant candidate before evaluation.",
+        )
     if not np.issubdtype(arr.dtype, np.integer):
         raise MlretError(f"ranks must be integers, got dtype {arr.dtype}", "Pass the ranks exact_ranks returns.")
     if arr[0] < 1 or np.any(np.diff(arr) <= 0):
-        raise MlretError(f"ranks must be 1-based and strictly increasing, got {arr.tolist()[:20]}", "Pass the ranks exact_ranks returns (sorted, from 1).")
+        raise MlretError(
+            f"ranks must be 1-based and strictly increasing, got {arr.tolist()[:20]}",
+            "Pass the ranks exact_ranks returns (sorted, from 1).",
+        )
     return arr.astype(np.int64)

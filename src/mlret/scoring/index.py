@@ -99,7 +99,9 @@ def load_index(path: str | Path, params: IndexParams) -> faiss.Index:
         index = faiss.read_index(str(path))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
-        raise MlretError(f"{path}: not a readable FAISS index ({first}).", "Delete it and rebuild it (`dvc repro`).") from None
+        raise MlretError(
+            f"{path}: not a readable FAISS index ({first}).", "Delete it and rebuild it (`dvc repro`)."
+        ) from None
     _configure(index, params)
     return index
 
@@ -196,7 +198,9 @@ def search(
 def _checked_queries(index: faiss.Index, queries: np.ndarray, k: int) -> NDArray[np.float32]:
     q = as_embeddings(queries, "query")
     if q.shape[1] != index.d:
-        raise MlretError(f"query embeddings have dimension {q.shape[1]} but the index {index.d}", "Encode both with the same model.")
+        raise MlretError(
+            f"query embeddings have dimension {q.shape[1]} but the index {index.d}", "Encode both with the same model."
+        )
     if not is_count(k) or not 1 <= k <= int(index.ntotal):
         raise MlretError(
             f"k must be an integer between 1 and the index size {int(index.ntotal)}, got {k!r}",
@@ -259,7 +263,10 @@ def build_pool_indexes(out_dir: Path, candidates: pd.DataFrame, candidate_emb: n
         index_path, table_path = out_dir / f"{name}.faiss", out_dir / f"{name}.candidates.parquet"
         save_index(build_index(candidate_emb[rows], params), index_path)
         write_table(table_path, candidates.loc[rows, INDEX_CANDIDATE_COLUMNS])
-        write_json(out_dir / f"{name}.manifest.json", {"rows": len(rows), "index_sha256": file_sha256(index_path), "candidates_sha256": file_sha256(table_path)})
+        write_json(
+            out_dir / f"{name}.manifest.json",
+            {"rows": len(rows), "index_sha256": file_sha256(index_path), "candidates_sha256": file_sha256(table_path)},
+        )
 
 
 def load_pool(index_dir: str | Path, pool: str, params: IndexParams) -> tuple[faiss.Index, pd.DataFrame]:
@@ -276,15 +283,21 @@ def load_pool(index_dir: str | Path, pool: str, params: IndexParams) -> tuple[fa
     manifest_path = index_dir / f"{pool}.manifest.json"
     rebuild = f"Delete {index_dir} and rebuild it (`dvc repro`): the index stage was interrupted, or its files were changed by hand."
     if not manifest_path.is_file():
-        raise MlretError(f"{manifest_path}: not found, so {index_path.name} cannot be checked against its candidates.", rebuild)
+        raise MlretError(
+            f"{manifest_path}: not found, so {index_path.name} cannot be checked against its candidates.", rebuild
+        )
     manifest = read_json(manifest_path)
     index = load_index(index_path, params)
     candidates = read_table(table_path, INDEX_CANDIDATE_COLUMNS, "index")
     for path, key in ((index_path, "index_sha256"), (table_path, "candidates_sha256")):
         if not isinstance(manifest, dict) or file_sha256(path) != manifest.get(key):
-            raise MlretError(f"{path}: not the file {manifest_path.name} records (its content changed after the index was built).", rebuild)
+            raise MlretError(
+                f"{path}: not the file {manifest_path.name} records (its content changed after the index was built).",
+                rebuild,
+            )
     if not int(index.ntotal) == len(candidates) == manifest.get("rows"):
         raise MlretError(
-            f"{index_path}: {int(index.ntotal)} vectors, {table_path.name} {len(candidates)} rows, {manifest_path.name} records {manifest.get('rows')!r}.", rebuild
+            f"{index_path}: {int(index.ntotal)} vectors, {table_path.name} {len(candidates)} rows, {manifest_path.name} records {manifest.get('rows')!r}.",
+            rebuild,
         )
     return index, candidates

@@ -68,12 +68,21 @@ def macro_mean(values: Sequence[float] | np.ndarray, by: Sequence[np.ndarray] | 
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
-        raise MlretError(f"a setting average needs a non-empty 1-D array of per-query values, got shape {v.shape}", "Score at least one query.")
+        raise MlretError(
+            f"a setting average needs a non-empty 1-D array of per-query values, got shape {v.shape}",
+            "Score at least one query.",
+        )
     if not np.isfinite(v).all():
-        raise MlretError(f"{int((~np.isfinite(v)).sum())} per-query values are NaN or infinite", "Leave out queries for which the metric is undefined.")
+        raise MlretError(
+            f"{int((~np.isfinite(v)).sum())} per-query values are NaN or infinite",
+            "Leave out queries for which the metric is undefined.",
+        )
     keys = [np.zeros(v.size, dtype=np.int8)] if by is None else [np.asarray(b) for b in by]
     if not keys or any(k.shape != v.shape for k in keys):
-        raise MlretError(f"group labels must have one entry per query ({v.size}), got shapes {[k.shape for k in keys]}", "Pass one label per query for each grouping key.")
+        raise MlretError(
+            f"group labels must have one entry per query ({v.size}), got shapes {[k.shape for k in keys]}",
+            "Pass one label per query for each grouping key.",
+        )
     return float(pd.Series(v).groupby(keys, sort=True).mean().mean())
 
 
@@ -87,7 +96,10 @@ def expected_random_average_precision(n_relevant: int, pool_size: int) -> float:
     N-th harmonic number: ``H_N/N`` for ``R = 1`` and ``1`` for ``R = N``.
     """
     if not 1 <= n_relevant <= pool_size:
-        raise MlretError(f"need 1 <= n_relevant <= pool_size, got {n_relevant} and {pool_size}", "Pass a relevant count no larger than the pool.")
+        raise MlretError(
+            f"need 1 <= n_relevant <= pool_size, got {n_relevant} and {pool_size}",
+            "Pass a relevant count no larger than the pool.",
+        )
     if pool_size == 1:
         return 1.0
     harmonic = math.fsum(1.0 / j for j in range(1, pool_size + 1))
@@ -98,13 +110,18 @@ def rank_distance(ranks: np.ndarray) -> int:
     """LAReQA rank distance of one query: highest minus lowest rank of its relevant candidates."""
     r = sorted_ranks(ranks, "rank distance")
     if r.size < 2:
-        raise MlretError("rank distance needs at least two relevant candidates, got one", "Leave single-answer queries out (rank_distances gives them NaN).")
+        raise MlretError(
+            "rank distance needs at least two relevant candidates, got one",
+            "Leave single-answer queries out (rank_distances gives them NaN).",
+        )
     return int(r[-1] - r[0])
 
 
 def rank_distances(ranks_per_query: Sequence[np.ndarray]) -> NDArray[np.float64]:
     """Per-query :func:`rank_distance`, NaN where a query has a single relevant candidate (undefined)."""
-    return np.array([rank_distance(r) if np.asarray(r).size >= 2 else np.nan for r in ranks_per_query], dtype=np.float64)
+    return np.array(
+        [rank_distance(r) if np.asarray(r).size >= 2 else np.nan for r in ranks_per_query], dtype=np.float64
+    )
 
 
 def mean_rank_distance(ranks_per_query: Sequence[np.ndarray], by: Sequence[np.ndarray] | None = None) -> float:
@@ -115,7 +132,10 @@ def mean_rank_distance(ranks_per_query: Sequence[np.ndarray], by: Sequence[np.nd
     distances = rank_distances(ranks_per_query)
     defined = ~np.isnan(distances)
     if not defined.any():
-        raise MlretError("no query has two or more relevant candidates, so rank distance is undefined", "Report rank distance only for multilingual pools.")
+        raise MlretError(
+            "no query has two or more relevant candidates, so rank distance is undefined",
+            "Report rank distance only for multilingual pools.",
+        )
     return macro_mean(distances[defined], None if by is None else [np.asarray(b)[defined] for b in by])
 
 
@@ -131,9 +151,17 @@ def same_language_shares(top_k_langs: np.ndarray, query_langs: np.ndarray, k: in
     if not is_count(k) or k < 1:
         raise MlretError(f"k must be a positive integer, got {k!r}", "Pass k >= 1.")
     if langs.ndim != 2 or langs.shape[0] == 0:
-        raise MlretError(f"top_k_langs must be a non-empty (n_queries, k) array, got shape {langs.shape}", "Pass the languages of each query's top results, one row per query.")
+        raise MlretError(
+            f"top_k_langs must be a non-empty (n_queries, k) array, got shape {langs.shape}",
+            "Pass the languages of each query's top results, one row per query.",
+        )
     if qlangs.shape != (langs.shape[0],):
-        raise MlretError(f"query_langs must have shape ({langs.shape[0]},), got {qlangs.shape}", "Pass one language per query.")
+        raise MlretError(
+            f"query_langs must have shape ({langs.shape[0]},), got {qlangs.shape}", "Pass one language per query."
+        )
     if langs.shape[1] < k:
-        raise MlretError(f"top_k_langs holds only {langs.shape[1]} results per query, fewer than k={k}", f"Retrieve at least {k} per query.")
+        raise MlretError(
+            f"top_k_langs holds only {langs.shape[1]} results per query, fewer than k={k}",
+            f"Retrieve at least {k} per query.",
+        )
     return (langs[:, :k] == qlangs[:, None]).mean(axis=1)

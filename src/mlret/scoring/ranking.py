@@ -114,7 +114,10 @@ def exact_top_k(
     check_same_dim(q, p)
     check_chunk_size(chunk_size)
     if not is_count(k) or not 1 <= k <= p.shape[0]:
-        raise MlretError(f"k must be an integer between 1 and the pool size {p.shape[0]}, got {k!r}", "Lower k (the retrieval depth) to at most the pool size.")
+        raise MlretError(
+            f"k must be an integer between 1 and the pool size {p.shape[0]}, got {k!r}",
+            "Lower k (the retrieval depth) to at most the pool size.",
+        )
     pool_t64 = p.astype(np.float64).T
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     top_scores = np.empty((q.shape[0], k), dtype=np.float32)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import ir_measures
 import numpy as np
 import pandas as pd
-from ir_measures import R, RR, nDCG
+from ir_measures import RR, R, nDCG
 from ir_measures.util import QrelsConverter, RunConverter
 from numpy.typing import NDArray
 
@@ -46,7 +46,9 @@ def check_ids(ids: Sequence[str], what: str) -> list[str]:
     out = [str(i) for i in ids]
     bad = next((i for i in out if not i or any(c.isspace() for c in i)), None)
     if bad is not None:
-        raise MlretError(f"{what} {bad!r} is empty or contains whitespace, which the TREC format cannot hold", _TREC_FIX)
+        raise MlretError(
+            f"{what} {bad!r} is empty or contains whitespace, which the TREC format cannot hold", _TREC_FIX
+        )
     if len(set(out)) != len(out):
         raise MlretError(f"{what}s are not unique", f"Give each {what.split()[0]} its own id.")
     return out
@@ -80,25 +82,37 @@ def top_k_run(
     dids = np.array(check_ids(doc_ids, "doc id"), dtype=object)
     idx = np.asarray(indices)
     if idx.ndim != 2 or idx.shape[0] != len(qids):
-        raise MlretError(f"indices must have shape ({len(qids)}, k), got {idx.shape}", "Pass one row of pool indices per query.")
+        raise MlretError(
+            f"indices must have shape ({len(qids)}, k), got {idx.shape}", "Pass one row of pool indices per query."
+        )
     if not np.issubdtype(idx.dtype, np.integer):
         raise MlretError(f"indices must be integers, got dtype {idx.dtype}", "Pass pool positions, not scores.")
     if idx.size and (idx.min() < -1 or idx.max() >= len(dids)):
-        raise MlretError(f"indices fall outside the pool of {len(dids)} candidates", "Pass the doc ids of the pool that was searched.")
+        raise MlretError(
+            f"indices fall outside the pool of {len(dids)} candidates",
+            "Pass the doc ids of the pool that was searched.",
+        )
     if scores is not None:
         _check_descending(qids, idx, np.asarray(scores, dtype=np.float64))
     doc_lists = []
     for i, row in enumerate(idx):
         kept = row[row >= 0]
         if np.any(row[kept.size :] >= 0):
-            raise MlretError(f"top-k of query {qids[i]!r} has -1 padding before real results", "Pass search results as the index returns them (padding last).")
+            raise MlretError(
+                f"top-k of query {qids[i]!r} has -1 padding before real results",
+                "Pass search results as the index returns them (padding last).",
+            )
         if np.unique(kept).size != kept.size:
-            raise MlretError(f"top-k of query {qids[i]!r} lists a candidate twice", "Pass search results as the index returns them.")
+            raise MlretError(
+                f"top-k of query {qids[i]!r} lists a candidate twice", "Pass search results as the index returns them."
+            )
         doc_lists.append(dids[kept].tolist())
     return _run_frame(qids, doc_lists)
 
 
-def scored_top_k_run(query_ids: Sequence[str], indices: np.ndarray, doc_ids: Sequence[str], scores: np.ndarray) -> pd.DataFrame:
+def scored_top_k_run(
+    query_ids: Sequence[str], indices: np.ndarray, doc_ids: Sequence[str], scores: np.ndarray
+) -> pd.DataFrame:
     """A run from an exact top-k that carries its float32 scores, for the TREC files other tools read.
 
     Other tools sort a run by score and break ties their own way (trec_eval
@@ -110,7 +124,10 @@ def scored_top_k_run(query_ids: Sequence[str], indices: np.ndarray, doc_ids: Seq
     """
     sc = np.asarray(scores)
     if sc.dtype != np.float32:
-        raise MlretError(f"scores must be float32 (as exact_top_k returns them), got dtype {sc.dtype}", "Pass the scores of mlret.scoring.ranking.exact_top_k.")
+        raise MlretError(
+            f"scores must be float32 (as exact_top_k returns them), got dtype {sc.dtype}",
+            "Pass the scores of mlret.scoring.ranking.exact_top_k.",
+        )
     run = top_k_run(query_ids, indices, doc_ids, sc)
     run["score"] = _untied_scores(sc).astype(str).astype(np.float64)[np.asarray(indices) >= 0]
     return run
@@ -119,7 +136,9 @@ def scored_top_k_run(query_ids: Sequence[str], indices: np.ndarray, doc_ids: Seq
 def _untied_scores(scores: NDArray[np.float32]) -> NDArray[np.float32]:
     """Rows of non-increasing float32 scores made strictly decreasing, each tie stepped down one float32 at a time."""
     out = scores.copy()
-    for i in np.flatnonzero(np.any(scores[:, 1:] == scores[:, :-1], axis=1)):  # exact ties are rare: fix those rows one by one
+    for i in np.flatnonzero(
+        np.any(scores[:, 1:] == scores[:, :-1], axis=1)
+    ):  # exact ties are rare: fix those rows one by one
         for j in range(1, out.shape[1]):
             out[i, j] = min(out[i, j], np.nextafter(out[i, j - 1], np.float32(-np.inf)))
     return out
@@ -127,12 +146,17 @@ def _untied_scores(scores: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _check_descending(qids: list[str], idx: np.ndarray, scores: np.ndarray) -> None:
     if scores.shape != idx.shape:
-        raise MlretError(f"scores have shape {scores.shape} but indices {idx.shape}", "Pass the scores returned with these indices.")
+        raise MlretError(
+            f"scores have shape {scores.shape} but indices {idx.shape}", "Pass the scores returned with these indices."
+        )
     with np.errstate(invalid="ignore"):  # -inf - -inf between padding entries
         rising = np.any(np.diff(np.where(idx >= 0, scores, -np.inf), axis=1) > 0, axis=1)
     if rising.any():
         row = int(np.flatnonzero(rising)[0])
-        raise MlretError(f"top-k of query {qids[row]!r} is not sorted by descending score", "Pass the search results in ranked order.")
+        raise MlretError(
+            f"top-k of query {qids[row]!r} is not sorted by descending score",
+            "Pass the search results in ranked order.",
+        )
 
 
 def _run_frame(qids: list[str], doc_lists: list[list[str]]) -> pd.DataFrame:
@@ -153,7 +177,9 @@ def as_run_frame(run: Run) -> pd.DataFrame:
     try:
         df = RunConverter(run).as_pd_dataframe()
     except ValueError as err:
-        raise MlretError(f"not a run: {err}", "Pass a DataFrame with query_id, doc_id, score or a dict of dicts.") from None
+        raise MlretError(
+            f"not a run: {err}", "Pass a DataFrame with query_id, doc_id, score or a dict of dicts."
+        ) from None
     return df.astype({"query_id": str, "doc_id": str, "score": np.float64})[["query_id", "doc_id", "score"]]
 
 
@@ -162,7 +188,9 @@ def as_qrels_frame(qrels: Qrels) -> pd.DataFrame:
     try:
         df = QrelsConverter(qrels).as_pd_dataframe()
     except ValueError as err:
-        raise MlretError(f"not qrels: {err}", "Pass a DataFrame with query_id, doc_id, relevance or a dict of dicts.") from None
+        raise MlretError(
+            f"not qrels: {err}", "Pass a DataFrame with query_id, doc_id, relevance or a dict of dicts."
+        ) from None
     return df.astype({"query_id": str, "doc_id": str, "relevance": np.int64, "iteration": str})
 
 
@@ -199,12 +227,18 @@ def evaluate_at_k(run: Run, qrels: Qrels, measures: Sequence[ir_measures.Measure
         )
     has_relevant = qrels_df.groupby("query_id")["relevance"].max() > 0
     if not has_relevant.all():
-        raise MlretError(f"{int((~has_relevant).sum())} qrels queries have no relevant doc", "Exclude queries without a relevant candidate before evaluation.")
+        raise MlretError(
+            f"{int((~has_relevant).sum())} qrels queries have no relevant doc",
+            "Exclude queries without a relevant candidate before evaluation.",
+        )
     evaluator = ir_measures.evaluator(list(measures), _nested(qrels_df, "relevance"))
     result = evaluator.calc(_nested(run_df, "score"))  # iter_calc and calc_aggregate in one pass
     names = [str(m) for m in measures]
     per_query = (
-        pd.DataFrame([(m.query_id, str(m.measure), float(m.value)) for m in result.per_query], columns=["query_id", "measure", "value"])
+        pd.DataFrame(
+            [(m.query_id, str(m.measure), float(m.value)) for m in result.per_query],
+            columns=["query_id", "measure", "value"],
+        )
         .pivot(index="query_id", columns="measure", values="value")
         .reindex(index=qrels_queries, columns=names)
     )

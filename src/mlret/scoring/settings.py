@@ -27,16 +27,38 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mlret.scoring.measures import average_precision, macro_mean, mean_average_precision, mean_rank_distance, rank_distances, same_language_shares
+from mlret.scoring.measures import (
+    average_precision,
+    macro_mean,
+    mean_average_precision,
+    mean_rank_distance,
+    rank_distances,
+    same_language_shares,
+)
 from mlret.scoring.ranking import exact_ranks, exact_top_k
 from mlret.scoring.runs import evaluate_at_k, qrels_frame, scored_top_k_run, top_k_run
 
 TOP_K = 100
 SAME_LANGUAGE_K = 10
-AT_K_NAMES = {"RR@10": "mrr@10", "R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "R@100": "recall@100", "nDCG@10": "ndcg@10"}
+AT_K_NAMES = {
+    "RR@10": "mrr@10",
+    "R@1": "recall@1",
+    "R@5": "recall@5",
+    "R@10": "recall@10",
+    "R@100": "recall@100",
+    "nDCG@10": "ndcg@10",
+}
 PER_QUERY_COLUMNS = [
-    "setting", "query_lang", "pool_lang", "qid", "n_relevant", "ranks", "ap", "rank_distance",
-    "same_language_top10", *AT_K_NAMES.values(),
+    "setting",
+    "query_lang",
+    "pool_lang",
+    "qid",
+    "n_relevant",
+    "ranks",
+    "ap",
+    "rank_distance",
+    "same_language_top10",
+    *AT_K_NAMES.values(),
 ]
 
 
@@ -134,7 +156,9 @@ def score_setting(
     if not with_run:
         return frame[PER_QUERY_COLUMNS], None
     trec_ids = trec_query_ids(qids, setting)
-    run = SettingRun(scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, setting.relevant, doc_ids))
+    run = SettingRun(
+        scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, setting.relevant, doc_ids)
+    )
     return frame[PER_QUERY_COLUMNS], run
 
 
@@ -151,12 +175,16 @@ def score_dataset_runs(
     frames: list[pd.DataFrame] = []
     runs: dict[str, list[SettingRun]] = {}
     for s in tqdm(all_settings, desc=desc, unit="setting"):
-        frame, run = score_setting(s, questions, candidates, question_emb, candidate_emb, with_run=s.name in run_settings)
+        frame, run = score_setting(
+            s, questions, candidates, question_emb, candidate_emb, with_run=s.name in run_settings
+        )
         frames.append(frame)
         if run is not None:
             runs.setdefault(s.name, []).append(run)
     joined = {
-        name: SettingRun(pd.concat([r.run for r in parts], ignore_index=True), pd.concat([r.qrels for r in parts], ignore_index=True))
+        name: SettingRun(
+            pd.concat([r.run for r in parts], ignore_index=True), pd.concat([r.qrels for r in parts], ignore_index=True)
+        )
         for name, parts in runs.items()
     }
     return pd.concat(frames, ignore_index=True), skipped, joined
@@ -169,7 +197,9 @@ def score_dataset(
     candidate_emb: np.ndarray,
     desc: str = "score",
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    per_query, skipped, _ = score_dataset_runs(questions, candidates, question_emb, candidate_emb, desc, run_settings=())
+    per_query, skipped, _ = score_dataset_runs(
+        questions, candidates, question_emb, candidate_emb, desc, run_settings=()
+    )
     return per_query, skipped
 
 
@@ -183,7 +213,7 @@ def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
         summary: dict[str, float | int] = {"map": mean_average_precision(ranks, by)}
         summary |= {column: macro_mean(group[column].to_numpy(), by) for column in AT_K_NAMES.values()}
         summary["pairs"] = int(group.groupby(["query_lang", "pool_lang"]).ngroups)
-        summary["queries"] = int(len(group))
+        summary["queries"] = len(group)
         if name == "multi":
             if (group.n_relevant >= 2).any():
                 summary["rank_distance"] = mean_rank_distance(ranks, by)
@@ -191,4 +221,3 @@ def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
         out[str(name)] = summary
     out["skipped_cross_pairs"] = skipped
     return out
-

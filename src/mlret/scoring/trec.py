@@ -39,7 +39,10 @@ def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
 def check_run_tag(tag: str) -> None:
     """Refuse a tag the TREC format cannot hold, before any work is spent on the run."""
     if not tag or any(c.isspace() for c in tag):
-        raise MlretError(f"run tag {tag!r} is empty or contains whitespace, which the TREC format cannot hold", "Use a one-word tag, e.g. the model name.")
+        raise MlretError(
+            f"run tag {tag!r} is empty or contains whitespace, which the TREC format cannot hold",
+            "Use a one-word tag, e.g. the model name.",
+        )
 
 
 def write_trec_qrels(path: str | Path, qrels: Qrels) -> None:
@@ -60,5 +63,9 @@ def _write_columns(path: str | Path, df: pd.DataFrame) -> None:
         if Path(path).suffix != ".gz":
             df.to_csv(tmp, sep=" ", header=False, index=False, lineterminator="\n")
             return
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0) as packed, io.TextIOWrapper(packed, encoding="utf-8", newline="") as text:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0) as packed,
+            io.TextIOWrapper(packed, encoding="utf-8", newline="") as text,
+        ):
             df.to_csv(text, sep=" ", header=False, index=False, lineterminator="\n")

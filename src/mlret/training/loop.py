@@ -130,7 +130,9 @@ def planned_steps(train: TrainParams, n_rows: int) -> int:
     if train.max_steps is not None:
         return train.max_steps
     if train.epochs is None:  # TrainParams refuses this; a guard for objects built around it
-        raise MlretError("train: neither max_steps nor epochs is set.", "Set train.max_steps (takes precedence) or train.epochs.")
+        raise MlretError(
+            "train: neither max_steps nor epochs is set.", "Set train.max_steps (takes precedence) or train.epochs."
+        )
     return max(1, math.ceil(train.epochs * n_rows / (train.batch_size * train.grad_accumulation)))
 
 
@@ -138,22 +140,36 @@ class Trainer:
     def __init__(self, spec: RunSpec, model: ModelParams, train: TrainParams, device: str | None = None) -> None:
         self.spec, self.train, self.model = spec, train, model
         self.rank, self.world = rank_and_world()
-        self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(
+            device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+        )
         seed_everything(spec.seed)
         rows = read_table(spec.train_table, TRAIN_COLUMNS, "split", kinds=TRAIN_KINDS, unique=TRAIN_KEY)
-        candidates = read_table(spec.candidates_table, CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"])
+        candidates = read_table(
+            spec.candidates_table, CANDIDATE_COLUMNS, "parallelise", kinds=CANDIDATE_KINDS, unique=["candidate_id"]
+        )
         self.rows = rows.set_index(["qid", "lang"])
         self.candidate_text: dict[str, str] = dict(zip(candidates.candidate_id, candidates.text))
         self.total_steps = planned_steps(train, len(rows))
         self.sampler = BatchSampler(
-            PairPool(rows), spec.settings, train.batch_size, alpha=train.sampling_alpha, hard_negatives=train.hard_negatives, seed=spec.seed,
-            schedule=train.schedule, total_batches=self.total_steps * train.grad_accumulation,
+            PairPool(rows),
+            spec.settings,
+            train.batch_size,
+            alpha=train.sampling_alpha,
+            hard_negatives=train.hard_negatives,
+            seed=spec.seed,
+            schedule=train.schedule,
+            total_batches=self.total_steps * train.grad_accumulation,
         )
         self.net, self.tokenizer = load_checkpoint(spec.base_model)
         # Training truncates to the train.* lengths and always normalises (the loss
         # scores cosines); prefixes and pooling are the model's.
-        trained = dataclasses.replace(model, max_query_length=train.max_query_length, max_passage_length=train.max_passage_length, normalize=True)
-        self.encoder = Encoder.from_model(self.net, self.tokenizer, trained, device=str(self.device), precision=train.precision, show_progress=False)
+        trained = dataclasses.replace(
+            model, max_query_length=train.max_query_length, max_passage_length=train.max_passage_length, normalize=True
+        )
+        self.encoder = Encoder.from_model(
+            self.net, self.tokenizer, trained, device=str(self.device), precision=train.precision, show_progress=False
+        )
         # Unpadded forward where the network passes the packing probe: the same vectors, no work on padding.
         self.packed = self.encoder.enable_packing()
         use_fast_dropout(self.net)
@@ -165,7 +181,9 @@ class Trainer:
         # Trained word embeddings on one process: only the rows a batch uses are updated (mlret.training.embeddings).
         embedding = self.net.get_input_embeddings()
         lazy = not train.freeze_word_embeddings and self.world == 1
-        dense = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad and not (lazy and p is embedding.weight)]
+        dense = [
+            (n, p) for n, p in self.net.named_parameters() if p.requires_grad and not (lazy and p is embedding.weight)
+        ]
         decay = [p for n, p in dense if not _no_decay(n)]
         no_decay = [p for n, p in dense if _no_decay(n)]
         self.optimizer = torch.optim.AdamW(
@@ -177,7 +195,11 @@ class Trainer:
         warmup = int(round(train.warmup_ratio * self.total_steps))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.total_steps)
         self.embedding_optimizer = lazy_embedding_optimizer(embedding, train.learning_rate) if lazy else None
-        self.embedding_scheduler = get_linear_schedule_with_warmup(self.embedding_optimizer, warmup, self.total_steps) if self.embedding_optimizer else None
+        self.embedding_scheduler = (
+            get_linear_schedule_with_warmup(self.embedding_optimizer, warmup, self.total_steps)
+            if self.embedding_optimizer
+            else None
+        )
         self.loss_fn = InfoNCELoss(train.temperature, train.symmetric)
         self.ddp: torch.nn.Module = self.net
         if self.world > 1:
@@ -230,7 +252,13 @@ class Trainer:
         self._maybe_resume()
         started = time.perf_counter()
         start_step, start_pairs = self.step, self.pairs_seen
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc=f"train {self.spec.strategy.value}/{self.spec.profile}", disable=self.rank != 0)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            desc=f"train {self.spec.strategy.value}/{self.spec.profile}",
+            disable=self.rank != 0,
+        )
         # The bar closes (ending its line) on any error too, so the stage's `error:` line starts a line of its own.
         with bar, StopRequests() as stop:
             while self.step < self.total_steps:
@@ -244,7 +272,9 @@ class Trainer:
                 if any_rank(stop.reason is not None, self.device):
                     self._save_resume()
                     bar.close()
-                    raise TrainingInterrupted(stop.reason or "a stop request on another rank", self.step, self.spec.resume_dir)
+                    raise TrainingInterrupted(
+                        stop.reason or "a stop request on another rank", self.step, self.spec.resume_dir
+                    )
                 if self.step % self.train.save_every == 0 and self.step < self.total_steps:
                     self._save_resume()
         bar.close()
@@ -328,13 +358,22 @@ class Trainer:
             "strategy": self.spec.strategy.value,
             "profile": self.spec.profile,
             "seed": self.spec.seed,
-            self.spec.strategy.value: dataclasses.asdict(self.spec.settings),  # the strategy's own section of params.yaml
+            self.spec.strategy.value: dataclasses.asdict(
+                self.spec.settings
+            ),  # the strategy's own section of params.yaml
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
         }
 
     def _write_outputs(self, metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.net, self.tokenizer, self.spec.out_dir, self.model, training=self._run_params(), started_from=self.spec.base_model)
+        save_checkpoint(
+            self.net,
+            self.tokenizer,
+            self.spec.out_dir,
+            self.model,
+            training=self._run_params(),
+            started_from=self.spec.base_model,
+        )
         write_bytes(self.spec.log_path, pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(index=False).encode("utf-8"))
         write_json(self.spec.metrics_path, metrics)
         shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
@@ -375,7 +414,11 @@ class Trainer:
         if any_rank(problem is not None, self.device):
             self._apply_snapshot(fresh)
             if self.rank == 0:
-                logger.warning("%s: discarding the checkpoint, %s; starting from scratch.", self.spec.resume_dir, problem or "another rank could not use it")
+                logger.warning(
+                    "%s: discarding the checkpoint, %s; starting from scratch.",
+                    self.spec.resume_dir,
+                    problem or "another rank could not use it",
+                )
                 shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
             return
         if self.rank == 0:
@@ -383,7 +426,9 @@ class Trainer:
 
     def _apply(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Load a checkpoint's state into this trainer (the caller restores the fresh state if this raises)."""
-        self.net.load_state_dict({name[len("model/"):]: value for name, value in tensors.items() if name.startswith("model/")})
+        self.net.load_state_dict(
+            {name[len("model/") :]: value for name, value in tensors.items() if name.startswith("model/")}
+        )
         for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self.optimizers(), self.schedulers()):
             optimizer.load_state_dict(unpack_optimizer(optimizer, state[key], tensors, key))
             if set(state[schedule_key]) != set(scheduler.state_dict()):
@@ -403,12 +448,19 @@ class Trainer:
             "optimizers": [copy.deepcopy(o.state_dict()) for o in self.optimizers()],
             "schedulers": [copy.deepcopy(s.state_dict()) for s in self.schedulers()],
             "sampler": copy.deepcopy(self.sampler.state_dict()),
-            "rng": (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], np.random.get_state(), random.getstate()),
+            "rng": (
+                torch.get_rng_state(),
+                torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                np.random.get_state(),
+                random.getstate(),
+            ),
         }
 
     def _apply_snapshot(self, fresh: dict[str, Any]) -> None:
         self.net.load_state_dict(fresh["net"])
-        for optimizer, scheduler, optimizer_state, scheduler_state in zip(self.optimizers(), self.schedulers(), fresh["optimizers"], fresh["schedulers"]):
+        for optimizer, scheduler, optimizer_state, scheduler_state in zip(
+            self.optimizers(), self.schedulers(), fresh["optimizers"], fresh["schedulers"]
+        ):
             optimizer.load_state_dict(optimizer_state)
             scheduler.load_state_dict(scheduler_state)
         self.sampler.load_state_dict(fresh["sampler"])

@@ -37,7 +37,9 @@ class PairPool:
         if rows.empty:
             raise MlretError("the training table is empty.", "Check the profile's fractions in params.yaml (profiles).")
         self.rows = rows.set_index(["qid", "lang"], drop=False).sort_index()
-        self.hard_negative_ids: dict[tuple[str, str], list[str]] = dict(zip(self.rows.index, self.rows.hard_negative_ids))
+        self.hard_negative_ids: dict[tuple[str, str], list[str]] = dict(
+            zip(self.rows.index, self.rows.hard_negative_ids)
+        )
         self.answers_of: dict[str, set[str]] = rows.groupby("qid").positive_id.agg(set).to_dict()
         langs_of: dict[str, list[str]] = rows.groupby("qid").lang.agg(sorted).to_dict()
         self.languages = sorted(rows.lang.unique())

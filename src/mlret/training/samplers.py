@@ -249,7 +249,9 @@ class BatchSampler:
         for p in pairs:
             options = [c for c in self.pool.hard_negative_ids[(p.qid, p.passage_lang)] if c not in positives]
             take = min(self.hard_negatives, len(options))
-            chosen.append([options[i] for i in sorted(self.rng.choice(len(options), size=take, replace=False))] if take else [])
+            chosen.append(
+                [options[i] for i in sorted(self.rng.choice(len(options), size=take, replace=False))] if take else []
+            )
         return chosen
 
     def state_dict(self) -> dict[str, object]:
@@ -309,9 +311,15 @@ class BatchSampler:
         kind_counts = Counter({str(kind): int(n) for kind, n in state["kind_counts"].items()})
         short_batches = int(state["short_batches"])
         planned_kinds, planned_pairs = self._load_schedule(state["schedule"])
-        unknown = [pair for pair, queue in queues.items() if pair not in self.pool.buckets or not set(queue) <= set(self.pool.buckets[pair])]
+        unknown = [
+            pair
+            for pair, queue in queues.items()
+            if pair not in self.pool.buckets or not set(queue) <= set(self.pool.buckets[pair])
+        ]
         if unknown:
-            raise ValueError(f"sampler state names language pairs or questions this training table lacks: {unknown[:3]}")
+            raise ValueError(
+                f"sampler state names language pairs or questions this training table lacks: {unknown[:3]}"
+            )
         self.rng = rng
         self.queues, self.pair_counts, self.kind_counts = queues, pair_counts, kind_counts
         self.short_batches = short_batches

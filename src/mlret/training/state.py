@@ -58,7 +58,9 @@ def folder_sha256(folder: Path) -> str:
     """One hash over every file of a folder (names and bytes), so a changed config, weight or tokenizer file shows."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0" + file_sha256(path).encode("ascii") + b"\n")
+        digest.update(
+            path.relative_to(folder).as_posix().encode("utf-8") + b"\0" + file_sha256(path).encode("ascii") + b"\n"
+        )
     return digest.hexdigest()
 
 
@@ -89,7 +91,10 @@ def write_state(folder: Path, state: dict[str, Any], tensors: dict[str, torch.Te
     """Replace ``folder`` by the state (JSON) and tensors (safetensors, checksummed in the JSON)."""
     with staged_dir(folder) as staging:
         save_file(tensors, str(staging / STATE_TENSORS))
-        write_json(staging / STATE_JSON, {**state, "format": STATE_FORMAT, "tensors_sha256": file_sha256(staging / STATE_TENSORS)})
+        write_json(
+            staging / STATE_JSON,
+            {**state, "format": STATE_FORMAT, "tensors_sha256": file_sha256(staging / STATE_TENSORS)},
+        )
 
 
 def read_state(folder: Path, identity: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -124,8 +129,10 @@ def _check_log(state: dict[str, Any]) -> None:
     if not isinstance(step, int) or isinstance(step, bool) or not isinstance(log, list) or len(log) != step:
         raise Unusable("its loss log does not have one row per step done")
     for number, row in enumerate(log, start=1):
-        numbers = isinstance(row, dict) and set(row) == set(LOG_FIELDS) and all(
-            isinstance(row[key], (int, float)) and not isinstance(row[key], bool) for key in LOG_FIELDS
+        numbers = (
+            isinstance(row, dict)
+            and set(row) == set(LOG_FIELDS)
+            and all(isinstance(row[key], (int, float)) and not isinstance(row[key], bool) for key in LOG_FIELDS)
         )
         if not numbers or row["step"] != number:
             raise Unusable(f"row {number} of its loss log is damaged")
@@ -134,7 +141,9 @@ def _check_log(state: dict[str, Any]) -> None:
 # -- optimiser and RNG states as tensors plus JSON ------------------------------------------
 
 
-def pack_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def pack_optimizer(
+    optimizer: torch.optim.Optimizer, prefix: str = "optimizer"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The optimiser's moments as tensors (named ``prefix/index/key``), and its groups and scalar entries as JSON."""
     saved = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -148,7 +157,9 @@ def pack_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") 
     return tensors, {"param_groups": saved["param_groups"], "scalars": scalars}
 
 
-def unpack_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str = "optimizer") -> dict[str, Any]:
+def unpack_optimizer(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str = "optimizer"
+) -> dict[str, Any]:
     """Rebuild an optimiser state dict, checking each moment against the shape of its parameter."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     groups = [
@@ -167,7 +178,9 @@ def unpack_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], te
             raise ValueError(f"optimiser state for parameter {index} of {len(params)}")
         for name, value in entries.items():
             if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
-                raise ValueError(f"optimiser {name} of parameter {index} has shape {tuple(value.shape)}, not {tuple(params[index].shape)}")
+                raise ValueError(
+                    f"optimiser {name} of parameter {index} has shape {tuple(value.shape)}, not {tuple(params[index].shape)}"
+                )
     return {"state": per_param, "param_groups": groups}
 
 
@@ -180,7 +193,13 @@ def pack_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     numpy_name, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
     python_version, python_internal, python_gauss = random.getstate()
     return tensors, {
-        "numpy_rng": [numpy_name, np.asarray(numpy_keys).tolist(), int(numpy_pos), int(numpy_has_gauss), float(numpy_gauss)],
+        "numpy_rng": [
+            numpy_name,
+            np.asarray(numpy_keys).tolist(),
+            int(numpy_pos),
+            int(numpy_has_gauss),
+            float(numpy_gauss),
+        ],
         "python_rng": [python_version, list(python_internal), python_gauss],
     }
 
@@ -191,13 +210,16 @@ def unpack_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     version, internal, python_gauss = state["python_rng"]
     cuda = sorted((int(key.rsplit("/", 1)[1]), value) for key, value in tensors.items() if key.startswith("rng/cuda/"))
     set_rng_states(
-        tensors["rng/torch"], [value for _, value in cuda],
+        tensors["rng/torch"],
+        [value for _, value in cuda],
         (str(name), np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss)),
         (int(version), tuple(int(k) for k in internal), python_gauss),
     )
 
 
-def set_rng_states(torch_state: torch.Tensor, cuda_states: Sequence[torch.Tensor], numpy_state: Any, python_state: Any) -> None:
+def set_rng_states(
+    torch_state: torch.Tensor, cuda_states: Sequence[torch.Tensor], numpy_state: Any, python_state: Any
+) -> None:
     np.random.set_state(numpy_state)  # the strict ones first: a bad state raises before anything changed
     random.setstate(python_state)
     torch.set_rng_state(torch_state)
