@@ -151,15 +151,13 @@ def compare(old: Path, new: Path) -> int:
         before, after = numbers(json.loads(path.read_text())), numbers(json.loads((new / rel).read_text()))
         diff = [k for k in before if k in after and not same(before[k], after[k])]
         dropped = [k for k in before if k not in after]
-        print(
-            f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} no longer reported, {len(set(after) - set(before))} new"
-        )
+        new_keys = len(set(after) - set(before))
+        print(f"{rel}: {len(before)} numbers, {len(diff)} differ, {len(dropped)} no longer reported, {new_keys} new")
         for key in diff[:3]:
             print(f"    {key}: {before.get(key)} -> {after.get(key)}")
         if dropped:
-            print(
-                f"    no longer reported (not a change of any number): {dropped[:3]}{' ...' if len(dropped) > 3 else ''}"
-            )
+            more = " ..." if len(dropped) > 3 else ""
+            print(f"    no longer reported (not a change of any number): {dropped[:3]}{more}")
         moved += len(diff)
     for path in sorted((old / "data" / "eval").rglob("per_query.parquet")):
         rel = path.relative_to(old)

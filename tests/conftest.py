@@ -103,7 +103,12 @@ def tiny_xquad(tmp_path: Path) -> tuple[Path, SourceParams]:
 
 TINY_WORDS = sorted(
     set(
-        ["query", "passage", ":", "the", "a", "cat", "dog", "sat", "on", "mat", "house", "river", "city", "le", "chat", "est", "sur", "tapis", "maison", "der", "hund", "ist", "im", "haus", "el", "perro", "en", "casa", "кошка", "собака", "дом", "река", "猫", "狗", "房子", "قطة", "كلب", "بيت", "ends", "here", ".", "?"]
+        [
+            *("query", "passage", ":", "the", "a", "cat", "dog", "sat", "on", "mat", "house", "river", "city"),
+            *("le", "chat", "est", "sur", "tapis", "maison", "der", "hund", "ist", "im", "haus", "el", "perro"),
+            *("en", "casa", "кошка", "собака", "дом", "река", "猫", "狗", "房子", "قطة", "كلب", "بيت"),
+            *("ends", "here", ".", "?"),
+        ]
     )
     | set(WORDS.values())
     | set(QUESTION_WORDS.values())

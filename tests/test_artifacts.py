@@ -213,7 +213,8 @@ def test_a_failed_staged_folder_leaves_the_target_as_it_was(tmp_path: Path) -> N
 
 
 def test_a_full_disk_under_faiss_names_the_index(tmp_path: Path) -> None:
-    """FAISS reports a failed write as RuntimeError('... (File too large)'); it reaches the user as that OS error on the index file."""
+    """FAISS reports a failed write as RuntimeError('... (File too large)'); it reaches the user as that OS error on
+    the index file."""
     import numpy as np
 
     from mlret.params import IndexParams
@@ -228,7 +229,8 @@ def test_a_full_disk_under_faiss_names_the_index(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_under_safetensors_names_the_staged_folder(tmp_path: Path) -> None:
-    """safetensors reports it as SafetensorError('... (os error 27)'); the checkpoint folder keeps its previous content."""
+    """safetensors reports it as SafetensorError('... (os error 27)'); the checkpoint folder keeps its previous
+    content."""
     import torch
     from safetensors.torch import save_file
 
@@ -257,7 +259,8 @@ def test_a_staged_folder_that_cannot_be_created_is_named_by_its_target(
 
 
 def test_a_flipped_byte_in_a_number_is_caught_by_the_page_checksum(tmp_path: Path) -> None:
-    """Without a checksum a changed byte inside an integer column reads back as another integer, with no error at all."""
+    """Without a checksum a changed byte inside an integer column reads back as another integer, with no error at
+    all."""
     from mlret.errors import MlretError
 
     middle = 0x0123456789ABCDEF  # neither the column's min nor its max, so its bytes are in the data page only

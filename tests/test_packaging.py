@@ -59,7 +59,8 @@ LOCAL = {"mlret"} | {path.stem for tree in SCRIPT_TREES for path in tree.rglob("
 
 
 def third_party_imports(root: Path) -> dict[str, set[Path]]:
-    """Top-level modules imported anywhere under ``root`` (lazy imports in functions too), less stdlib and local ones."""
+    """Top-level modules imported anywhere under ``root`` (lazy imports in functions too), less stdlib and local
+    ones."""
     found: dict[str, set[Path]] = {}
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -100,8 +101,13 @@ def test_every_import_in_tests_and_benchmarks_is_declared_in_their_extra() -> No
 
 @pytest.mark.parametrize(
     ("requirements", "pinned"),
-    [(RUNTIME, RUNTIME_PINS), (EXTRAS["test"], DEV_PINS), (EXTRAS["bench"], DEV_PINS)],
-    ids=["runtime-in-requirements.txt", "test-in-requirements-dev.txt", "bench-in-requirements-dev.txt"],
+    [(RUNTIME, RUNTIME_PINS), (EXTRAS["test"], DEV_PINS), (EXTRAS["bench"], DEV_PINS), (EXTRAS["lint"], DEV_PINS)],
+    ids=[
+        "runtime-in-requirements.txt",
+        "test-in-requirements-dev.txt",
+        "bench-in-requirements-dev.txt",
+        "lint-in-requirements-dev.txt",
+    ],
 )
 def test_every_declared_dependency_is_pinned_inside_its_declared_range(
     requirements: dict[str, Requirement], pinned: dict[str, str]
@@ -136,7 +142,7 @@ def requirement_closure(names: set[str]) -> set[str]:
 def test_requirements_pin_nothing_that_no_declared_dependency_needs() -> None:
     runtime = requirement_closure(set(RUNTIME))
     assert sorted(set(RUNTIME_PINS) - runtime) == []
-    dev = requirement_closure(set(RUNTIME) | set(EXTRAS["test"]) | set(EXTRAS["bench"]))
+    dev = requirement_closure(set(RUNTIME) | set(EXTRAS["test"]) | set(EXTRAS["bench"]) | set(EXTRAS["lint"]))
     assert sorted(set(DEV_PINS) - dev) == []
     assert sorted(set(DEV_PINS) & set(RUNTIME_PINS)) == [], (
         "requirements-dev.txt includes requirements.txt: pin each package once"

@@ -3,10 +3,11 @@
 Stages hand data to each other only through these files. Writes are atomic
 (temporary file or folder, then rename; :func:`atomic_path` and
 :func:`staged_dir` are the only two ways the package writes an artifact) so an
-interrupted stage never leaves a file or folder that looks complete; files get the mode the umask gives any new file (0644 under the
-usual 022), and a failed write (full disk, read-only folder) names the artifact
-it was writing. Reads check the columns a stage relies on and say which
-upstream stage to re-run when they are missing.
+interrupted stage never leaves a file or folder that looks complete; files get
+the mode the umask gives any new file (0644 under the usual 022), and a failed
+write (full disk, read-only folder) names the artifact it was writing. Reads
+check the columns a stage relies on and say which upstream stage to re-run when
+they are missing.
 """
 
 from __future__ import annotations
@@ -186,11 +187,13 @@ def current_umask() -> int:
     ``os.umask`` can only be read by setting it, which briefly affects files
     that other threads create; Linux reports it in /proc instead.
     """
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

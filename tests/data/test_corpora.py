@@ -26,7 +26,8 @@ TEST_ARTICLES = [4, 5]
 
 @pytest.fixture
 def parallel(tiny_xquad, write_dataset) -> Path:
-    """``tiny-xquad`` (6 articles, the training source; test articles 4 and 5) and ``other`` (3 articles), parallelised."""
+    """``tiny-xquad`` (6 articles, the training source; test articles 4 and 5) and ``other`` (3 articles),
+    parallelised."""
     root, source = tiny_xquad
     for each in (source, write_dataset(root, "other", ["en", "ru", "zh"], n_articles=3)):
         data = build_parallel(each, root / each.name)

@@ -26,7 +26,7 @@ def test_answer_resolves_to_sentence_holding_its_start_and_flags_crossing(
     tmp_path: Path, paragraph_json, one_paragraph_file
 ) -> None:
     paragraph = paragraph_json("ru", 0, 0, 3, [("inside", 1)])
-    begin, end = paragraph["sentence_breaks"][1]
+    _, end = paragraph["sentence_breaks"][1]
     # An answer starting near the end of sentence 1 that runs into sentence 2.
     crossing_start = end - 4
     paragraph["qas"].append(
@@ -123,7 +123,8 @@ def test_duplicate_question_id_names_both_locations(tmp_path: Path, paragraph_js
     write_file(tmp_path / "ru.json", {"data": articles})
     with pytest.raises(
         MlretError,
-        match=r"article 1, paragraph 1: question id twice appears twice in this file \(first at article 0, paragraph 0\)",
+        match=r"article 1, paragraph 1: question id twice appears twice in this file "
+        r"\(first at article 0, paragraph 0\)",
     ):
         read_language_file(tmp_path / "ru.json", "ru")
 
@@ -151,7 +152,8 @@ def test_sentence_text_differing_from_context_is_kept_and_counted(
 
 
 def squad_paragraph(sentences: list[str], answers: dict[str, str]) -> dict:
-    """A SQuAD-style paragraph written out by hand: ``answers`` maps question id -> answer text (found in the context)."""
+    """A SQuAD-style paragraph written out by hand: ``answers`` maps question id -> answer text (found in the
+    context)."""
     context = " ".join(sentences)
     breaks, at = [], 0
     for sentence in sentences:

@@ -118,8 +118,8 @@ def test_articles_linked_by_two_question_ids_merge_and_are_reported(
     assert {lang: c["questions"] for lang, c in data.counts.items()} == {"en": 24, "ru": 24, "zh": 24}
     assert (data.questions.groupby("qid").article.nunique() == 1).all()
     assert (
-        "article 1 merges several articles of one language (en file articles 1, 2; ru file articles 1, 2; zh file articles 1, 2)"
-        in caplog.text
+        "article 1 merges several articles of one language "
+        "(en file articles 1, 2; ru file articles 1, 2; zh file articles 1, 2)" in caplog.text
     )
 
 

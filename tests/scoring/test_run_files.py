@@ -69,7 +69,7 @@ def file_values(folder: Path, setting: str) -> tuple[pd.DataFrame, list, list]:
 
 @pytest.mark.parametrize("setting", ["mono", "cross", "multi"])
 def test_run_files_scored_by_ir_measures_give_the_per_query_results(evaluated, setting: str):
-    folder, questions, candidates, q, p = evaluated
+    folder, *_ = evaluated
     per_query = pd.read_parquet(folder / "per_query.parquet").query("setting == @setting")
     per_query.index = per_query.qid + ":" + per_query.query_lang + ">" + per_query.pool_lang
     values, run, qrels = file_values(folder, setting)

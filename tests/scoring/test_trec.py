@@ -29,7 +29,8 @@ def test_trec_files_round_trip_through_ir_measures(tmp_path: Path, suffix: str, 
     pd.testing.assert_frame_equal(run_back, run.astype({"query_id": str, "doc_id": str}), check_dtype=False)
     assert evaluate_at_k(run_back, qrels_back).per_query.equals(evaluate_at_k(run, qrels).per_query)
     if suffix == ".gz":
-        first = gzip.open(tmp_path / "run.trec.gz", "rt").readline()
+        with gzip.open(tmp_path / "run.trec.gz", "rt") as handle:
+            first = handle.readline()
     else:
         first = (tmp_path / "run.trec").read_text().splitlines()[0] + "\n"
     assert first == f"q0 Q0 en:0:{indices[0, 0]} 1 -1.0 mlret\n"
@@ -53,4 +54,5 @@ def test_gzipped_files_are_the_same_bytes_whatever_their_name(tmp_path: Path):
     (tmp_path / "later").mkdir()
     write_trec_run(tmp_path / "later" / "b.run.gz", run, tag="t")
     assert (tmp_path / "a.run.gz").read_bytes() == (tmp_path / "later" / "b.run.gz").read_bytes()
-    assert gzip.open(tmp_path / "a.run.gz", "rt").read() == "q Q0 x 1 0.5 t\nq Q0 y 2 0.25 t\n"
+    with gzip.open(tmp_path / "a.run.gz", "rt") as handle:
+        assert handle.read() == "q Q0 x 1 0.5 t\nq Q0 y 2 0.25 t\n"

@@ -182,7 +182,8 @@ def _parse_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataF
             previous = rows.get((query, doc))
             if previous is not None and previous[0] != score:
                 raise MlretError(
-                    f"{path}, line {number}: pair ({query}, {doc}) judged {score} here but {previous[0]} on line {previous[1]}.",
+                    f"{path}, line {number}: pair ({query}, {doc}) judged {score} here "
+                    f"but {previous[0]} on line {previous[1]}.",
                     "Keep one judgement per pair.",
                 )
             rows.setdefault((query, doc), (score, number))
@@ -218,7 +219,8 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     dropped = int((~keep).sum())
     if dropped:
         log.warning(
-            "warning: %s: %d of %d queries have no positive judgement in %s; dropped (BEIR evaluates judged queries only).",
+            "warning: %s: %d of %d queries have no positive judgement in %s; "
+            "dropped (BEIR evaluates judged queries only).",
             queries_path,
             dropped,
             len(queries),

@@ -85,7 +85,8 @@ def add_corpora_arguments(parser: argparse.ArgumentParser) -> None:
         "--corpora",
         choices=CORPORA,
         default=Corpora.ALL.value,
-        help="all: in-domain test pool, zero-shot datasets and BEIR (default); in_domain: the training source's test articles only",
+        help="all: in-domain test pool, zero-shot datasets and BEIR (default); "
+        "in_domain: the training source's test articles only",
     )
 
 
