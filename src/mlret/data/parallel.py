@@ -104,7 +104,7 @@ def _components(n_nodes: int, links: Iterable[Sequence[int]]) -> list[int]:
     rows: list[int] = []
     cols: list[int] = []
     for group in links:
-        rows.extend(group[:1] * (len(group) - 1))
+        rows.extend(list(group[:1]) * (len(group) - 1))
         cols.extend(group[1:])
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_nodes, n_nodes))
     _, labels = connected_components(graph, directed=False)

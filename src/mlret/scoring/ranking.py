@@ -90,8 +90,8 @@ def _ranks_in_block(scores: NDArray[np.float32], rel: list[NDArray[np.int64]]) -
         own = rel_scores[:, t : t + 1]
         ranks[:, t] = 1 + np.count_nonzero(scores > own, axis=1)
         n_equal = np.count_nonzero(scores == own, axis=1)  # includes the candidate itself
-        for i in np.flatnonzero((n_equal > 1) & valid[:, t]):  # exact ties are rare: fix those rows one by one
-            ranks[i, t] += np.count_nonzero(scores[i, : idx[i, t]] == own[i, 0])
+        for row in np.flatnonzero((n_equal > 1) & valid[:, t]):  # exact ties are rare: fix those rows one by one
+            ranks[row, t] += np.count_nonzero(scores[row, : idx[row, t]] == own[row, 0])
     return [np.sort(ranks[i, : lengths[i]]) for i in range(n_rows)]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 import ir_measures
 import numpy as np
@@ -35,8 +36,8 @@ from mlret.scoring.checks import relevant_indices
 AT_K_MEASURES: tuple[ir_measures.Measure, ...] = (RR @ 10, R @ 1, R @ 5, R @ 10, R @ 100, nDCG @ 10)
 
 #: A run or qrels as ir-measures accepts them: a DataFrame or a dict of dicts.
-Run = pd.DataFrame | Mapping[str, Mapping[str, float]]
-Qrels = pd.DataFrame | Mapping[str, Mapping[str, int]]
+Run: TypeAlias = pd.DataFrame | Mapping[str, Mapping[str, float]]
+Qrels: TypeAlias = pd.DataFrame | Mapping[str, Mapping[str, int]]
 
 _TREC_FIX = "Use ids without spaces (the TREC format separates columns by whitespace)."
 
@@ -243,7 +244,9 @@ def evaluate_at_k(run: Run, qrels: Qrels, measures: Sequence[ir_measures.Measure
         .reindex(index=qrels_queries, columns=names)
     )
     per_query.columns.name = None
-    mean = {str(m): float(v) for m, v in result.aggregated.items()}
+    # One aggregate per measure: ir-measures returns a mapping when given several measures.
+    aggregated = cast(Mapping[ir_measures.Measure, float], result.aggregated)
+    mean = {str(m): float(v) for m, v in aggregated.items()}
     return AtKResult(per_query=per_query, mean={n: mean[n] for n in names})
 
 
