@@ -2,7 +2,9 @@
 
 A refactor must not move any number. On CPU in fp32 the pipeline is bitwise deterministic, so the
 evaluation metrics, per-query scores and report of two revisions must be identical; timings, memory
-and device fields are ignored, and numbers one revision adds or no longer reports are listed apart.
+and device fields of the metrics are ignored, and numbers one revision adds or no longer reports are
+listed apart. The report's text files (reports/, plots/report/: tables, summary, cards, plot data)
+must match line for line.
 
     .venv/bin/python benchmarks/same_numbers.py 6ca15c3 HEAD
 
@@ -31,6 +33,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 VOLATILE = ("seconds", "wall", "rss", "memory", "pairs_per_s", "device", "threads", "time", "_per_s")
+#: The report's text outputs (tables, summary, cards, plot data), compared line by line.
+REPORT_FOLDERS = ("reports", "plots/report")
+REPORT_TEXT = {".csv", ".md", ".tex", ".json", ".tsv"}
 
 
 def export(rev: str, dest: Path) -> Path:
@@ -165,7 +170,26 @@ def compare(old: Path, new: Path) -> int:
         equal = a.equals(b[a.columns]) if set(a.columns) <= set(b.columns) else False
         print(f"{rel}: {len(a)} rows, {'identical' if equal else 'DIFFERENT'}")
         moved += not equal
+    for path in sorted(p for folder in REPORT_FOLDERS for p in (old / folder).rglob("*") if p.suffix in REPORT_TEXT):
+        rel = path.relative_to(old)
+        moved += not same_text(rel, path, new / rel)
     return moved
+
+
+def same_text(rel: Path, old: Path, new: Path) -> bool:
+    """Whether a report file reads the same at both revisions; else print its first differing line."""
+    if not new.exists():
+        print(f"{rel}: DIFFERENT (missing at the new revision)")
+        return False
+    before, after = old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines()
+    if before == after:
+        print(f"{rel}: {len(before)} lines, identical")
+        return True
+    line = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+    print(f"{rel}: DIFFERENT from line {line + 1}")
+    print(f"    - {before[line] if line < len(before) else '(end of file)'}")
+    print(f"    + {after[line] if line < len(after) else '(end of file)'}")
+    return False
 
 
 def main() -> None:

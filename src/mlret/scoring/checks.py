@@ -75,18 +75,15 @@ def relevant_indices(relevant: Sequence[np.ndarray], n_queries: int, pool_size: 
         )
     out = []
     for i, rel in enumerate(relevant):
-        arr = np.asarray(rel)
-        if arr.ndim != 1 or arr.size == 0:
-            raise MlretError(
+        arr = _integer_vector(
+            rel,
+            empty=MlretError(
                 f"query {i} has no relevant pool index (or not a 1-D array)",
                 "Drop questions without a retrievable answer before evaluation.",
-            )
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise MlretError(
-                f"relevant indices of query {i} must be integers, got dtype {arr.dtype}",
-                "Pass positions in the pool, not ids or scores.",
-            )
-        arr = arr.astype(np.int64)
+            ),
+            not_integer=f"relevant indices of query {i} must be integers",
+            integer_fix="Pass positions in the pool, not ids or scores.",
+        )
         if arr.min() < 0 or arr.max() >= pool_size:
             raise MlretError(
                 f"relevant indices of query {i} fall outside the pool of {pool_size} candidates",
@@ -103,17 +100,29 @@ def relevant_indices(relevant: Sequence[np.ndarray], n_queries: int, pool_size: 
 
 def sorted_ranks(ranks: np.ndarray, what: str) -> NDArray[np.int64]:
     """One query's 1-based ranks of its relevant candidates, checked to be strictly increasing."""
-    arr = np.asarray(ranks)
-    if arr.ndim != 1 or arr.size == 0:
-        raise MlretError(
-            f"{what} needs the ranks of at least one relevant candidate, got shape {arr.shape}",
+    arr = _integer_vector(
+        ranks,
+        empty=MlretError(
+            f"{what} needs the ranks of at least one relevant candidate, got shape {np.shape(ranks)}",
             "Exclude queries without a relevant candidate before evaluation.",
-        )
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise MlretError(f"ranks must be integers, got dtype {arr.dtype}", "Pass the ranks exact_ranks returns.")
+        ),
+        not_integer="ranks must be integers",
+        integer_fix="Pass the ranks exact_ranks returns.",
+    )
     if arr[0] < 1 or np.any(np.diff(arr) <= 0):
         raise MlretError(
             f"ranks must be 1-based and strictly increasing, got {arr.tolist()[:20]}",
             "Pass the ranks exact_ranks returns (sorted, from 1).",
         )
+    return arr
+
+
+def _integer_vector(values: np.ndarray, *, empty: MlretError, not_integer: str, integer_fix: str) -> NDArray[np.int64]:
+    """``values`` as a non-empty 1-D int64 array; ``empty`` is raised for any other shape, and an error naming the
+    dtype for a non-integer one."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise empty
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise MlretError(f"{not_integer}, got dtype {arr.dtype}", integer_fix)
     return arr.astype(np.int64)

@@ -175,24 +175,22 @@ def _run_frame(qids: list[str], doc_lists: list[list[str]]) -> pd.DataFrame:
 
 def as_run_frame(run: Run) -> pd.DataFrame:
     """``query_id, doc_id, score`` with string ids and float scores, from either form of a run."""
-    try:
-        df = RunConverter(run).as_pd_dataframe()
-    except ValueError as err:
-        raise MlretError(
-            f"not a run: {err}", "Pass a DataFrame with query_id, doc_id, score or a dict of dicts."
-        ) from None
+    df = _as_frame(RunConverter, run, "a run", "query_id, doc_id, score")
     return df.astype({"query_id": str, "doc_id": str, "score": np.float64})[["query_id", "doc_id", "score"]]
 
 
 def as_qrels_frame(qrels: Qrels) -> pd.DataFrame:
     """``query_id, doc_id, relevance, iteration`` with string ids, from either form of qrels."""
-    try:
-        df = QrelsConverter(qrels).as_pd_dataframe()
-    except ValueError as err:
-        raise MlretError(
-            f"not qrels: {err}", "Pass a DataFrame with query_id, doc_id, relevance or a dict of dicts."
-        ) from None
+    df = _as_frame(QrelsConverter, qrels, "qrels", "query_id, doc_id, relevance")
     return df.astype({"query_id": str, "doc_id": str, "relevance": np.int64, "iteration": str})
+
+
+def _as_frame(converter: type, value: Run | Qrels, what: str, columns: str) -> pd.DataFrame:
+    """ir-measures' reading of a run or qrels in either form, its refusal as :class:`MlretError`."""
+    try:
+        return converter(value).as_pd_dataframe()
+    except ValueError as err:
+        raise MlretError(f"not {what}: {err}", f"Pass a DataFrame with {columns} or a dict of dicts.") from None
 
 
 @dataclass(frozen=True)
