@@ -18,11 +18,13 @@ from mlret.params import (
     Profile,
     SplitParams,
     Strategy,
+    TrainingRun,
     TrainParams,
     load_params,
     parse_params,
     read_yaml,
 )
+from mlret.vocabulary import RunId
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -405,8 +407,23 @@ def test_a_strategy_is_keyed_to_its_own_settings_only() -> None:
     """The settings object says which strategy it configures; a run cannot get another strategy's settings."""
     params = load_params(SHIPPED)
     assert all(settings.strategy is strategy for strategy, settings in params.strategy_settings.items())
-    with pytest.raises(MlretError, match=r"^strategy_settings.hybrid: holds the settings of mono\.\n"):
-        dataclasses.replace(params, strategy_settings={**params.strategy_settings, Strategy.HYBRID: MonoSettings()})
+    assert params.strategy_settings[Strategy.HYBRID] is params.hybrid
+    with pytest.raises(MlretError, match=r"^hybrid is not a mapping \(got MonoSettings\(\)\)\.\n"):
+        dataclasses.replace(params, hybrid=MonoSettings())
+
+
+def test_a_file_without_a_schedule_trains_by_quota() -> None:
+    """The documented default: dropping `train.schedule` from params.yaml must not change how runs train."""
+    raw = shipped()
+    del raw["train"]["schedule"]
+    assert parse_params(raw).train.schedule == "quota"
+
+
+def test_a_run_is_spelt_by_its_identifier() -> None:
+    run = TrainingRun("hybrid", "ladder_a", 1)
+    assert run.id == RunId("hybrid", "ladder_a", 1) and RunId.parse(run.name) == run.id
+    assert (run.name, run.key) == ("hybrid/ladder_a/1", "hybrid-ladder_a-1")
+    assert repr(run.id) == repr(RunId.parse("hybrid/ladder_a/1"))  # plain strings, as a parsed name holds
 
 
 def test_the_gpu_preset_is_valid_and_trains_every_strategy_on_the_whole_ladder_with_five_seeds() -> None:
@@ -420,7 +437,10 @@ def test_the_gpu_preset_is_valid_and_trains_every_strategy_on_the_whole_ladder_w
 
 @pytest.mark.parametrize("name", ["../../esc", "a/b", "my profile", "-x", ".hidden", "é/x"])
 def test_profile_names_that_are_paths_or_arguments_are_refused(name: str) -> None:
-    """A profile name becomes data/splits/{name}/ and a `--profile` argument: `../../esc` would write outside the stage's folder."""
+    """A profile name becomes data/splits/{name}/ and a `--profile` argument.
+
+    `../../esc` would write outside the stage's folder.
+    """
 
     def rename(raw: dict) -> None:
         raw["profiles"][name] = raw["profiles"].pop("balanced")

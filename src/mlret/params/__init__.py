@@ -4,11 +4,12 @@ Every stage reads its configuration through :func:`load_params`, so a bad
 value fails once, before any work, with the key that holds it. Nothing else in
 the package reads YAML.
 
-The package, top down: ``file`` (the whole file and the checks across
-sections), ``sections`` (one frozen dataclass per section), ``strategies``
-(each batch-sampling strategy's own settings), ``fields`` (choices and strict
-value types), ``report`` (pydantic's report turned into one
-:class:`~mlret.errors.MlretError`). Import the names from here.
+The package, top down: ``file`` (the whole file, one schema, and the checks
+across sections), ``sections`` (one frozen dataclass per section),
+``strategies`` (each batch-sampling strategy's own settings), ``fields``
+(choices, strict value types, the :class:`~mlret.params.fields.Section` base),
+``report`` (pydantic's report turned into one :class:`~mlret.errors.MlretError`).
+Import the names from here.
 """
 
 from mlret.params.fields import CORPORA, INDEX_TYPES, STRATEGIES, Corpora, IndexType, Pooling, Precision, Strategy

@@ -11,13 +11,13 @@ except that an int stands for a float (``learning_rate: 1``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
-from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
 from mlret.params.report import as_mlret_error, invalid
 
@@ -118,34 +118,32 @@ TokenLength = Annotated[int, Field(strict=True, ge=4)]  # shorter texts are all 
 
 CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-_Section = TypeVar("_Section", bound=type)
 
+@dataclass(frozen=True, config=CONFIG)
+class Section:
+    """A section of params.yaml; built in code (or by ``dataclasses.replace``), it fails like the file does.
 
-def reported_as(where: str) -> Callable[[_Section], _Section]:
-    """Make building the section in code (or ``dataclasses.replace``) fail like the file does.
-
-    One :class:`MlretError` naming ``<where>.<key>`` instead of pydantic's report:
+    One :class:`MlretError` naming ``<WHERE>.<key>`` instead of pydantic's report:
     benchmarks and tools derive sections from command-line values. ``{name}`` in
-    ``where`` is the object's own name. Validation of the file never calls
-    ``__init__``, so it is not converted twice.
+    ``WHERE`` is the object's own name. Read from the file (a mapping, not
+    constructor arguments) the section leaves its errors to the file's report,
+    which picks the most useful problem of all.
     """
 
-    def decorate(cls: _Section) -> _Section:
-        init = cls.__init__
+    WHERE: ClassVar[str] = ""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _reported(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if not isinstance(data, ArgsKwargs):
+            return handler(data)
         names = [f.name for f in dataclasses.fields(cls)]
-
-        @functools.wraps(init)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            if len(args) <= len(names) and not set(names[: len(args)]) & set(kwargs):
-                args, kwargs = (), {**dict(zip(names, args)), **kwargs}  # errors then name the field, not the position
-            try:
-                init(self, *args, **kwargs)
-            except ValidationError as err:
-                name = kwargs.get("name", args[0] if args else "?")
-                prefix = tuple(filter(None, where.format(name=name).split(".")))
-                raise as_mlret_error(err, cls, prefix) from None
-
-        cls.__init__ = __init__  # type: ignore[misc]
-        return cls
-
-    return decorate
+        args, kwargs = data.args, data.kwargs or {}
+        if len(args) <= len(names) and not set(names[: len(args)]) & set(kwargs):
+            kwargs = {**dict(zip(names, args)), **kwargs}  # errors then name the field, not the position
+            data = ArgsKwargs((), kwargs)
+        try:
+            return handler(data)
+        except ValidationError as err:
+            where = cls.WHERE.format(name=kwargs.get("name", args[0] if args else "?"))
+            raise as_mlret_error(err, cls, tuple(filter(None, where.split(".")))) from None

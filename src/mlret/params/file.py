@@ -1,9 +1,13 @@
-"""params.yaml as a whole: the sections, plus the checks that only hold across them.
+"""params.yaml as a whole: one schema, read from the file, plus the checks that only hold across sections.
 
+:class:`Params` is both what the file holds and what the stages read. The file
+writes two sections in a shape of their own (a profile as a flat mapping with
+``default``, runs keyed by name); :meth:`Params._from_file` validates those as
+written, so an error names the key the user wrote, and hands on the objects.
 Checks that relate sections (the training source among the sources, profile
 languages among theirs, the headline strategy among those trained) belong to
-the file, not to :class:`Params`: code may assemble a partial configuration,
-as the report tests do, that a params.yaml may not be.
+the file (:func:`parse_params`), not to :class:`Params`: code may assemble a
+partial configuration, as the report tests do, that a params.yaml may not be.
 
 The file lives at the repository root because DVC keeps it there; it is the
 one path the package knows.
@@ -11,30 +15,33 @@ one path the package knows.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
 from mlret.errors import MlretError
-from mlret.params.fields import CONFIG, Corpora, Fraction, SafeName, Seed, Strategy, reported_as
-from mlret.params.report import as_mlret_error, did_you_mean, invalid
+from mlret.params.fields import CONFIG, Corpora, Fraction, SafeName, Section, Seed, Strategy
+from mlret.params.report import as_mlret_error, did_you_mean, refusal
 from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
+from mlret.vocabulary import RunId
 
 PARAMS_FILE = Path("params.yaml")
 
 
-@reported_as("runs")
 @dataclass(frozen=True, config=CONFIG)
-class TrainingRun:
+class TrainingRun(Section):
     """One fine-tuning run of the grid: trained, encoded, indexed and scored by its own stages.
 
     The grid is a list rather than a product of strategies × profiles × seeds so
     that seeds and ladder profiles go only where the question needs them.
     """
+
+    WHERE: ClassVar[str] = "runs"
 
     strategy: Strategy
     profile: SafeName
@@ -42,42 +49,73 @@ class TrainingRun:
     corpora: Corpora = Corpora.ALL
 
     @property
+    def id(self) -> RunId:
+        """The run's identifier, which spells its folder name, stage key and label."""
+        return RunId(str(self.strategy), self.profile, self.seed)
+
+    @property
     def name(self) -> str:
         """The run's folder under models/, data/eval/, metrics/: ``{strategy}/{profile}/{seed}``."""
-        return f"{self.strategy}/{self.profile}/{self.seed}"
+        return self.id.name
 
     @property
     def key(self) -> str:
         """Its key under ``runs:`` and its DVC stage suffix (``train@{key}``)."""
-        return f"{self.strategy}-{self.profile}-{self.seed}"
+        return self.id.key
 
 
-@reported_as("")
+@dataclass(frozen=True, config=ConfigDict(extra="ignore", allow_inf_nan=False))
+class _AsWritten:
+    """The sections params.yaml writes in another shape than :class:`Params` holds them."""
+
+    profiles: Annotated[dict[SafeName, dict[SafeName, Fraction]], Field(min_length=1)] = dataclasses.field(
+        default_factory=dict
+    )
+    runs: Annotated[dict[str, TrainingRun], Field(min_length=1)] = dataclasses.field(default_factory=dict)
+
+
+_AS_WRITTEN = TypeAdapter(_AsWritten)
+
+
+def _profile(name: str, flat: dict[str, float]) -> Profile:
+    """A profile as written, ``{default: 1.0, zh: 0.1}``: ``default`` for the languages it does not list."""
+    return Profile(name, flat.get("default", 1.0), {lang: f for lang, f in flat.items() if lang != "default"})
+
+
 @dataclass(frozen=True, config=CONFIG)
-class Params:
+class Params(Section):
+    """The whole configuration; field for field the sections of params.yaml, in its order."""
+
     sampling: Strategy  # headline strategy: its metrics are the top-level ones
     data: DataParams
     profiles: dict[SafeName, Profile]
     model: ModelParams
     runs: list[TrainingRun]
-    strategy_settings: dict[Strategy, StrategySettings]  # each strategy's own section of params.yaml
+    mono: MonoSettings  # each strategy's own section: a run depends on its strategy's only
+    cross: CrossSettings
+    multi: MultiSettings
+    hybrid: HybridSettings
     train: TrainParams
     eval: EvalParams
     index: IndexParams
 
-    @field_validator("strategy_settings")
+    @model_validator(mode="before")
     @classmethod
-    def _settings_of_their_strategy(
-        cls, settings: dict[Strategy, StrategySettings]
-    ) -> dict[Strategy, StrategySettings]:
-        for strategy, own in settings.items():
-            if own.strategy is not strategy:
-                raise invalid(
-                    f"holds the settings of {own.strategy}",
-                    "Key each strategy to its own settings object.",
-                    key=str(strategy),
-                )
-        return settings
+    def _from_file(cls, data: Any) -> Any:
+        """The file's mapping (code passes constructor arguments): profiles and runs as they are written."""
+        if not isinstance(data, dict):
+            return data
+        written = _AS_WRITTEN.validate_python(data)
+        if "profiles" in data:
+            data = {**data, "profiles": {name: _profile(name, flat) for name, flat in written.profiles.items()}}
+        if "runs" in data:
+            data = {**data, "runs": list(written.runs.values())}
+        return data
+
+    @property
+    def strategy_settings(self) -> dict[Strategy, StrategySettings]:
+        """Each strategy's own settings, keyed by the strategy they configure."""
+        return {settings.strategy: settings for settings in (self.mono, self.cross, self.multi, self.hybrid)}
 
     @property
     def strategies(self) -> list[Strategy]:
@@ -90,108 +128,73 @@ class Params:
         return sorted({run.seed for run in self.runs})
 
 
-class _ParamsFile(BaseModel):
-    """params.yaml as written: profiles as flat mappings, one section per strategy."""
-
-    model_config = CONFIG
-
-    sampling: Strategy
-    data: DataParams
-    profiles: Annotated[dict[SafeName, dict[SafeName, Fraction]], Field(min_length=1)]
-    model: ModelParams
-    runs: Annotated[dict[str, TrainingRun], Field(min_length=1)]
-    mono: MonoSettings
-    cross: CrossSettings
-    multi: MultiSettings
-    hybrid: HybridSettings
-    train: TrainParams
-    eval: EvalParams
-    index: IndexParams
-
-    @model_validator(mode="after")
-    def _consistent(self) -> _ParamsFile:
-        sources = self.data.sources
-        if self.data.train_source not in sources:
-            raise invalid(
-                f"is not one of data.sources {sorted(sources)}",
-                "Pick a dataset listed under data.sources.",
-                key="data.train_source",
-                value=self.data.train_source,
-            )
-        # Checked against every source, not only the training one, so that switching
-        # data.train_source keeps profiles valid; fractions of absent languages do not apply.
-        known = sorted({lang for source in sources.values() for lang in source.languages})
-        for name, fractions in self.profiles.items():
-            for lang, value in fractions.items():
-                if lang != "default" and lang not in known:
-                    raise invalid(
-                        "is not a language of any data source",
-                        f"{did_you_mean(lang, ['default', *known], f'profiles.{name}')}Profiles take `default` and the languages {known}.",
-                        key=f"profiles.{name}.{lang}",
-                        value=value,
-                    )
-        for key, run in self.runs.items():
-            if run.profile not in self.profiles:
-                raise invalid(
-                    "is not a profile of `profiles`",
-                    f"{did_you_mean(run.profile, list(self.profiles), f'runs.{key}.profile')}Pick one of {sorted(self.profiles)}.",
-                    key=f"runs.{key}.profile",
-                    value=run.profile,
-                )
-            if key != run.key:
-                raise invalid(
-                    f"names the run {run.key!r}",
-                    f"Key each run `{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
-                    key=f"runs.{key}",
-                )
-        trained = sorted({str(run.strategy) for run in self.runs.values()})
-        if str(self.sampling) not in trained:
-            raise invalid(
-                f"is not among the trained strategies {trained}",
-                f"Add a `{self.sampling}` run under `runs`, or pick one of those as the headline.",
-                key="sampling",
-                value=str(self.sampling),
-            )
-        return self
-
-    def to_params(self) -> Params:
-        profiles = {
-            name: Profile(
-                name, fractions.get("default", 1.0), {lang: f for lang, f in fractions.items() if lang != "default"}
-            )
-            for name, fractions in self.profiles.items()
-        }
-        settings = (self.mono, self.cross, self.multi, self.hybrid)
-        return Params(
-            sampling=self.sampling,
-            data=self.data,
-            profiles=profiles,
-            model=self.model,
-            runs=list(self.runs.values()),
-            strategy_settings={s.strategy: s for s in settings},
-            train=self.train,
-            eval=self.eval,
-            index=self.index,
+def _check_across_sections(params: Params, run_keys: list[str]) -> None:
+    """What no section can check alone; ``run_keys`` are the names the runs have under ``runs:``."""
+    sources = params.data.sources
+    if params.data.train_source not in sources:
+        raise refusal(
+            "data.train_source",
+            f"is not one of data.sources {sorted(sources)}",
+            "Pick a dataset listed under data.sources.",
+            params.data.train_source,
         )
+    # Checked against every source, not only the training one, so that switching
+    # data.train_source keeps profiles valid; fractions of absent languages do not apply.
+    known = sorted({lang for source in sources.values() for lang in source.languages})
+    for name, profile in params.profiles.items():
+        for lang, value in profile.fractions.items():
+            if lang not in known:
+                raise refusal(
+                    f"profiles.{name}.{lang}",
+                    "is not a language of any data source",
+                    did_you_mean(lang, ["default", *known], f"profiles.{name}")
+                    + f"Profiles take `default` and the languages {known}.",
+                    value,
+                )
+    for key, run in zip(run_keys, params.runs, strict=True):
+        if run.profile not in params.profiles:
+            raise refusal(
+                f"runs.{key}.profile",
+                "is not a profile of `profiles`",
+                did_you_mean(run.profile, list(params.profiles), f"runs.{key}.profile")
+                + f"Pick one of {sorted(params.profiles)}.",
+                run.profile,
+            )
+        if key != run.key:
+            raise refusal(
+                f"runs.{key}",
+                f"names the run {run.key!r}",
+                f"Key each run `{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
+            )
+    trained = sorted({str(run.strategy) for run in params.runs})
+    if str(params.sampling) not in trained:
+        raise refusal(
+            "sampling",
+            f"is not among the trained strategies {trained}",
+            f"Add a `{params.sampling}` run under `runs`, or pick one of those as the headline.",
+            str(params.sampling),
+        )
+
+
+def _validated(kind: type[Any], raw: Any, where: tuple[str, ...] = ()) -> Any:
+    """``raw`` read as ``kind``; pydantic's report becomes one :class:`MlretError` naming ``where`` + the key."""
+    try:
+        return TypeAdapter(kind).validate_python(raw)
+    except ValidationError as err:
+        raise as_mlret_error(err, kind, where) from None
 
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping; raise one :class:`MlretError` naming the first bad key."""
-    try:
-        return _ParamsFile.model_validate(raw).to_params()
-    except ValidationError as err:
-        raise as_mlret_error(err, _ParamsFile, ()) from None
-
-
-_INDEX = TypeAdapter(IndexParams)
+    params: Params = _validated(Params, raw)
+    _check_across_sections(params, list(raw["runs"]))
+    return params
 
 
 def parse_index_params(raw: Any) -> IndexParams:
     """Validate the ``index:`` section alone; raise :class:`MlretError` naming ``index.<key>``."""
-    try:
-        return _INDEX.validate_python(raw)
-    except ValidationError as err:
-        raise as_mlret_error(err, IndexParams, ("index",)) from None
+    index: IndexParams = _validated(IndexParams, raw, ("index",))
+    return index
 
 
 class _Refused(yaml.constructor.ConstructorError):
@@ -239,7 +242,7 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:bool", _StrictLoader.construct_
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The one way the package reads YAML: :class:`_StrictLoader`, with file and syntax errors as :class:`MlretError`."""
+    """The one way the package reads YAML: :class:`_StrictLoader`; file and syntax errors as :class:`MlretError`."""
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as handle:

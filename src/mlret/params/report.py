@@ -13,7 +13,7 @@ import types
 from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
 from mlret.errors import MlretError
@@ -24,8 +24,13 @@ def invalid(reason: str, fix: str, *, key: str = "", value: Any = ...) -> Pydant
 
     ``key`` is relative to where the validator runs (empty: that place itself).
     """
-    ctx = {"reason": reason, "fix": fix, "key": key, "shown": "" if value is ... else show(value)}
-    return PydanticCustomError("mlret", "{reason}", ctx)
+    return PydanticCustomError("mlret", "{reason}", {"reason": reason, "fix": fix, "key": key, "value": value})
+
+
+def refusal(path: str, reason: str, fix: str, value: Any = ...) -> MlretError:
+    """A failed check of ``path``: ``<path> = <value> <reason>.`` (``<path>: <reason>.`` without one) and the fix."""
+    what = f"{path}: {reason}." if value is ... else f"{path} = {show(value)} {reason}."
+    return MlretError(what, fix)
 
 
 _UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
@@ -40,7 +45,8 @@ _KINDS = {  # error type prefix -> (what the value is not, how to write one)
 _RETIRED = {
     # Read by nothing, so `-S seed=1` changed nothing.
     "seed": "Remove it: each training run's seed is `runs.{key}.seed` and the article split's is `data.split.seed`.",
-    "strategies": "Remove it: the training grid is `runs:`, one entry per strategy × profile × seed, e.g. `mono-balanced-0: {strategy: mono, profile: balanced, seed: 0}`.",
+    "strategies": "Remove it: the training grid is `runs:`, one entry per strategy × profile × seed, "
+    "e.g. `mono-balanced-0: {strategy: mono, profile: balanced, seed: 0}`.",
     "seeds": "Remove it: each training run's seed is `runs.{key}.seed`; add a run per seed under `runs:`.",
 }
 _HINTS = {  # appended to the fix for these keys
@@ -62,9 +68,7 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
     hint = _HINTS.get(path, "")
     if kind == "mlret":
         key = tuple(ctx["key"].split(".")) if ctx["key"] else ()
-        path = _path(prefix + loc + key)
-        what = f"{path} = {ctx['shown']} {ctx['reason']}." if ctx["shown"] else f"{path}: {ctx['reason']}."
-        return MlretError(what, ctx["fix"])
+        return refusal(_path(prefix + loc + key), ctx["reason"], ctx["fix"], ctx["value"])
     if kind in _UNKNOWN_KEY:
         return _unknown_key(root, prefix, loc, value)
     if kind == "missing":
@@ -151,19 +155,15 @@ def _declared(root: type, loc: tuple[Any, ...]) -> Any:
 
 
 def _known_keys(root: type, loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section at ``loc`` takes; a field named by its ``KEY_FIELD`` is its key in the file, so not one of them."""
+    """The keys the section at ``loc`` takes (its ``KEY_FIELD`` is its key in the file, not one of them)."""
     kind = _declared(root, loc)
     fields = _fields_of(kind) or {}
     return [name for name in fields if name != getattr(kind, "KEY_FIELD", None)]
 
 
 def _fields_of(kind: Any) -> dict[str, Any] | None:
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return {name: info.annotation for name, info in kind.model_fields.items()}
-    pydantic_fields = getattr(kind, "__pydantic_fields__", None)
-    if isinstance(kind, type) and pydantic_fields is not None:
-        return {name: info.annotation for name, info in pydantic_fields.items()}
-    return None
+    fields = getattr(kind, "__pydantic_fields__", None) if isinstance(kind, type) else None
+    return None if fields is None else {name: info.annotation for name, info in fields.items()}
 
 
 def _strip(kind: Any) -> Any:

@@ -4,7 +4,9 @@ Dataclasses rather than pydantic models because the package and its tests
 build these objects positionally and derive variants with
 ``dataclasses.replace``; both keep working, and both validate exactly like the
 file does. Unknown keys are errors at every level: a misspelt
-``train.batchsize`` must not train silently with the default.
+``train.batchsize`` must not train silently with the default. A check across
+a section's fields runs in ``__post_init__``, which pydantic calls inside
+validation, so its error is reported like any other.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic.dataclasses import dataclass
 
 from mlret.params.fields import (
@@ -31,20 +33,21 @@ from mlret.params.fields import (
     PositiveInt,
     Precision,
     SafeName,
+    Section,
     Sha256,
     TokenLength,
-    reported_as,
 )
 from mlret.params.report import invalid
 
 
-@reported_as("data.sources.{name}")
 @dataclass(frozen=True, config=CONFIG)
-class SourceParams:
+class SourceParams(Section):
     """One LAReQA-style dataset: where each language file lives and what it must hash to.
 
     In params.yaml ``name`` is not written: it is the key under ``data.sources``.
     """
+
+    WHERE: ClassVar[str] = "data.sources.{name}"
 
     KEY_FIELD: ClassVar[str] = "name"
 
@@ -77,45 +80,44 @@ class SourceParams:
             reason = f"has the unknown placeholder(s) {others}" if others else "has no `{lang}` placeholder"
             raise invalid(
                 reason,
-                "Write the URL with `{lang}` (the only placeholder) where the language code goes; double a literal brace.",
+                "Write the URL with `{lang}` (the only placeholder) where the language code goes; "
+                "double a literal brace.",
                 value=url,
             )
         return url
 
-    @model_validator(mode="after")
-    def _same_languages(self) -> SourceParams:
+    def __post_init__(self) -> None:
         if set(self.expected_questions) != set(self.sha256):
             raise invalid(
                 f"lists {sorted(self.expected_questions)}, but sha256 lists {sorted(self.sha256)}",
                 "List the same languages in both.",
                 key="expected_questions",
             )
-        return self
 
 
-@reported_as("data.split")
 @dataclass(frozen=True, config=CONFIG)
-class SplitParams:
+class SplitParams(Section):
     """Article-level train/dev/test fractions of the training source."""
+
+    WHERE: ClassVar[str] = "data.split"
 
     train: Fraction
     dev: Fraction
     test: Fraction
     seed: NonNegativeInt  # numpy's Generator takes any size
 
-    @model_validator(mode="after")
-    def _partition(self) -> SplitParams:
+    def __post_init__(self) -> None:
         total = self.train + self.dev + self.test
         if not math.isclose(total, 1.0, abs_tol=1e-9):
             raise invalid(f"fractions add up to {total:g}, not 1", "Make data.split.train + dev + test equal 1.")
         if self.train == 0 or self.test == 0:
             raise invalid("train and test fractions must be positive", "Give both a share of the articles.")
-        return self
 
 
-@reported_as("data")
 @dataclass(frozen=True, config=CONFIG)
-class DataParams:
+class DataParams(Section):
+    WHERE: ClassVar[str] = "data"
+
     train_source: SafeName
     sources: Annotated[dict[SafeName, SourceParams], Field(min_length=1)]
     split: SplitParams
@@ -148,10 +150,11 @@ class DataParams:
         return mirror or None
 
 
-@reported_as("profiles.{name}")
 @dataclass(frozen=True, config=CONFIG)
-class Profile:
+class Profile(Section):
     """Fraction of training questions kept per language (``default`` for unlisted ones)."""
+
+    WHERE: ClassVar[str] = "profiles.{name}"
 
     name: SafeName
     default: Fraction = 1.0
@@ -161,10 +164,11 @@ class Profile:
         return self.fractions.get(lang, self.default)
 
 
-@reported_as("model")
 @dataclass(frozen=True, config=CONFIG)
-class ModelParams:
+class ModelParams(Section):
     """Which pretrained encoder to start from, and how it turns text into one vector."""
+
+    WHERE: ClassVar[str] = "model"
 
     name: Name
     pooling: Pooling
@@ -175,10 +179,11 @@ class ModelParams:
     normalize: Bool
 
 
-@reported_as("train")
 @dataclass(frozen=True, config=CONFIG)
-class TrainParams:
+class TrainParams(Section):
     """Contrastive fine-tuning; see mlret.training.loop for how each value is used."""
+
+    WHERE: ClassVar[str] = "train"
 
     batch_size: PositiveInt
     max_steps: PositiveInt | None
@@ -190,7 +195,8 @@ class TrainParams:
     grad_accumulation: PositiveInt
     temperature: PositiveFloat
     symmetric: Bool
-    # 1 proportional, < 1 up-samples small languages, 0 uniform; above 10 the shares n**alpha overflow or round to one language
+    # 1 proportional, < 1 up-samples small languages, 0 uniform;
+    # above 10 the shares n**alpha overflow or round to one language
     sampling_alpha: Annotated[float, Field(strict=True, ge=0, le=10)]
     hard_negatives: NonNegativeInt
     freeze_word_embeddings: Bool
@@ -199,20 +205,17 @@ class TrainParams:
     save_every: PositiveInt
     precision: Precision
     # quota: batch kinds and language (pair) counts fixed by apportionment, then shuffled; random: drawn i.i.d.
-    schedule: Literal["quota", "random"] = "random"
+    schedule: Literal["quota", "random"] = "quota"
 
-    @model_validator(mode="after")
-    def _has_a_length(self) -> TrainParams:
+    def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs is None:
             raise invalid(
                 "neither max_steps nor epochs is set", "Set train.max_steps (takes precedence) or train.epochs."
             )
-        return self
 
 
-@reported_as("index")
 @dataclass(frozen=True, config=CONFIG)
-class IndexParams:
+class IndexParams(Section):
     """Which FAISS index to build and how hard it searches.
 
     ``hnsw_*`` apply to ``hnsw``, ``ivf_*`` to ``ivf``; ``flat`` is exact and
@@ -221,6 +224,8 @@ class IndexParams:
     rebuild.
     """
 
+    WHERE: ClassVar[str] = "index"
+
     type: IndexType
     hnsw_m: PositiveInt = 32
     hnsw_ef_search: PositiveInt = 128
@@ -228,8 +233,7 @@ class IndexParams:
     ivf_nlist: PositiveInt = 1024
     ivf_nprobe: PositiveInt = 32
 
-    @model_validator(mode="after")
-    def _probe_within_lists(self) -> IndexParams:
+    def __post_init__(self) -> None:
         if self.ivf_nprobe > self.ivf_nlist:
             raise invalid(
                 f"exceeds index.ivf_nlist = {self.ivf_nlist}",
@@ -237,12 +241,12 @@ class IndexParams:
                 key="ivf_nprobe",
                 value=self.ivf_nprobe,
             )
-        return self
 
 
-@reported_as("eval")
 @dataclass(frozen=True, config=CONFIG)
-class EvalParams:
+class EvalParams(Section):
+    WHERE: ClassVar[str] = "eval"
+
     batch_size: PositiveInt  # texts per forward pass when encoding corpora
     beir: dict[SafeName, str] = dataclasses.field(
         default_factory=dict

@@ -14,37 +14,41 @@ from typing import ClassVar
 
 from pydantic.dataclasses import dataclass
 
-from mlret.params.fields import CONFIG, Fraction, Strategy, reported_as
+from mlret.params.fields import CONFIG, Fraction, Section, Strategy
 
 
-@reported_as("mono")
 @dataclass(frozen=True, config=CONFIG)
-class MonoSettings:
+class MonoSettings(Section):
     """One language per batch; nothing to set."""
+
+    WHERE: ClassVar[str] = "mono"
 
     strategy: ClassVar[Strategy] = Strategy.MONO
 
 
-@reported_as("cross")
 @dataclass(frozen=True, config=CONFIG)
-class CrossSettings:
+class CrossSettings(Section):
     """One ordered pair of distinct languages per batch; nothing to set."""
+
+    WHERE: ClassVar[str] = "cross"
 
     strategy: ClassVar[Strategy] = Strategy.CROSS
 
 
-@reported_as("multi")
 @dataclass(frozen=True, config=CONFIG)
-class MultiSettings:
+class MultiSettings(Section):
     """Every pair of a batch draws its own language pair; nothing to set."""
+
+    WHERE: ClassVar[str] = "multi"
 
     strategy: ClassVar[Strategy] = Strategy.MULTI
 
 
-@reported_as("hybrid")
 @dataclass(frozen=True, config=CONFIG)
-class HybridSettings:
+class HybridSettings(Section):
     """A mono batch with probability ``mono_ratio``, else a cross batch."""
+
+    WHERE: ClassVar[str] = "hybrid"
 
     strategy: ClassVar[Strategy] = Strategy.HYBRID
 
