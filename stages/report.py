@@ -20,9 +20,13 @@ def main() -> None:
     parser.add_argument("out_dir", help="tables, figures and summary.md (reports)")
     parser.add_argument("metrics_path", help="headline metrics (metrics/report.json)")
     parser.add_argument("plots_dir", help="data behind the DVC plots (plots/report)")
+    parser.add_argument(
+        "--grid", default="data/grid.json", help="the run grid that check_params validated (data/grid.json)"
+    )
     args = parser.parse_args()
     build_report(
         load_params(),
+        grid_path=args.grid,
         eval_root=args.eval_root,
         eval_metrics_root=args.eval_metrics_root,
         train_metrics_root=args.train_metrics_root,

@@ -16,6 +16,7 @@ from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.errors import MlretError
 from mlret.params import Profile, TrainingRun, load_params
+from mlret.reporting.grid import grid_record
 from mlret.reporting.report import build_report, finite_or_null, loss_curves, pool_labels
 from mlret.scoring.settings import score_dataset, summarise
 
@@ -81,8 +82,10 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
+    write_json(root / "grid.json", grid_record(params))  # the check_params stage's record
     build_report(
         params,
+        grid_path=root / "grid.json",
         eval_root=root / "eval",
         eval_metrics_root=root / "metrics-eval",
         train_metrics_root=root / "metrics-train",

@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from mlret.errors import MlretError
-from mlret.reporting.robustness import COLUMNS, Cell, headline_contrasts, ladder_cells, matching_rows, robustness_table
+from mlret.reporting.drops import Pairs, row_weights
+from mlret.reporting.robustness import COLUMNS, Cell, headline_contrasts, ladder_cells, robustness_table
 
 LANGS = ["de", "en", "ru", "zh"]
 QIDS = ["q1", "q2", "q3"]
@@ -74,6 +75,13 @@ def results() -> pd.DataFrame:
         ],
         ignore_index=True,
     )
+
+
+def matching_rows(rows: pd.DataFrame, cell: Cell, scope: str, side: str) -> pd.DataFrame:
+    """The rows of one run that enter m_L (``side="reduced"``) or m_F (``"full"``), each with its macro weight ``w``."""
+    pairs, pair = Pairs.of(rows)
+    weight = row_weights(pairs, pair, cell, scope)[side]
+    return rows[weight > 0].assign(w=weight[weight > 0])
 
 
 def pick(table: pd.DataFrame, severity: float, kind: str, strategy: str, scope: str) -> pd.Series:

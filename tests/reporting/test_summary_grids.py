@@ -18,6 +18,7 @@ from test_report import noisy_embeddings  # same folder: the embeddings whose qu
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.params import TrainingRun, load_params
+from mlret.reporting.grid import grid_record
 from mlret.reporting.report import build_report
 from mlret.scoring.settings import score_dataset, summarise
 
@@ -77,8 +78,10 @@ def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid")
         data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"),
     )
     out = root / grid.replace(" ", "-") / sampling
+    write_json(out / "grid.json", grid_record(params))  # the check_params stage's record
     build_report(
         params,
+        grid_path=out / "grid.json",
         eval_root=root / "eval",
         eval_metrics_root=root / "metrics-eval",
         train_metrics_root=root / "metrics-train",

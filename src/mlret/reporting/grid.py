@@ -2,14 +2,22 @@
 
 Written by the `check_params` stage, the first stage the `report` stage depends on, so that a
 params.yaml the report cannot use (a headline strategy with no run, a run on an unknown profile)
-fails there, before DVC removes the report's previous outputs.
+fails there, before DVC removes the report's previous outputs. The report reads it back
+(:func:`read_grid`) rather than deriving it from params.yaml a second time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from mlret.artifacts import read_json
+from mlret.errors import MlretError
 from mlret.params import Params
+
+#: strategy -> profile -> seeds of the runs in params.yaml.
+Grid = Mapping[str, Mapping[str, Sequence[int]]]
 
 
 def grid_record(params: Params) -> dict[str, Any]:
@@ -25,3 +33,19 @@ def grid_record(params: Params) -> dict[str, Any]:
         "headline": str(params.sampling),
         "runs": {s: {p: sorted(seeds) for p, seeds in profiles.items()} for s, profiles in runs.items()},
     }
+
+
+def read_grid(path: str | Path) -> Grid:
+    """The runs of the grid record at ``path`` (:func:`grid_record`, written by `check_params`)."""
+    record = read_json(path)
+    runs = record.get("runs") if isinstance(record, dict) else None
+    valid = isinstance(runs, dict) and all(
+        isinstance(profiles, dict) and all(isinstance(seeds, list) for seeds in profiles.values())
+        for profiles in runs.values()
+    )
+    if not valid:
+        raise MlretError(
+            f"{path}: no run grid (`runs`: strategy -> profile -> seeds).",
+            "Delete it and run `dvc repro check_params`.",
+        )
+    return runs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,8 @@ from mlret.artifacts import read_json, read_table, require_columns, staged_dir, 
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
 from mlret.reporting.cards import model_cards
-from mlret.reporting.collect import BASE, load_results
-from mlret.reporting.grid import grid_record
+from mlret.reporting.collect import load_results
+from mlret.reporting.grid import read_grid
 from mlret.reporting.paper_tables import write_paper_tables
 from mlret.reporting.plots import (
     figure_name,
@@ -24,9 +24,10 @@ from mlret.reporting.plots import (
     robustness_curves,
     strategy_bars,
 )
-from mlret.reporting.robustness import headline_contrasts, robustness_table
+from mlret.reporting.robustness import headline_contrasts, robustness_tables
 from mlret.reporting.summary import grid_line, summary_markdown
 from mlret.reporting.tables import results_markdown, results_table
+from mlret.vocabulary import BASE, RunId, model_label, stage_of
 
 #: What `dvc exp show` and `dvc metrics diff` compare across experiments: the headline strategy's
 #: mAP per profile × dataset × setting and its rank distance in the multilingual pool. Every other
@@ -66,11 +67,7 @@ def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
     return out
 
 
-def run_label(strategy: str, profile: str) -> str:
-    return BASE if strategy == BASE else f"{strategy}/{profile}"
-
-
-def map_bars_data(table: pd.DataFrame, strategies: list[str]) -> dict[str, pd.DataFrame]:
+def map_bars_data(table: pd.DataFrame, strategies: Sequence[str]) -> dict[str, pd.DataFrame]:
     """One small table per dataset × setting (file stem -> rows): one bar per model, one value per bar.
 
     A single long table would make `dvc plots` stack every setting's value on each model's bar.
@@ -79,7 +76,7 @@ def map_bars_data(table: pd.DataFrame, strategies: list[str]) -> dict[str, pd.Da
     out = {}
     for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
         rows = block.assign(_order=block.strategy.map(order)).sort_values(["_order", "profile"], kind="stable")
-        rows = rows.assign(run=[run_label(s, p) for s, p in zip(rows.strategy, rows.profile)])
+        rows = rows.assign(run=[model_label(s, p) for s, p in zip(rows.strategy, rows.profile)])
         out[figure_name(dataset, setting)] = rows[["run", "strategy", "profile", "map", "map_ci_low", "map_ci_high"]]
     return out
 
@@ -91,25 +88,28 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
         if model == BASE:
             continue
         path = Path(loss_root) / f"{model}.csv"
+        stage = stage_of(model, "train")
         try:
             log = pd.read_csv(path)
         except FileNotFoundError:
             raise MlretError(
-                f"{path}: file not found.", f"Run `dvc repro train@{model.replace('/', '-')}` first."
+                f"{path}: file not found.", f"Run `dvc repro {stage}` first."
             ) from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise MlretError(
                 f"{path}: not a readable CSV file ({err}).",
-                f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.",
+                f"Delete it and run `dvc repro {stage}`.",
             ) from None
-        require_columns(log, LOSS_COLUMNS, path, f"train@{model.replace('/', '-')}")
+        require_columns(log, LOSS_COLUMNS, path, stage)
         if not all(pd.api.types.is_numeric_dtype(log[c]) for c in LOSS_COLUMNS):
             raise MlretError(
                 f"{path}: columns {list(LOSS_COLUMNS)} should hold numbers.",
-                f"Delete it and run `dvc repro train@{model.replace('/', '-')}`.",
+                f"Delete it and run `dvc repro {stage}`.",
             )
-        strategy, profile, seed = model.split("/")
-        frames.append(log[list(LOSS_COLUMNS)].assign(run=model, strategy=strategy, profile=profile, seed=int(seed)))
+        run = RunId.parse(model)
+        frames.append(
+            log[list(LOSS_COLUMNS)].assign(run=model, strategy=run.strategy, profile=run.profile, seed=run.seed)
+        )
     columns = ["run", "strategy", "profile", "seed", *LOSS_COLUMNS]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
@@ -150,18 +150,18 @@ def exposure_table(train_metrics_root: str | Path, models: list[str], params: Pa
     for model in models:
         path = Path(train_metrics_root) / f"{model}.json"
         metrics = read_json(path)
+        run = RunId.parse(model)
         if "language_share" not in metrics:
-            raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro train@{model.replace('/', '-')}`.")
-        strategy, profile, seed = model.split("/")
+            raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro {run.stage('train')}`.")
         for lang, share in sorted(metrics["language_share"].items()):
             rows.append(
                 {
-                    "strategy": strategy,
-                    "profile": profile,
-                    "seed": int(seed),
+                    "strategy": run.strategy,
+                    "profile": run.profile,
+                    "seed": run.seed,
                     "lang": lang,
                     "share": share,
-                    "fraction_kept": params.profiles[profile].fraction(lang),
+                    "fraction_kept": params.profiles[run.profile].fraction(lang),
                     "batch_kinds": str(metrics.get("batch_kinds", {})),
                 }
             )
@@ -197,6 +197,7 @@ def evaluated_datasets(params: Params) -> dict[str, list[str]]:
 def build_report(
     params: Params,
     *,
+    grid_path: str | Path,
     eval_root: str | Path,
     eval_metrics_root: str | Path,
     train_metrics_root: str | Path,
@@ -218,15 +219,9 @@ def build_report(
         name: {lang: profile.fraction(lang) for lang in set(results.query_lang)}
         for name, profile in params.profiles.items()
     }
-    robustness = robustness_table(results, low, fractions, params.sampling)
-    by_article = robustness_table(
-        results,
-        low,
-        fractions,
-        params.sampling,
-        units="article",
-        articles=question_articles(parallel_root, params.data.eval_sources),
-    )
+    articles = question_articles(parallel_root, params.data.eval_sources)
+    robustness_by_unit = robustness_tables(results, low, fractions, params.sampling, articles)
+    robustness, by_article = robustness_by_unit["question"], robustness_by_unit["article"]
     exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params)
     write_bytes(out_dir / "robustness_by_article.csv", _csv(by_article))
     write_bytes(out_dir / "exposure.csv", _csv(exposure))
@@ -234,7 +229,7 @@ def build_report(
     write_bytes(out_dir / "robustness.csv", _csv(robustness))
     pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
     severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
-    grid = grid_record(params)["runs"]
+    grid = read_grid(grid_path)
     # The grid first: a strategy or profile missing from a table is absent from the grid, never dropped.
     write_bytes(
         out_dir / "results.md",

@@ -39,8 +39,8 @@ each severity. Language identity is a fixed factor of the design, not noise: not
 generalises to other languages. What is noise is which training runs happened to be drawn
 (seeds) and which test questions happened to be asked.
 
-*Interval.* Every run value above is a sum over resampling units (questions, or their articles
-with ``units="article"``) of the unit's rows' weighted AP, so the estimate θ = Σ_r Σ_c A[r, c]·d[r, c]
+*Interval.* Every run value above is a sum over resampling units (questions, or their articles:
+both tables come from one alignment of the results, :mod:`mlret.reporting.drops`) of the unit's rows' weighted AP, so the estimate θ = Σ_r Σ_c A[r, c]·d[r, c]
 is linear in the runs' per-cell values d = m_L − m_F, with A[r, c] = +1/(C·n_ref) for every
 reference run r of a strategy (C cells, n_ref reference seeds), −1/(C·n_P) for every run of the
 cell's profile P (n_P seeds), and the strategy's coefficient (+1 or −1 in a contrast) applied on
@@ -81,26 +81,36 @@ design detects with 80 % power at Holm's strictest level, m the severities of th
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from mlret.errors import MlretError
-from mlret.reporting.collect import BASE
+from mlret.reporting.drops import (
+    ALL_SETTINGS,
+    REFERENCE_PROFILE,
+    Cell,
+    Scores,
+    Estimates,
+    coefficients,
+    estimates,
+    inference,
+    scores,
+    sides,
+    t_test,
+)
 from mlret.reporting.stats import CLUSTER_RESAMPLES, CONFIDENCE, holm
+from mlret.vocabulary import BASE, Setting
 
-SCOPES = ("all", "mono", "cross", "multi")
-SETTINGS = ("mono", "cross", "multi")
-REFERENCE_PROFILE = "balanced"
+SCOPES = (ALL_SETTINGS, *(s.value for s in Setting))
 #: The strategy every other's robustness is contrasted with: the standard multilingual recipe.
 COMPARATOR = "multi"
-SIDES = ("reduced", "full")
-PRIMARY_SCOPE = "all"
+PRIMARY_SCOPE = ALL_SETTINGS
 POWER = 0.80
+#: The resampling units: each question, or each article with all its questions.
+UNITS = ("question", "article")
 COLUMNS = [
     "dataset",
     "scope",
@@ -124,18 +134,6 @@ COLUMNS = [
     "units",
     "note",
 ]
-_KEYS = ["setting", "query_lang", "pool_lang", "qid"]
-_CHUNK_CELLS = 2_000_000  # bootstrap replicates × units drawn at once
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One reduced language of one imbalanced profile."""
-
-    profile: str
-    lang: str
-    severity: float
-    full: frozenset[str]  # languages the profile keeps in full
 
 
 def ladder_cells(
@@ -151,315 +149,72 @@ def ladder_cells(
     return cells
 
 
-def _group_ids(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One integer per distinct combination of ``columns``, for each row (factorised column by column: fast on strings)."""
-    codes = [pd.factorize(frame[c])[0] for c in columns]
-    combined = np.ravel_multi_index(codes, [int(c.max()) + 1 for c in codes])
-    return pd.factorize(combined)[0]
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """The (setting, query language, pool language) pairs of a dataset, each with its number of rows."""
-
-    setting: np.ndarray
-    query_lang: np.ndarray
-    pool_lang: np.ndarray
-    size: np.ndarray
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame) -> tuple[Pairs, np.ndarray]:
-        """The pairs of ``rows`` and each row's pair index."""
-        index = _group_ids(rows, ["setting", "query_lang", "pool_lang"])
-        first = rows.assign(pair=index).drop_duplicates("pair").sort_values("pair")
-        columns = (first[c].to_numpy(dtype=object) for c in ("setting", "query_lang", "pool_lang"))
-        return cls(*columns, np.bincount(index)), index
-
-
-def _side_mask(pairs: Pairs, cell: Cell, setting: str, side: str) -> np.ndarray:
-    """Which pairs hold one side of a cell in one setting (module docstring)."""
-    q, p, full = pairs.query_lang, pairs.pool_lang, list(cell.full)
-    if side == "reduced":
-        if setting == "cross":
-            mine = ((q == cell.lang) & np.isin(p, full)) | ((p == cell.lang) & np.isin(q, full))
-        else:
-            mine = q == cell.lang
-    else:
-        mine = np.isin(q, full)  # a mono pair is X→X, a multi pair X→all
-        if setting == "cross":
-            mine &= np.isin(p, full) & (p != q)
-    return (pairs.setting == setting) & mine
-
-
-def _pair_weights(pairs: Pairs, cell: Cell, scope: str) -> dict[str, np.ndarray]:
-    """Macro weight of each pair for each side of a cell; each sums to 1, or is all zero when the scope has nothing to compare."""
-    settings = SETTINGS if scope == "all" else (scope,)
-    masks = {(s, x): _side_mask(pairs, cell, s, x) for s in settings for x in SIDES}
-    used = [s for s in settings if all(masks[s, x].any() for x in SIDES)]
-    weights = {side: np.zeros(len(pairs.size)) for side in SIDES}
-    for setting, side in itertools.product(used, SIDES):
-        mask = masks[setting, side]
-        weights[side][mask] = 1.0 / (len(used) * mask.sum())
-    return weights
-
-
-def matching_rows(rows: pd.DataFrame, cell: Cell, scope: str, side: str) -> pd.DataFrame:
-    """The rows of one run that enter m_L (``side="reduced"``) or m_F (``"full"``), each with its macro weight ``w``."""
-    pairs, pair = Pairs.of(rows)
-    weight = _pair_weights(pairs, cell, scope)[side][pair] / pairs.size[pair]
-    return rows[weight > 0].assign(w=weight[weight > 0])
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Every trained run's AP on one dataset, aligned row by row: what each block of the table reads."""
-
-    pairs: Pairs
-    pair: np.ndarray  # pair index of each row
-    unit: np.ndarray  # resampling-unit index of each row
-    n_units: int
-    runs: dict[tuple[str, str, int], int]  # (strategy, profile, seed) -> index into ap
-    ap: np.ndarray  # (runs, rows), NaN where a run has no score for a row
-
-
-def scores(block: pd.DataFrame, unit_of: Mapping[str, object], dataset: str) -> Scores:
-    """Align one dataset's per-query rows of every trained run on (setting, query lang, pool lang, qid)."""
-    row, run = _group_ids(block, _KEYS), _group_ids(block, ["strategy", "profile", "seed"])
-    keys = block[_KEYS].assign(row=row).drop_duplicates("row").sort_values("row")
-    names = block[["strategy", "profile", "seed"]].assign(run=run).drop_duplicates("run").sort_values("run")
-    ap = np.full((int(run.max()) + 1, len(keys)), np.nan)
-    ap[run, row] = block.ap.to_numpy(dtype=float)
-    pairs, pair = Pairs.of(keys)
-    unit_label = keys.qid.map(unit_of)
-    if unit_label.isna().any():
-        missing = sorted(keys.qid[unit_label.isna()].unique())
-        raise MlretError(
-            f"{dataset}: {len(missing)} test question(s) have no resampling unit (first: {missing[0]}).",
-            "Rebuild the parallel data (`dvc repro`): every test question must belong to an article.",
-        )
-    unit = pd.factorize(unit_label)[0]
-    return Scores(
-        pairs,
-        pair,
-        unit,
-        int(unit.max()) + 1,
-        {(s, p, int(seed)): i for s, p, seed, i in names.itertuples(index=False)},
-        ap,
-    )
-
-
-@dataclass(frozen=True)
-class _Side:
-    """One side of one cell: per-unit weighted sums of every run, and the weight of each unit."""
-
-    sums: np.ndarray  # (runs, units)
-    weight: np.ndarray  # (units,)
-
-
-def _side(
-    data: Scores, run_ids: list[int], names: list[tuple[str, str, int]], cell: Cell, side: str, pair_weight: np.ndarray
-) -> _Side | None:
-    row_weight = pair_weight[data.pair] / data.pairs.size[data.pair]
-    selected = np.flatnonzero(row_weight)
-    if selected.size == 0:
-        return None
-    ap = data.ap[np.ix_(run_ids, selected)]
-    missing = np.isnan(ap).sum(axis=1)
-    if missing.any():
-        strategy, profile, seed = names[int(np.argmax(missing > 0))]
-        who = f"{cell.lang}'s" if side == "reduced" else "the full-data languages'"
-        raise MlretError(
-            f"{strategy}/{profile}/{seed}: no score for {int(missing.max())} of {who} rows that the cell ({cell.profile}, {cell.lang}) compares.",
-            "Re-run its evaluate stage (`dvc repro`): every run is scored on the same test questions.",
-        )
-    unit, weight, n_runs = data.unit[selected], row_weight[selected], len(run_ids)
-    per_run_unit = (unit + data.n_units * np.arange(n_runs)[:, None]).ravel()
-    sums = np.bincount(per_run_unit, (ap * weight).ravel(), minlength=n_runs * data.n_units).reshape(
-        n_runs, data.n_units
-    )
-    return _Side(sums, np.bincount(unit, weight, minlength=data.n_units))
-
-
-@dataclass(frozen=True)
-class _Block:
-    """Everything one (dataset, scope, severity) needs: per-run per-cell values and their bootstrap replicates."""
-
-    names: list[tuple[str, str, int]]  # the runs, in the order of every array's run axis
-    groups: dict[tuple[str, str], list[int]]  # (strategy, profile) -> run positions
-    reduced: np.ndarray  # (runs, cells): m_L
-    full: np.ndarray  # (runs, cells): m_F
-    replicates: np.ndarray  # (resamples, runs, cells): d = m_L − m_F on drawn units
-
-
-def _block(
-    data: Scores, strategies: list[str], cells: list[Cell], scope: str, resamples: int, seed: int = 0
-) -> _Block | None:
-    names = [
-        name
-        for name in sorted(data.runs)
-        if name[0] in strategies and name[1] in {REFERENCE_PROFILE, *(c.profile for c in cells)}
-    ]
-    run_ids = [data.runs[n] for n in names]
-    weights = {c: _pair_weights(data.pairs, c, scope) for c in cells}
-    sides = {(c, side): _side(data, run_ids, names, c, side, weights[c][side]) for c in cells for side in SIDES}
-    if any(s is None for s in sides.values()):
-        return None
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, (strategy, profile, _) in enumerate(names):
-        groups.setdefault((strategy, profile), []).append(i)
-    # (side, cells, runs, units) and (side, cells, units)
-    sums = np.stack([[sides[c, side].sums for c in cells] for side in SIDES])  # type: ignore[union-attr]
-    weight = np.stack([[sides[c, side].weight for c in cells] for side in SIDES])  # type: ignore[union-attr]
-    n_sides, n_cells, n_runs, n_units = sums.shape
-    means = sums.sum(axis=3) / weight.sum(axis=2)[:, :, None]
-    rng = np.random.default_rng(seed)
-    flat_sums, flat_weight = sums.reshape(-1, n_units).T, weight.reshape(-1, n_units).T
-    replicates = np.empty((resamples, n_runs, n_cells))
-    size = max(1, _CHUNK_CELLS // n_units)
-    for start in range(0, resamples, size):
-        k = min(size, resamples - start)
-        drawn = rng.integers(0, n_units, size=(k, n_units))
-        counts = (
-            np.bincount((drawn + n_units * np.arange(k)[:, None]).ravel(), minlength=k * n_units)
-            .reshape(k, n_units)
-            .astype(float)
-        )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            drawn_means = (counts @ flat_sums).reshape(k, n_sides, n_cells, n_runs) / (counts @ flat_weight).reshape(
-                k, n_sides, n_cells, 1
-            )
-        replicates[start : start + k] = (drawn_means[:, 0] - drawn_means[:, 1]).transpose(0, 2, 1)
-    # a draw without a single row of some side (possible only with very few units) has no mean there: left out
-    replicates = replicates[np.isfinite(replicates).all(axis=(1, 2))]
-    return _Block(names, groups, means[0].T, means[1].T, replicates)
-
-
-def _coefficients(block: _Block, strategy: str, cells: list[Cell]) -> np.ndarray:
-    """A[r, c] such that Σ A·value is the strategy's drop (reference minus profile, mean over cells)."""
-    a = np.zeros((len(block.names), len(cells)))
-    reference = block.groups[strategy, REFERENCE_PROFILE]
-    a[reference, :] += 1.0 / (len(cells) * len(reference))
-    for c, cell in enumerate(cells):
-        reduced = block.groups[strategy, cell.profile]
-        a[reduced, c] -= 1.0 / (len(cells) * len(reduced))
-    return a
-
-
-@dataclass(frozen=True)
-class Inference:
-    """The estimate's standard error and degrees of freedom, with the pieces they come from."""
-
-    se: float
-    df: float
-    v_questions: float
-    v_seeds: float
-    seed_df: float  # ν: replicated runs' degrees of freedom behind the seed variance
-
-
-def _inference(block: _Block, a: np.ndarray, pooled: list[list[int]]) -> Inference | None:
-    """se and df of Σ A·d (module docstring), the seed variance pooled over the given groups; None when it has no df."""
-    replicated = [g for g in pooled if len(g) >= 2]
-    nu = sum(len(g) - 1 for g in replicated)
-    if nu == 0 or len(block.replicates) < 2:
-        return None
-    d = block.reduced - block.full
-    n_cells = d.shape[1]
-    sigma_run, sigma_eps = np.zeros((n_cells, n_cells)), np.zeros((n_cells, n_cells))
-    for group in replicated:
-        deviation = d[group] - d[group].mean(axis=0)
-        sigma_run += deviation.T @ deviation
-        drawn = block.replicates[:, group] - block.replicates[:, group].mean(axis=1, keepdims=True)
-        drawn = drawn - drawn.mean(axis=0)
-        sigma_eps += np.einsum("krc,kre->ce", drawn, drawn) / (len(drawn) - 1)
-    sigma_run, sigma_eps = sigma_run / nu, sigma_eps / nu
-    m = a.T @ a
-    v_seeds = float(np.trace(m @ sigma_run))
-    v_boot = float(np.var(np.einsum("krc,rc->k", block.replicates, a), ddof=1))
-    v_questions = max(v_boot - float(np.trace(m @ sigma_eps)), 0.0)
-    ms = m @ sigma_run
-    spread = float(np.trace(ms @ ms))
-    seed_df = nu * v_seeds**2 / spread if spread > 0 else np.inf
-    total = v_questions + v_seeds
-    df = total**2 / (v_seeds**2 / seed_df) if v_seeds > 0 else np.inf
-    return Inference(float(np.sqrt(total)), float(df), v_questions, v_seeds, float(nu))
-
-
-def _test(estimate: float, inference: Inference | None, confidence: float = CONFIDENCE) -> dict[str, float]:
-    if inference is None:
-        return {"ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "df": np.nan, "p": np.nan}
-    se, df = inference.se, inference.df
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
-    if se > 0:
-        p = float(2 * scipy_stats.t.sf(abs(estimate) / se, df))
-    else:
-        p = 1.0 if estimate == 0 else 0.0
-    return {"ci_low": estimate - half, "ci_high": estimate + half, "se": se, "df": df, "p": p}
-
-
 def _block_rows(
     data: Scores,
     dataset: str,
     cells: list[Cell],
     scope: str,
     headline: str,
-    units: str,
+    units: Sequence[str],
     resamples: int,
-) -> list[dict[str, object]]:
-    """The drop rows of every strategy with the runs the cells need, and the headline's contrast."""
+) -> dict[str, list[dict[str, object]]]:
+    """Per resampling unit, the drops of every strategy with the runs the cells need, and the headline's contrast."""
     needed = {REFERENCE_PROFILE, *(c.profile for c in cells)}
     strategies = sorted(
         {s for s, _, _ in data.runs if s != BASE and needed <= {p for s2, p, _ in data.runs if s2 == s}}
     )
-    block = _block(data, strategies, cells, scope, resamples) if strategies else None
+    block = sides(data, strategies, cells, scope) if strategies else None
     if block is None:
-        return []
+        return {unit: [] for unit in units}
     everyone = list(block.groups.values())
     shortfall = f"needs ≥ 2 seeds of some run on {dataset}"
-    rows = []
 
-    def row(kind: str, label: str, members: dict[str, float]) -> dict[str, object]:
-        a = sum(sign * _coefficients(block, s, cells) for s, sign in members.items())
+    def row(unit: str, values: Estimates, kind: str, label: str, members: dict[str, float]) -> dict[str, object]:
+        a = np.zeros((len(block.names), len(cells)))
+        for strategy, sign in members.items():
+            a = a + sign * coefficients(block, strategy, cells)
         own = [g for (s, _), g in block.groups.items() if s in members]
-        inference, note = _inference(block, a, own), ""
-        if inference is None:
-            inference = _inference(block, a, everyone)
-            note = shortfall if inference is None else "seed variance pooled with the other strategies' runs"
-        reference = min(len(block.groups[s, REFERENCE_PROFILE]) for s in members)
-        reduced = min(len(block.groups[s, c.profile]) for s in members for c in cells)
-        estimate = float(np.sum(a * (block.reduced - block.full)))
+        found, note = inference(values, a, own), ""
+        if found is None:
+            found = inference(values, a, everyone)
+            note = shortfall if found is None else "seed variance pooled with the other strategies' runs"
+        estimate = float(np.sum(a * (values.reduced - values.full)))
         return {
             "dataset": dataset,
             "scope": scope,
             "severity": cells[0].severity,
             "kind": kind,
             "strategy": label,
-            "raw_drop": float(np.sum(a * block.reduced)),
-            "full_drop": float(np.sum(a * block.full)),
+            "raw_drop": float(np.sum(a * values.reduced)),
+            "full_drop": float(np.sum(a * values.full)),
             "specific_drop": estimate,
-            **_test(estimate, inference),
+            **t_test(estimate, found),
             "p_holm": np.nan,
             "family": "",
             "mde80": np.nan,
             "cells": len(cells),
-            "reference_seeds": reference,
-            "reduced_seeds": reduced,
-            "units": units,
+            "reference_seeds": min(len(block.groups[s, REFERENCE_PROFILE]) for s in members),
+            "reduced_seeds": min(len(block.groups[s, c.profile]) for s in members for c in cells),
+            "units": unit,
             "note": note,
         }
 
-    for strategy in strategies:
-        rows.append(row("drop", strategy, {strategy: 1.0}))
-    if headline in strategies and COMPARATOR in strategies and headline != COMPARATOR:
-        contrast = row("contrast", f"{headline} − {COMPARATOR}", {headline: 1.0, COMPARATOR: -1.0})
-        contrast["family"] = "primary" if scope == PRIMARY_SCOPE else "exploratory"
-        rows.append(contrast)
-    return rows
+    out: dict[str, list[dict[str, object]]] = {}
+    for unit in units:
+        values = estimates(data, block, unit, resamples)
+        rows = [row(unit, values, "drop", strategy, {strategy: 1.0}) for strategy in strategies]
+        if headline in strategies and COMPARATOR in strategies and headline != COMPARATOR:
+            contrast = row(unit, values, "contrast", f"{headline} − {COMPARATOR}", {headline: 1.0, COMPARATOR: -1.0})
+            contrast["family"] = "primary" if scope == PRIMARY_SCOPE else "exploratory"
+            rows.append(contrast)
+        out[unit] = rows
+    return out
 
 
 def _families(table: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Holm over each dataset's primary contrasts, and every contrast's minimum detectable effect."""
     alpha = 1 - confidence
-    for (dataset, scope), family in table[table.kind == "contrast"].groupby(["dataset", "scope"], sort=False):
+    for (_, scope), family in table[table.kind == "contrast"].groupby(["dataset", "scope"], sort=False):
         m = len(family)
         df = family.df.to_numpy(dtype=float)
         strictest = scipy_stats.t.ppf(1 - alpha / (2 * m), df) + scipy_stats.t.ppf(POWER, df)
@@ -468,6 +223,59 @@ def _families(table: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFra
             tested = family[family.p.notna()]
             table.loc[tested.index, "p_holm"] = holm(tested.p.tolist())
     return table
+
+
+def robustness_tables(
+    results: pd.DataFrame,
+    low_resource: Mapping[str, set[str]],
+    fractions: Mapping[str, Mapping[str, float]],
+    headline: str,
+    articles: Mapping[str, Mapping[str, object]] | None = None,
+    units: Sequence[str] = UNITS,
+    resamples: int = CLUSTER_RESAMPLES,
+    scopes: Sequence[str] = SCOPES,
+) -> dict[str, pd.DataFrame]:
+    """Per resampling unit, drops per dataset × scope × severity × strategy and the contrast headline − multi.
+
+    ``units`` names the units resampled: ``question``, and ``article`` (``articles[dataset][qid]``).
+    The results are aligned and each cell's rows weighed once for all units; only the bootstrap
+    draws differ. Columns: :data:`COLUMNS`; the estimand and its interval are in the module docstring.
+    """
+    if resamples < 2:
+        raise ValueError(f"resamples must be at least 2 (the question variance is their spread), got {resamples}")
+    rows: dict[str, list[dict[str, object]]] = {unit: [] for unit in units}
+    trained = results[results.strategy != BASE]
+    for dataset, block in trained.groupby("dataset", sort=True):
+        languages = set(block.query_lang)
+        reduced = {profile: set(langs) & languages for profile, langs in low_resource.items()}
+        cells = ladder_cells(reduced, fractions, languages)
+        if not cells:
+            continue
+        data = scores(block, _unit_maps(block, str(dataset), units, articles), str(dataset))
+        for severity in sorted({c.severity for c in cells}):
+            at = [c for c in cells if c.severity == severity]
+            for scope in scopes:
+                for unit, found in _block_rows(data, str(dataset), at, scope, headline, units, resamples).items():
+                    rows[unit] += found
+    return {unit: _families(pd.DataFrame(found, columns=COLUMNS)) for unit, found in rows.items()}
+
+
+def _unit_maps(
+    block: pd.DataFrame, dataset: str, units: Sequence[str], articles: Mapping[str, Mapping[str, object]] | None
+) -> dict[str, Mapping[str, object]]:
+    """qid -> resampling unit, for each unit named."""
+    out: dict[str, Mapping[str, object]] = {}
+    for unit in units:
+        if unit == "question":
+            out[unit] = {q: q for q in block.qid.unique()}
+        elif articles is None or dataset not in articles:
+            raise MlretError(
+                f"{dataset}: no question → article map to resample articles by.",
+                "Pass the parallel data's questions (report stage).",
+            )
+        else:
+            out[unit] = articles[dataset]
+    return out
 
 
 def robustness_table(
@@ -480,35 +288,8 @@ def robustness_table(
     resamples: int = CLUSTER_RESAMPLES,
     scopes: Sequence[str] = SCOPES,
 ) -> pd.DataFrame:
-    """Drops per dataset × scope × severity × strategy, and the contrast headline − multi, with intervals.
-
-    ``units="article"`` resamples articles instead of questions (``articles[dataset][qid]``).
-    Columns: :data:`COLUMNS`; the estimand and its interval are in the module docstring.
-    """
-    if resamples < 2:
-        raise ValueError(f"resamples must be at least 2 (the question variance is their spread), got {resamples}")
-    rows = []
-    trained = results[results.strategy != BASE]
-    for dataset, block in trained.groupby("dataset", sort=True):
-        languages = set(block.query_lang)
-        cells = ladder_cells({p: set(l) & languages for p, l in low_resource.items()}, fractions, languages)
-        if not cells:
-            continue
-        if units == "article":
-            if articles is None or dataset not in articles:
-                raise MlretError(
-                    f"{dataset}: no question → article map to resample articles by.",
-                    "Pass the parallel data's questions (report stage).",
-                )
-            unit_of: Mapping[str, object] = articles[dataset]
-        else:
-            unit_of = {q: q for q in block.qid.unique()}
-        data = scores(block, unit_of, str(dataset))
-        for severity in sorted({c.severity for c in cells}):
-            at = [c for c in cells if c.severity == severity]
-            for scope in scopes:
-                rows += _block_rows(data, str(dataset), at, scope, headline, units, resamples)
-    return _families(pd.DataFrame(rows, columns=COLUMNS))
+    """The table of one resampling unit (:func:`robustness_tables`)."""
+    return robustness_tables(results, low_resource, fractions, headline, articles, (units,), resamples, scopes)[units]
 
 
 def _number(value: object) -> float | None:
@@ -516,7 +297,8 @@ def _number(value: object) -> float | None:
 
 
 def headline_contrasts(robustness: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
-    """``{dataset: {severity_S: {estimate, ci_low, ci_high, half_width, se, p, p_holm, mde80, raw}}}`` of the primary contrasts.
+    """``{dataset: {severity_S: {estimate, ci_low, ci_high, half_width, se, p, p_holm, mde80, raw}}}`` of the primary
+    contrasts.
 
     Rounded to 4 decimals; a number that could not be estimated is None, so the JSON stays valid.
     """

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlret.reporting.collect import BASE
 from mlret.reporting.stats import (
     CLUSTER_RESAMPLES,
     CONFIDENCE,
@@ -23,6 +22,8 @@ from mlret.reporting.stats import (
     weighted_mean,
 )
 from mlret.reporting.wording import at_floor
+from mlret.scoring.measures import macro_weights
+from mlret.vocabulary import BASE, Setting
 
 #: Reported metric -> per-query column. Rank distance is reported for the multilingual setting only.
 METRICS = {"map": "ap", "recall@10": "recall@10", "ndcg@10": "ndcg@10", "rank_distance": "rank_distance"}
@@ -42,14 +43,14 @@ def _defined(group: pd.DataFrame, column: str) -> pd.DataFrame:
 
     A metric can be undefined for some queries (rank distance needs two relevant answers), and a
     pair can lose all of its queries. The macro average then runs over the defined queries of each
-    pair and over the pairs that keep one, so a row weighs 1 / (such pairs x defined queries in its
-    pair), per seed; where every row is defined these are the weights of ``load_results``.
+    pair and over the pairs that keep one (:func:`mlret.scoring.measures.macro_weights`, per seed);
+    where every row is defined these are the weights of ``load_results``.
     """
     rows = group[group[column].notna()]
-    pair = rows.query_lang.astype(str) + ">" + rows.pool_lang.astype(str)
-    in_pair = rows.groupby([rows.seed, pair])[column].transform("size")
-    pairs = pair.groupby(rows.seed).transform("nunique")
-    return rows.assign(weight=1.0 / (in_pair * pairs))
+    if rows.empty:
+        return rows.assign(weight=np.array([], dtype=np.float64))
+    pair = [rows.query_lang.to_numpy(), rows.pool_lang.to_numpy()]
+    return rows.assign(weight=macro_weights(pair, within=[rows.seed.to_numpy()]))
 
 
 def _seed_average(defined: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -92,7 +93,7 @@ def results_table(results: pd.DataFrame, headline: str) -> pd.DataFrame:
                 "seeds": group.seed.nunique(),
             }
             for name, column in METRICS.items():
-                if name == "rank_distance" and setting != "multi":
+                if name == "rank_distance" and setting != Setting.MULTI:
                     continue
                 defined = _defined(group, column)
                 per_seed = [

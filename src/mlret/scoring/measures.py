@@ -23,6 +23,8 @@ the query's language.
 *Setting averages* (:func:`macro_mean`). Every setting-level number is macro:
 per-query values are averaged within each (query language, pool language)
 pair, then over pairs, so a language with more questions does not weigh more.
+:func:`macro_weights` states the same rule as one weight per query, for the
+report's weighted means, bootstrap draws and tests.
 """
 
 from __future__ import annotations
@@ -84,6 +86,30 @@ def macro_mean(values: Sequence[float] | np.ndarray, by: Sequence[np.ndarray] | 
             "Pass one label per query for each grouping key.",
         )
     return float(pd.Series(v).groupby(keys, sort=True).mean().mean())
+
+
+def macro_weights(by: Sequence[np.ndarray], within: Sequence[np.ndarray] = (), parts: int = 1) -> NDArray[np.float64]:
+    """Each query's weight in its :func:`macro_mean`: 1 / (groups x queries in its group).
+
+    ``by`` labels each query's group (query language and pool language); ``within`` labels the
+    separate averages a table holds side by side (model, dataset, setting), each with its own
+    groups, so that the weights of one average sum to 1 and ``sum(weight * value)`` over its
+    queries is its macro mean. ``parts``: the number of such averages that are in turn averaged
+    alike (the settings of the report's scope ``all``), which divides every weight.
+    """
+    if not by:
+        raise MlretError("macro weights need at least one grouping key", "Pass the query and pool language labels.")
+    frame = pd.DataFrame({**{f"within{i}": w for i, w in enumerate(within)}, **{f"by{i}": b for i, b in enumerate(by)}})
+    outer = [f"within{i}" for i in range(len(within))]
+    group = frame.groupby([*outer, *(f"by{i}" for i in range(len(by)))], sort=False, dropna=False, observed=True)
+    in_group = group.by0.transform("size").to_numpy()
+    ids = pd.Series(group.ngroup().to_numpy(), index=frame.index)
+    groups = (
+        ids.groupby([frame[c] for c in outer], sort=False, dropna=False, observed=True).transform("nunique")
+        if outer
+        else ids.nunique()
+    )
+    return 1.0 / (parts * in_group * np.asarray(groups))
 
 
 def expected_random_average_precision(n_relevant: int, pool_size: int) -> float:
