@@ -101,7 +101,10 @@ def test_full_disk_is_an_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_os_errors_name_the_path_and_the_fix(code: int, fix: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Root ignores folder permissions, so a read-only or over-quota folder cannot be made here; the error is raised as the OS raises it."""
+    """Root ignores folder permissions, so a read-only or over-quota folder cannot be made here.
+
+    The error is raised as the OS raises it.
+    """
 
     def stage() -> None:
         raise OSError(code, os.strerror(code), "data/eval/base/xquad-r/per_query.parquet")

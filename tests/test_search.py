@@ -17,8 +17,8 @@ import yaml
 
 from mlret.data.splits import split_articles
 from mlret.errors import MlretError
+from mlret.models.base import materialise_base_model
 from mlret.models.encoder import Encoder
-from mlret.models.loading import materialise_base_model
 from mlret.params import IndexParams, ModelParams, load_params
 from mlret.scoring.index import build_pool_indexes
 from mlret.search import main, model_name, read_queries
@@ -38,10 +38,10 @@ QUERIES = ["where the cat sat", "dog house", "猫 狗"]
 
 
 def test_model_name_is_the_path_under_the_models_root() -> None:
-    assert model_name("models/hybrid/lowres/0", "models") == "hybrid/lowres/0"
+    assert model_name("models/hybrid/balanced/0", "models") == "hybrid/balanced/0"
     assert model_name("./models/base", "models") == "base"
     assert model_name("/runs/exp1/base", "/runs/exp1") == "base"
-    for outside in ("hybrid/lowres/0", "models", "/elsewhere/models/base"):
+    for outside in ("hybrid/balanced/0", "models", "/elsewhere/models/base"):
         with pytest.raises(MlretError, match="is not a model folder under 'models'"):
             model_name(outside, "models")
 
@@ -86,6 +86,21 @@ def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys:
     assert "'xquad' is not a dataset of" in err and "['mlqa-r', 'xquad-r']" in err and "dvc repro" not in err
 
 
+def test_a_model_that_is_no_run_of_params_lists_the_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No stage builds an index for a run params.yaml does not have: the error lists those it has instead."""
+    shipped = ROOT / "params.yaml"
+    args = ["q", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(shipped)]
+    with pytest.raises(SystemExit):
+        main([*args, "--model", "models/hybrid/lowres/0"])
+    err = capsys.readouterr().err
+    assert f"'hybrid/lowres/0' is neither `base` nor a run of {shipped}." in err and "dvc repro" not in err
+    runs = [run.name for run in load_params(shipped).runs]
+    assert f"Pick `base` or one of its runs: {', '.join(runs)}." in err
+    with pytest.raises(SystemExit):
+        main([*args, "--model", "models/base"])
+    assert "`dvc repro index_base`" in capsys.readouterr().err
+
+
 def test_the_help_names_the_command_and_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -97,7 +112,7 @@ def test_the_help_names_the_command_and_every_option(capsys: pytest.CaptureFixtu
 def test_degenerate_candidates_are_marked_and_counted(
     tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Punctuation-only and one-character sentence splits stay in the pool, as in evaluation, and each hit says what it is."""
+    """Punctuation-only and one-character sentence splits stay in the pool, as in evaluation; each hit says so."""
     own = make_params(str(tiny_checkpoint), pooling="mean")
     folder = materialise_base_model(own, tmp_path / "models" / "base")
     texts = {
@@ -145,7 +160,10 @@ def test_degenerate_candidates_are_marked_and_counted(
 
 @pytest.fixture
 def setup(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> dict[str, object]:
-    """models/base saved with mean pooling and e5-style prefixes; a params.yaml that says otherwise (CLS, prefixes swapped)."""
+    """models/base saved with mean pooling and e5-style prefixes; a params.yaml that says otherwise.
+
+    (CLS pooling, prefixes swapped.)
+    """
     own = make_params(str(tiny_checkpoint), pooling="mean", query_prefix="query : ", passage_prefix="passage : ")
     folder = materialise_base_model(own, tmp_path / "models" / "base")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -354,7 +372,7 @@ def test_an_index_copied_over_another_is_refused(
 def test_an_index_stage_stopped_between_its_writes_is_refused(
     setup: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The index is rewritten but the stage stopped before the candidates table and the manifest that ties them together."""
+    """The index is rewritten, but the stage stopped before the candidates table and the manifest that ties them."""
     folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
     (folder / "all.manifest.json").unlink()
     with pytest.raises(SystemExit):

@@ -1,6 +1,7 @@
-"""Search a saved index with a trained model: the models are meant to be used, not only scored.
+r"""Search a saved index with a trained model: the models are meant to be used, not only scored.
 
-    mlret search --model models/hybrid/balanced/0 --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"
+    mlret search --model models/hybrid/balanced/0 --dataset xquad-r \
+        "Where does the Middle Rhine flow between Bingen and Bonn?"
     mlret search --model models/base --dataset mlqa-r --queries questions.tsv --json
 
 Queries are encoded with the model's own settings (query prefix, pooling,
@@ -36,18 +37,20 @@ from pathlib import Path
 from mlret.errors import MlretError, cli_errors
 from mlret.models.export import read_model_settings
 from mlret.params import ModelParams, load_params
+from mlret.vocabulary import BASE, stage_of
 
 log = logging.getLogger(__name__)
 
 
 def model_name(model_dir: str | Path, models_root: str | Path) -> str:
-    """``models/hybrid/lowres/0`` -> ``hybrid/lowres/0``, the name stages use for the model's artifacts."""
+    """``models/hybrid/balanced/0`` -> ``hybrid/balanced/0``, the name stages use for the model's artifacts."""
     path, root = Path(model_dir), Path(models_root)
     parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
     if not parts:
         raise MlretError(
             f"--model {str(model_dir)!r} is not a model folder under {str(root)!r}.",
-            f"Pass a checkpoint folder under {root}, e.g. {root / 'hybrid/lowres/0'} (or set --models-root).",
+            f"Pass a checkpoint folder under {root}, e.g. {root / BASE} or {root / 'hybrid/balanced/0'} "
+            "(or set --models-root).",
         )
     return "/".join(parts)
 
@@ -107,8 +110,8 @@ def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
     if own is not None:
         return own
     log.warning(
-        "%s has no sentence-transformers settings (modules.json); encoding queries as params.yaml's model section says, "
-        "which may not be how this model was indexed. Re-run `dvc repro` to re-save the model with its settings.",
+        "%s has no sentence-transformers settings (modules.json); encoding queries as params.yaml's model section "
+        "says, which may not be how this model was indexed. Re-run `dvc repro` to re-save the model with its settings.",
         model_dir,
     )
     return fallback
@@ -145,14 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--params",
         default="params.yaml",
-        help="the params file whose `index` section (and, for a model folder without its own settings, `model`) applies (default: %(default)s)",
+        help="the params file whose `index` section (and, for a model folder without its own settings, `model`) "
+        "applies (default: %(default)s)",
     )
     args = parser.parse_args(argv)
 
     if (args.query is None) == (args.queries is None):
         raise MlretError(
             "give either a query or --queries FILE (exactly one of them).",
-            'e.g. mlret search --model models/base --dataset xquad-r "Where does the Middle Rhine flow between Bingen and Bonn?"',
+            "e.g. mlret search --model models/base --dataset xquad-r "
+            '"Where does the Middle Rhine flow between Bingen and Bonn?"',
         )
     if args.query is not None and not args.query.strip():
         raise MlretError(
@@ -173,11 +178,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"{index_path}: no index, and {args.dataset!r} is not a dataset of {args.params}.",
                 f"Pick one of {datasets} (data.sources and eval.beir).",
             )
-        stage = "index_base" if name == "base" else "index@" + name.replace("/", "-")
+        runs = [run.name for run in params.runs]
+        if name != BASE and name not in runs:
+            raise MlretError(
+                f"{index_path}: no index, and {name!r} is neither `{BASE}` nor a run of {args.params}.",
+                f"Pick `{BASE}` or one of its runs: {', '.join(runs)}.",
+            )
         raise MlretError(
             f"{index_path}: no index for model {name!r}, dataset {args.dataset!r}, pool {args.lang!r}.",
-            f"Build it with `dvc repro {stage}` if `runs` in {args.params} has that model and it is scored on {args.dataset} "
-            "(a run with `corpora: in_domain` is indexed on the training source only); --lang takes a language of the dataset or `all`.",
+            f"Build it with `dvc repro {stage_of(name, 'index')}` (a run with `corpora: in_domain` is indexed on "
+            "the training source only); --lang takes a language of the dataset or `all`.",
         )
 
     from mlret.models.encoder import Encoder
