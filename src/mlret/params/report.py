@@ -34,7 +34,7 @@ def refusal(path: str, reason: str, fix: str, value: Any = ...) -> MlretError:
 
 
 _UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
-_MAPPING = ("dict_type", "dataclass_type", "dataclass_exact_type", "model_type", "model_attributes_type")
+_MAPPING = ("dict_type", "dataclass_type", "dataclass_exact_type")
 _KINDS = {  # error type prefix -> (what the value is not, how to write one)
     "int_": ("an integer", "a whole number"),
     "float_": ("a number", "a number"),
@@ -42,12 +42,17 @@ _KINDS = {  # error type prefix -> (what the value is not, how to write one)
     "string_type": ("a string", "a string (quote it)"),
     "list_type": ("a list", "a list, e.g. `[a, b]`"),
 }
-_RETIRED = {
-    # Read by nothing, so `-S seed=1` changed nothing.
+_ELSEWHERE = {  # top-level keys a user may look for (`-S seed=1`): where that setting lives
     "seed": "Remove it: each training run's seed is `runs.{key}.seed` and the article split's is `data.split.seed`.",
     "strategies": "Remove it: the training grid is `runs:`, one entry per strategy × profile × seed, "
     "e.g. `mono-balanced-0: {strategy: mono, profile: balanced, seed: 0}`.",
     "seeds": "Remove it: each training run's seed is `runs.{key}.seed`; add a run per seed under `runs:`.",
+}
+_BOUNDS = {  # error type -> (bound in ctx, reason, fix)
+    "greater_than": ("gt", "must be above {}", "a value above {}"),
+    "greater_than_equal": ("ge", "must be at least {}", "{} or more"),
+    "less_than": ("lt", "must be below {}", "a value below {}"),
+    "less_than_equal": ("le", "must be at most {}", "{} or less"),
 }
 _HINTS = {  # appended to the fix for these keys
     "model.pooling": " (`mean` for e5 and sentence-transformers models, `cls` for LaBSE)",
@@ -86,14 +91,8 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
     if kind == "greater_than" and ctx["gt"] == 0:
         noun = "integer" if _declared(root, loc) is int else "number"
         return MlretError(f"{shown} must be a positive {noun}.", f"Set `{path}` to a value above 0.")
-    bounds = {  # error type -> (bound in ctx, reason, fix)
-        "greater_than": ("gt", "must be above {}", "a value above {}"),
-        "greater_than_equal": ("ge", "must be at least {}", "{} or more"),
-        "less_than": ("lt", "must be below {}", "a value below {}"),
-        "less_than_equal": ("le", "must be at most {}", "{} or less"),
-    }
-    if kind in bounds:
-        bound, reason, target = bounds[kind]
+    if kind in _BOUNDS:
+        bound, reason, target = _BOUNDS[kind]
         limit = _number(ctx[bound])
         return MlretError(f"{shown} {reason.format(limit)}.", f"Set `{path}` to {target.format(limit)}.")
     if kind == "finite_number":
@@ -109,8 +108,8 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
 def _unknown_key(root: type, prefix: tuple[str, ...], loc: tuple[Any, ...], value: Any) -> MlretError:
     what = f"{_path(prefix + loc)}: unknown key (set to {show(value)})."
     section, key = prefix + loc[:-1], str(loc[-1])
-    if not section and key in _RETIRED:
-        return MlretError(what, _RETIRED[key])
+    if not section and key in _ELSEWHERE:
+        return MlretError(what, _ELSEWHERE[key])
     known = _known_keys(root, loc[:-1])
     if not known:
         return MlretError(what, f"Remove it: `{_path(section)}` takes no keys (leave it `{{}}`).")
