@@ -106,9 +106,10 @@ def score(raw: dict[str, Any], parallel_root: Path, splits: Path, corpora_kind: 
 def main() -> None:
     args = parse_args()
     from mlret.encoding.corpora import encode_corpora
+    from mlret.models.base import materialise_base_model
     from mlret.models.encoder import Encoder
-    from mlret.models.loading import materialise_base_model
-    from mlret.training.loop import RunSpec, train_run
+    from mlret.training.loop import train_run
+    from mlret.training.spec import RunSpec
 
     start = time.monotonic()
     raw = read_yaml(args.params)
@@ -119,7 +120,8 @@ def main() -> None:
     for run in runs:
         if len(run) != 3 or run[1] not in params.profiles:
             raise SystemExit(
-                f"--runs: {':'.join(run)!r} is not strategy:profile:seed with a profile of params.yaml ({sorted(params.profiles)})"
+                f"--runs: {':'.join(run)!r} is not strategy:profile:seed "
+                f"with a profile of params.yaml ({sorted(params.profiles)})"
             )
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -167,7 +169,7 @@ def main() -> None:
         jobs = {
             name: pool.submit(score, raw, args.parallel_root, args.splits, args.corpora, work, name) for name in trained
         }
-        for name, job in jobs.items():
+        for job in jobs.values():
             job.result()
     record["score_seconds"] = round(time.monotonic() - t0, 1)
     record["seconds"] = round(time.monotonic() - start, 1)

@@ -193,11 +193,13 @@ def main() -> None:
 
     st_name, auto_name, fp32_name = names
     print(
-        f"\n{len(texts)} XQuAD-R sentences, passage side, batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.rounds}"
+        f"\n{len(texts)} XQuAD-R sentences, passage side, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, best of {args.rounds}"
     )
     for name in names:
         print(
-            f"{name:<30} {len(texts) / best[name]:8.1f} texts/s  {best_cpu[name]:6.1f} s CPU  peak RSS +{peak[name]:7.1f} MiB"
+            f"{name:<30} {len(texts) / best[name]:8.1f} texts/s  {best_cpu[name]:6.1f} s CPU  "
+            f"peak RSS +{peak[name]:7.1f} MiB"
         )
     for name in (auto_name, fp32_name):
         cos = np.sum(outputs[name] * outputs[st_name], axis=1)
@@ -210,14 +212,16 @@ def main() -> None:
 
     real, padded = model_gflop(ours, texts)
     print(
-        f"\nmodel work: {real:.0f} GFLOP on real tokens, {padded:.0f} GFLOP with batch padding ({padded / real - 1:.1%} padding)"
+        f"\nmodel work: {real:.0f} GFLOP on real tokens, "
+        f"{padded:.0f} GFLOP with batch padding ({padded / real - 1:.1%} padding)"
     )
     for name, enc in ((auto_name, ours), (fp32_name, ours32)):
         dtype = enc.autocast_dtype or torch.float32
         peak_rate = matmul_gflops(dtype)
         rate = padded / best[name]
         print(
-            f"{name}: {rate:.0f} GFLOP/s = {rate / peak_rate:.0%} of this machine's {str(dtype).removeprefix('torch.')} matmul rate ({peak_rate:.0f} GFLOP/s, 2048^3)"
+            f"{name}: {rate:.0f} GFLOP/s = {rate / peak_rate:.0%} of this machine's "
+            f"{str(dtype).removeprefix('torch.')} matmul rate ({peak_rate:.0f} GFLOP/s, 2048^3)"
         )
 
 

@@ -32,7 +32,8 @@ import dataclasses, json, sys, tempfile
 from pathlib import Path
 import torch
 from mlret.params import Strategy, load_params
-from mlret.training.loop import RunSpec, Trainer
+from mlret.training.loop import Trainer
+from mlret.training.spec import RunSpec
 
 steps, precision, no_dropout = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 params = load_params()
@@ -40,8 +41,10 @@ train = dataclasses.replace(params.train, max_steps=steps, save_every=10**9, pre
 out = Path(tempfile.mkdtemp())
 spec = RunSpec(
     settings=params.strategy_settings[Strategy("hybrid")], profile="balanced", seed=0,
-    train_table=Path("data/splits/balanced/train.parquet"), candidates_table=Path("data/parallel/xquad-r/candidates.parquet"),
-    base_model=Path("models/base"), out_dir=out / "m", resume_dir=out / "c", log_path=out / "l.csv", metrics_path=out / "m.json",
+    train_table=Path("data/splits/balanced/train.parquet"),
+    candidates_table=Path("data/parallel/xquad-r/candidates.parquet"),
+    base_model=Path("models/base"), out_dir=out / "m", resume_dir=out / "c",
+    log_path=out / "l.csv", metrics_path=out / "m.json",
 )
 trainer = Trainer(spec, params.model, train, device="cpu")
 if no_dropout:
@@ -87,7 +90,8 @@ def main() -> None:
         print(f"{step:>4}  {a:12.6f}  {b:12.6f}  {b - a:+.2e}")
     worst = max(abs(b - a) for a, b in zip(old, new))
     print(
-        f"largest difference over {args.steps} steps ({args.precision}, dropout {'off' if args.no_dropout else 'on'}): {worst:.2e}"
+        f"largest difference over {args.steps} steps "
+        f"({args.precision}, dropout {'off' if args.no_dropout else 'on'}): {worst:.2e}"
     )
 
 

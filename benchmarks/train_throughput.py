@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from mlret.params import STRATEGIES, Strategy, load_params
-from mlret.training.loop import RunSpec, Trainer
+from mlret.training.loop import Trainer
+from mlret.training.spec import RunSpec
 
 
 def cpu_kind() -> str:
@@ -177,12 +178,15 @@ def main() -> None:
     n_pairs = float(np.sum(pairs))
     rate = {name: n_pairs / float(np.sum(t)) for name, t in times.items()}
     print(
-        f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, lengths {train.max_query_length}/{train.max_passage_length}, "
-        f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, packed {ours.packed}, same settings for ST: {args.same_settings}"
+        f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, "
+        f"lengths {train.max_query_length}/{train.max_passage_length}, "
+        f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, "
+        f"packed {ours.packed}, same settings for ST: {args.same_settings}"
     )
     for name, value in rate.items():
         print(
-            f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median, {np.median(cpu[name]):.2f} CPU s/step, over {args.steps} steps)"
+            f"{name:>22}: {value:7.2f} pairs/s  ({np.median(times[name]):.2f} s/step median, "
+            f"{np.median(cpu[name]):.2f} CPU s/step, over {args.steps} steps)"
         )
     first, second = list(sides)
     print(
@@ -191,7 +195,8 @@ def main() -> None:
     )
     if args.trained_embeddings:
         print(
-            f"{'trained / frozen step':>22}: {float(np.sum(times['trained'])) / float(np.sum(times['frozen'])):.2f}x wall, "
+            f"{'trained / frozen step':>22}: "
+            f"{float(np.sum(times['trained'])) / float(np.sum(times['frozen'])):.2f}x wall, "
             f"{float(np.sum(cpu['trained'])) / float(np.sum(cpu['frozen'])):.2f}x CPU time"
         )
     print(f"{'peak RSS (process)':>22}: {peak_rss_mb():.0f} MiB")

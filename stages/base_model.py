@@ -1,9 +1,10 @@
-"""Stage `base_model`: the pretrained encoder named by model.name, as a transformers and sentence-transformers checkpoint with a model card."""
+"""Stage `base_model`: the pretrained encoder named by model.name, as a transformers and sentence-transformers
+checkpoint with a model card."""
 
 import argparse
 
 from mlret.errors import cli_errors
-from mlret.models.loading import materialise_base_model
+from mlret.models.base import materialise_base_model
 from mlret.params import load_params
 
 

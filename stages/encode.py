@@ -1,6 +1,8 @@
 """Stage `encode`: embed every evaluation corpus with one model (the base model, or a trained one).
 
-Several GPUs: torchrun --nproc_per_node 4 stages/encode.py models/hybrid/lowres/0 data/parallel data/splits/articles.json data/embeddings/hybrid/lowres/0
+Several GPUs:
+torchrun --nproc_per_node 4 stages/encode.py models/hybrid/balanced/0 data/parallel data/splits/articles.json \
+    data/embeddings/hybrid/balanced/0
 """
 
 import argparse
@@ -8,7 +10,7 @@ import argparse
 from mlret.data.corpora import EvalCorpora, add_corpora_arguments
 from mlret.errors import cli_errors
 from mlret.params import load_params
-from mlret.training.stop import stop_with_launcher
+from mlret.stop import stop_with_launcher
 
 
 @cli_errors
@@ -33,7 +35,8 @@ def main() -> None:
         encoded = encode_corpora(encoder, corpora, args.out_dir)
         if rank_and_world()[0] == 0:
             print(
-                f"encoded {sum(encoded.values())} texts of {len(encoded)} corpora with {args.checkpoint} -> {args.out_dir}"
+                f"encoded {sum(encoded.values())} texts of {len(encoded)} corpora "
+                f"with {args.checkpoint} -> {args.out_dir}"
             )
 
 

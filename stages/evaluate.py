@@ -6,7 +6,7 @@ from mlret.data.corpora import EvalCorpora, add_corpora_arguments
 from mlret.errors import cli_errors
 from mlret.params import load_params
 from mlret.scoring.evaluate import evaluate_model
-from mlret.training.stop import stop_with_launcher
+from mlret.stop import stop_with_launcher
 
 
 @cli_errors

@@ -40,7 +40,8 @@ def main() -> None:
     args = parse_args()
     # torch is imported once the arguments are known, so that --help and usage errors answer at once.
     from mlret.distributed import distributed
-    from mlret.training.loop import RunSpec, train_run
+    from mlret.training.loop import train_run
+    from mlret.training.spec import RunSpec
 
     params = load_params()
     if args.profile not in params.profiles:

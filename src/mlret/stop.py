@@ -1,4 +1,4 @@
-"""Stopping a training run between steps, on a signal or when the process that launched it is gone.
+"""Stopping a stage on a signal, or when the process that launched it is gone.
 
 The loop polls :attr:`StopRequests.reason` after each step, so a stop always
 leaves an exact, resumable checkpoint. Stages without steps to stop between
@@ -94,7 +94,8 @@ def stop_with_launcher(stage: str, poll_s: float = 1.0) -> Iterator[None]:
         if not interrupted.is_set():
             raise
         raise MlretError(
-            f"{stage} stopped by the exit of the process that started it; every file it finished is complete, the rest were not written.",
+            f"{stage} stopped by the exit of the process that started it; "
+            "every file it finished is complete, the rest were not written.",
             "Run `dvc repro` again to redo the stage.",
         ) from None
     finally:

@@ -114,7 +114,7 @@ def test_truncates_each_side_to_its_max_length(tiny_checkpoint: Path, make_param
     (q,) = enc.tokenize([long], "query")
     (p,) = enc.tokenize([long], "passage")
     full = enc.tokenizer("query : " + long)["input_ids"]
-    assert len(q) == 6 and q == full[:5] + [full[-1]]  # [SEP] survives truncation
+    assert len(q) == 6 and q == [*full[:5], full[-1]]  # [SEP] survives truncation
     assert len(p) == 9
     # "query : the cat" is exactly 6 tokens with [CLS]/[SEP]: same input, same vector.
     np.testing.assert_array_equal(enc.encode([long], "query"), enc.encode(["the cat"], "query"))

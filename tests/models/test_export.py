@@ -12,9 +12,10 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from mlret.errors import MlretError
+from mlret.models.base import materialise_base_model
 from mlret.models.encoder import Encoder
 from mlret.models.export import model_card, read_model_settings
-from mlret.models.loading import load_checkpoint, materialise_base_model, save_checkpoint
+from mlret.models.loading import load_checkpoint, save_checkpoint
 from mlret.params import ModelParams
 
 MakeParams = Callable[..., ModelParams]

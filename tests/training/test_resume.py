@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from mlret.artifacts import read_table, write_table
 from mlret.data.parallel import CANDIDATE_COLUMNS
 from mlret.params import HybridSettings, MonoSettings, MultiSettings
-from mlret.training.loop import LOG_COLUMNS, train_run
-from mlret.training.state import LOG_FIELDS, STATE_FORMAT, STATE_JSON, STATE_TENSORS, file_sha256, run_identity
+from mlret.training.loop import train_run
+from mlret.training.state import STATE_FORMAT, STATE_JSON, STATE_TENSORS, file_sha256, run_identity
 
 NOTICE = "discarding the checkpoint"
 
@@ -306,7 +306,3 @@ def test_a_damaged_checkpoint_restarts_cleanly(
     assert len([r for r in caplog.records if NOTICE in r.getMessage()]) == 1
     assert metrics["steps"] == 6 and len(pd.read_csv(spec.log_path)) == 6
     assert same_weights(weights(spec), reference)
-
-
-def test_the_checked_log_fields_are_the_logged_columns() -> None:
-    assert list(LOG_FIELDS) == LOG_COLUMNS

@@ -125,7 +125,7 @@ def test_every_pair_exists_in_the_profile(pool: PairPool) -> None:
 
 
 def test_hybrid_builds_mono_batches_at_the_configured_ratio(pool: PairPool) -> None:
-    sampler, drawn = batches(pool, "hybrid", 3000, mono_ratio=0.3)
+    _, drawn = batches(pool, "hybrid", 3000, mono_ratio=0.3)
     kinds = Counter(b.kind for b in drawn)
     assert set(kinds) == {BatchKind.MONO, BatchKind.CROSS}
     # Binomial standard deviation sqrt(0.3 * 0.7 / 3000) = 0.0084; allow four of them.
@@ -155,13 +155,25 @@ def test_small_languages_give_short_batches_that_are_counted(pool: PairPool) -> 
     assert sampler.short_batches == len(arabic)
 
 
-def test_a_language_pair_visits_all_its_questions_before_repeating() -> None:
+def test_a_language_pair_visits_all_its_questions_in_a_fresh_order_before_repeating() -> None:
+    """Per language pair, the questions drawn so far are whole passes over the pair's questions, each in its own order.
+
+    Batches of 5 divide every pair's questions (40, 20, 10, 5) and no two questions share an answer, so a pass
+    never straddles a batch that would hold a question twice.
+    """
     pool = PairPool(training_table(shared_answers=False))
-    sampler = BatchSampler(pool, CrossSettings(), batch_size=5, seed=3)
-    sampler.choices[BatchKind.CROSS].pairs = [("zh", "en")]
-    sampler.choices[BatchKind.CROSS].probs = np.array([1.0])
-    first_epoch = [p.qid for _ in range(2) for p in sampler.next_batch().pairs]
-    assert sorted(first_epoch) == sorted(f"q{i}" for i in range(10))
+    _, drawn = batches(pool, "mono", 300, batch_size=5)
+    streams: dict[tuple[str, str], list[str]] = {}
+    for batch in drawn:
+        for p in batch.pairs:
+            streams.setdefault((p.query_lang, p.passage_lang), []).append(p.qid)
+    for (lang, _), stream in streams.items():
+        n = AVAILABLE[lang]
+        passes = [stream[i : i + n] for i in range(0, len(stream) - n + 1, n)]
+        assert len(passes) >= 3, (lang, len(stream))
+        assert all(sorted(one) == sorted(f"q{i}" for i in range(n)) for one in passes), lang
+        if n > 5:  # 5! orders make a repeated order likely by chance for Arabic; 10! do not
+            assert len({tuple(one) for one in passes}) == len(passes), lang
 
 
 def test_same_seed_same_batches_other_seed_other_batches(pool: PairPool) -> None:
@@ -173,11 +185,21 @@ def test_same_seed_same_batches_other_seed_other_batches(pool: PairPool) -> None
     assert trace(7) != trace(8)
 
 
-def test_language_share_counts_both_sides(pool: PairPool) -> None:
-    sampler, _ = batches(pool, "cross", 50)
-    share = sampler.language_share()
-    assert abs(sum(share.values()) - 1.0) < 1e-12
-    assert share["en"] > share["ar"]
+def test_language_exposure_counts_the_query_side_and_the_passage_side() -> None:
+    """Five planned cross batches of two pairs go to en-ru, ru-en, en-zh, ru-zh and zh-en (the largest quotas; see
+    test_schedule.py). Both sides: en 2 + 2 query and 2 + 2 passage = 8, ru 4 + 2 = 6, zh 2 + 4 = 6 of 20.
+    One side alone would give other shares (queries: en 0.4, ru 0.4, zh 0.2; passages: en 0.4, ru 0.2, zh 0.4)."""
+    pool = PairPool(training_table(shared_answers=False))
+    sampler, drawn = batches(pool, "cross", 5, batch_size=2, schedule="quota", total_batches=5)
+    assert Counter((b.pairs[0].query_lang, b.pairs[0].passage_lang) for b in drawn) == {
+        ("en", "ru"): 1,
+        ("ru", "en"): 1,
+        ("en", "zh"): 1,
+        ("ru", "zh"): 1,
+        ("zh", "en"): 1,
+    }
+    assert sampler.language_sides() == {"en": 8, "ru": 6, "zh": 6}
+    assert sampler.language_share() == {"en": 0.4, "ru": 0.3, "zh": 0.3}
 
 
 def test_cross_needs_two_languages_for_the_same_questions() -> None:

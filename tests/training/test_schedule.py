@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+import math
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +27,7 @@ STRATEGIES: dict[str, StrategySettings] = {
 
 
 def table(available: dict[str, int], shared_answers: bool = False) -> pd.DataFrame:
-    """Questions q0.. in each language; with ``shared_answers`` q0 and q1 share an answer sentence (one answer group)."""
+    """Questions q0.. in each language; with ``shared_answers`` q0 and q1 share an answer sentence (one group)."""
     rows = []
     for lang, n in available.items():
         for i in range(n):
@@ -202,27 +202,63 @@ def test_past_the_planned_batches_the_stream_plans_again(pool: PairPool) -> None
     assert [Counter(b.kind for b in drawn[i : i + 10])[BatchKind.MONO] for i in (0, 10, 20)] == [3, 3, 3]
 
 
-# -- random is today's stream; resuming continues the plan ---------------------------------------------------
+# -- random: every batch draws its kind and its language pair on its own; resuming continues the plan --------
 
-# sha256 of 200 batches per strategy (seed 5, alpha 0.5, batch_size 6, one hard negative, mono_ratio 0.3) as the
-# sampler drew them before schedules existed: the random schedule must keep every draw.
-RANDOM_STREAMS = {
-    "mono": "ddccad4a3ca7d5af10386d3da31f682e75def29497f1be935ad59013f918d9cc",
-    "cross": "436b9d040094aa085784cadd4b5c0a7b797f7602bf4bb048f88af99358c92618",
-    "multi": "dc42f6f013e06aa7df73767064c45c2269902cc1367a445cac385b31f5c1c546",
-    "hybrid": "c4e89e9187a95327ee52323499e655a2441fbee1b3b1ebce44e9647c16eb3a3b",
-}
+
+def languages_of(kind: BatchKind) -> list[tuple[str, str]]:
+    if kind is BatchKind.MONO:
+        return [(x, x) for x in AVAILABLE]
+    if kind is BatchKind.CROSS:
+        return [(x, y) for x in AVAILABLE for y in AVAILABLE if x != y]
+    return [(x, y) for x in AVAILABLE for y in AVAILABLE]
+
+
+def within_four_sigma(count: int, total: int, share: float) -> bool:
+    """A binomial count of ``total`` draws is within four standard deviations of its expected ``share``."""
+    return abs(count - total * share) <= 4 * math.sqrt(total * share * (1 - share))
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_the_random_schedule_draws_the_same_batches_as_before(strategy: str) -> None:
-    pool = PairPool(table(AVAILABLE, shared_answers=True))
-    sampler = BatchSampler(pool, STRATEGIES[strategy], batch_size=6, alpha=0.5, hard_negatives=1, seed=5)
-    seq = [
-        [b.kind.value, [[p.qid, p.query_lang, p.passage_lang] for p in b.pairs], b.hard_negatives]
-        for b in draw(sampler, 200)
-    ]
-    assert hashlib.sha256(json.dumps(seq).encode()).hexdigest() == RANDOM_STREAMS[strategy]
+def test_the_random_schedule_draws_kinds_and_language_pairs_with_their_shares(strategy: str) -> None:
+    """3000 batches of 4 at alpha 0.5: a hybrid batch is mono with probability 0.3; a mono or cross batch, or a
+    multi pair slot, takes language pair (x, y) with probability proportional to min(n_x, n_y) ** 0.5 (nested
+    questions). Every pair has at least 5 questions, so no batch is short and no slot is drawn again."""
+    sampler = BatchSampler(PairPool(table(AVAILABLE)), STRATEGIES[strategy], batch_size=4, alpha=0.5, seed=5)
+    drawn = draw(sampler, 3000)
+    kinds = Counter(b.kind for b in drawn)
+    if strategy == "hybrid":
+        assert set(kinds) == {BatchKind.MONO, BatchKind.CROSS}
+        assert within_four_sigma(kinds[BatchKind.MONO], 3000, 0.3), kinds
+    else:
+        assert set(kinds) == {BatchKind(strategy)}
+    for kind in kinds:
+        of_kind = [b for b in drawn if b.kind is kind]
+        if kind is BatchKind.MULTI:
+            units = pair_counts(of_kind)
+        else:
+            assert all(len({(p.query_lang, p.passage_lang) for p in b.pairs}) == 1 for b in of_kind)
+            units = Counter((b.pairs[0].query_lang, b.pairs[0].passage_lang) for b in of_kind)
+        weights = {(x, y): min(AVAILABLE[x], AVAILABLE[y]) ** 0.5 for x, y in languages_of(kind)}
+        total = sum(units.values())
+        for pair, weight in weights.items():
+            assert within_four_sigma(units[pair], total, weight / sum(weights.values())), (kind, pair, units)
+    assert sampler.short_batches == 0 and all(len(b.pairs) == 4 for b in drawn)
+    assert all(len({p.qid for p in b.pairs}) == 4 for b in drawn)
+
+
+@pytest.mark.parametrize("schedule", ["random", "quota"])
+def test_exposure_is_what_was_drawn_on_both_sides(schedule: str) -> None:
+    """The run's metrics report the sampler's counts: pairs per language pair, batches per kind, and each language's
+    pair sides (query and passage) with their share."""
+    sampler = BatchSampler(
+        PairPool(table(AVAILABLE)), HybridSettings(0.3), batch_size=3, seed=2, schedule=schedule, total_batches=40
+    )
+    drawn = draw(sampler, 40)
+    assert sampler.pair_counts == pair_counts(drawn)
+    assert sampler.kind_counts == Counter(b.kind.value for b in drawn)
+    sides = Counter(lang for b in drawn for p in b.pairs for lang in (p.query_lang, p.passage_lang))
+    assert sampler.language_sides() == dict(sides)
+    assert sampler.language_share() == {lang: n / sides.total() for lang, n in sides.items()}
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))

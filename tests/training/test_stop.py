@@ -1,4 +1,5 @@
-"""Stages without training steps (encode, evaluate) stop with the `dvc repro` that started them, leaving no partial file."""
+"""Stages without training steps (encode, evaluate) stop with the `dvc repro` that started them, leaving no partial
+file."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os, sys
 from pathlib import Path
 from mlret.artifacts import write_bytes
 from mlret.errors import cli_errors
-from mlret.training.stop import stop_with_launcher
+from mlret.stop import stop_with_launcher
 
 @cli_errors
 def main() -> None:
@@ -94,7 +95,8 @@ def test_a_stage_under_dvc_stops_when_dvc_is_killed(tmp_path: Path, sigint_ignor
 # The same stage, but its launcher dies while it is still loading (before the watch is set up).
 SLOW_START = STAGE.replace(
     '    with stop_with_launcher("evaluate", poll_s=0.1):',
-    '    while not (out / "launcher-gone").exists():\n        time.sleep(0.02)\n    with stop_with_launcher("evaluate", poll_s=0.1):',
+    '    while not (out / "launcher-gone").exists():\n        time.sleep(0.02)\n'
+    '    with stop_with_launcher("evaluate", poll_s=0.1):',
 ).replace("import os, sys", "import os, sys, time")
 
 

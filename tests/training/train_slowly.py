@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mlret.errors import cli_errors
 from mlret.params import CrossSettings, HybridSettings, ModelParams, MonoSettings, MultiSettings, TrainParams
-from mlret.training.loop import RunSpec, Trainer
+from mlret.training.loop import Trainer
+from mlret.training.spec import RunSpec
 
 SETTINGS = {"mono": MonoSettings, "cross": CrossSettings, "multi": MultiSettings, "hybrid": HybridSettings}
 

@@ -149,7 +149,8 @@ class Encoder:
         pool(torch.zeros(1, 1, 1), torch.ones(1, 1), model.pooling)  # fail now on a bad pooling, not mid-run
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.autocast_dtype = resolve_precision(precision, self.device)
-        self.net = net.to(self.device).eval()
+        # transformers declares PreTrainedModel.to through functools.wraps(Module.to), which mypy reads as unbound.
+        self.net = net.to(self.device).eval()  # type: ignore[arg-type]
         self.tokenizer = tokenizer
         self.model = model
         self.batch_size = batch_size or _default_batch_size(self.device)
@@ -161,7 +162,10 @@ class Encoder:
         return int(self.net.config.hidden_size)
 
     def tokenize(self, texts: Sequence[str], side: Side) -> list[list[int]]:
-        """Token ids exactly as :meth:`encode` (and training) feed them: the side's prefix added, truncated to its length, special tokens on."""
+        """Token ids exactly as :meth:`encode` (and training) feed them.
+
+        The side's prefix added, truncated to its length, special tokens on.
+        """
         prefix, max_length = self._side(side)
         if isinstance(texts, str):
             raise MlretError(
@@ -202,8 +206,9 @@ class Encoder:
         return self.position_offset is not None
 
     def embed(self, batch: list[list[int]], network: torch.nn.Module | None = None) -> torch.Tensor:
-        """Vectors of a batch of :meth:`tokenize` output through ``network`` (default: this encoder's; training passes its DDP wrapper).
+        """Vectors of a batch of :meth:`tokenize` output through ``network``.
 
+        ``network`` defaults to this encoder's; training passes its DDP wrapper.
         Gradients flow as the caller's context allows. Packed after
         :meth:`enable_packing`, padded otherwise; the vectors are the same.
         """

@@ -128,11 +128,11 @@ def read_model_settings(folder: str | Path) -> ModelParams | None:
     try:
         return ModelParams(
             name=str(folder),
-            pooling=pooling,  # type: ignore[arg-type]
+            pooling=pooling,
             query_prefix=prompts.get("query", ""),
             passage_prefix=prompts.get("passage", prompts.get("document", "")),
-            max_query_length=query_length,  # type: ignore[arg-type]
-            max_passage_length=max_length,  # type: ignore[arg-type]
+            max_query_length=query_length,
+            max_passage_length=max_length,
             normalize=normalize,
         )
     except MlretError as err:  # the params validators' own message, which names model.<key>
@@ -231,19 +231,22 @@ def _usage(model: ModelParams) -> list[str]:
         "",
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
         'net = AutoModel.from_pretrained("path/to/this/folder").eval()',
-        f'batch = tokenizer([{query} + "Who wrote Faust?"], padding=True, truncation=True, max_length={model.max_query_length}, return_tensors="pt")',
+        f'batch = tokenizer([{query} + "Who wrote Faust?"], padding=True, truncation=True, '
+        f'max_length={model.max_query_length}, return_tensors="pt")',
         "with torch.inference_mode():",
         "    hidden = net(**batch).last_hidden_state",
         'mask = batch["attention_mask"].unsqueeze(-1).float()',
         pool,
         *normalise,
-        f"# passages: prefix {json.dumps(model.passage_prefix, ensure_ascii=False)}, max_length={model.max_passage_length}",
+        f"# passages: prefix {json.dumps(model.passage_prefix, ensure_ascii=False)}, "
+        f"max_length={model.max_passage_length}",
         "```",
         "",
         "Truncation: the pipeline cuts queries at "
         f"{model.max_query_length} tokens and passages at {model.max_passage_length}. "
         f"sentence-transformers has one `max_seq_length`, set here to the passage length, so a query longer than "
-        f"{model.max_query_length} tokens embeds differently there unless you set `model.max_seq_length = {model.max_query_length}` "
+        f"{model.max_query_length} tokens embeds differently there unless you set "
+        f"`model.max_seq_length = {model.max_query_length}` "
         f"while encoding queries. `{ENCODING_FILE}` records the query length.",
         "",
     ]
@@ -256,14 +259,14 @@ def _hidden_size(folder: Path) -> int:
     return size
 
 
-def _pooling_mode(folder: Path, config: dict[str, Any]) -> str:
+def _pooling_mode(folder: Path, config: dict[str, Any]) -> Pooling:
     mode = config.get("pooling_mode")
     if mode is None:
         modes = [name for flag, name in _POOLING_FLAGS.items() if config.get(flag)]
         mode = modes[0] if len(modes) == 1 else modes
     if mode not in [p.value for p in Pooling]:
         raise _unusable(folder, f"its pooling is {mode!r}; the pipeline encodes with `mean` or `cls` only")
-    return str(mode)
+    return Pooling(mode)
 
 
 def _json_of(folder: Path, name: str, kind: type) -> Any:

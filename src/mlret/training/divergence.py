@@ -43,7 +43,9 @@ def check_finite_gradient(grad_norm: torch.Tensor, step: int, train: TrainParams
 
 def _diverged(what: str, step: int, train: TrainParams) -> TrainingDiverged:
     return TrainingDiverged(
-        f"training diverged at step {step}: {what} (train.temperature = {train.temperature:g}, train.learning_rate = {train.learning_rate:g}); "
+        f"training diverged at step {step}: {what} "
+        f"(train.temperature = {train.temperature:g}, train.learning_rate = {train.learning_rate:g}); "
         "no model was written.",
-        "Raise train.temperature (0.01 to 0.1 is usual) or lower train.learning_rate (1e-5 to 1e-4 is usual), then re-run the stage.",
+        "Raise train.temperature (0.01 to 0.1 is usual) or lower train.learning_rate (1e-5 to 1e-4 is usual), "
+        "then re-run the stage.",
     )

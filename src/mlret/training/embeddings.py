@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
+from mlret.errors import MlretError
+
 
 def clip_gradients(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
     """Scale all gradients so that their joint L2 norm is at most ``max_norm``; returns the norm before clipping."""
@@ -42,7 +44,16 @@ def clip_gradients(parameters: Sequence[torch.nn.Parameter], max_norm: float) ->
     return total
 
 
-def lazy_embedding_optimizer(embedding: torch.nn.Embedding, learning_rate: float) -> torch.optim.SparseAdam:
-    """Make ``embedding`` emit row-sparse gradients and return the optimiser that updates only those rows."""
+def lazy_embedding_optimizer(embedding: torch.nn.Module, learning_rate: float) -> torch.optim.SparseAdam:
+    """Make ``embedding`` emit row-sparse gradients and return the optimiser that updates only those rows.
+
+    Only a plain :class:`torch.nn.Embedding` can emit them; a model with input embeddings of another kind
+    trains them frozen.
+    """
+    if not isinstance(embedding, torch.nn.Embedding):
+        raise MlretError(
+            f"the model's input embeddings are a {type(embedding).__name__}, which cannot be trained row by row.",
+            "Set train.freeze_word_embeddings: true for this model.",
+        )
     embedding.sparse = True
     return torch.optim.SparseAdam([embedding.weight], lr=learning_rate)

@@ -24,15 +24,15 @@ sampler and each embeds its own slice, so the strategy's language constraints
 hold for the global batch, and the loss gathers passages across ranks so that
 negatives span it too.
 
-The module is a little over 350 lines because :class:`Trainer` is one piece
-of state (network, optimiser, schedule, sampler, RNGs) that the loop, the
-outputs and resuming all act on; how that state is stored is in
-:mod:`mlret.training.state`, how a run is stopped in :mod:`mlret.training.stop`.
+:class:`Trainer` is one piece of state (network, optimiser, schedule,
+sampler, RNGs) that the loop, the outputs and resuming all act on; which run
+it trains is :class:`~mlret.training.spec.RunSpec`, how its state is stored
+and restored is in :mod:`mlret.training.state`, how a run is stopped in
+:mod:`mlret.stop`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -42,7 +42,6 @@ import resource
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +59,24 @@ from mlret.errors import MlretError
 from mlret.models.dropout import use_fast_dropout
 from mlret.models.encoder import Encoder, Side
 from mlret.models.loading import load_checkpoint, save_checkpoint
-from mlret.params import ModelParams, Strategy, StrategySettings, TrainParams
+from mlret.params import ModelParams, TrainParams
+from mlret.stop import StopRequests
 from mlret.training.divergence import check_finite_gradient, check_finite_loss
 from mlret.training.embeddings import clip_gradients, lazy_embedding_optimizer
 from mlret.training.loss import InfoNCELoss
 from mlret.training.samplers import Batch, BatchSampler, PairPool
+from mlret.training.spec import RunSpec
 from mlret.training.state import (
+    LOG_COLUMNS,
+    Resumable,
     Unusable,
-    cpu_copy,
-    pack_optimizer,
-    pack_rng,
     read_state,
+    restore_resumable,
+    restore_snapshot,
     run_identity,
-    set_rng_states,
-    unpack_optimizer,
-    unpack_rng,
-    write_state,
+    save_resumable,
+    snapshot,
 )
-from mlret.training.stop import StopRequests
-
-LOG_COLUMNS = ["step", "loss", "learning_rate", "pairs_per_s"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,30 +90,6 @@ class TrainingInterrupted(MlretError):
             "Run the same command (or `dvc repro`) again to continue from it.",
         )
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Which run this is and where its files are, as the stage's arguments (from dvc.yaml) give them.
-
-    The strategy is the type of ``settings``, so a run cannot pair one strategy
-    with another's settings.
-    """
-
-    settings: StrategySettings
-    profile: str
-    seed: int
-    train_table: Path
-    candidates_table: Path
-    base_model: Path
-    out_dir: Path
-    resume_dir: Path
-    log_path: Path
-    metrics_path: Path
-
-    @property
-    def strategy(self) -> Strategy:
-        return self.settings.strategy
 
 
 def seed_everything(seed: int) -> None:
@@ -213,7 +186,7 @@ class Trainer:
     # -- embedding -------------------------------------------------------------
 
     def embed(self, texts: Sequence[str], side: Side) -> torch.Tensor:
-        """The texts' vectors, with gradients: the encoder's tokenisation and pooling around the (DDP-wrapped) network."""
+        """The texts' vectors, with gradients: the encoder's tokenisation and pooling around the (DDP) network."""
         return self.encoder.embed(self.tokens(texts, side), self.ddp)
 
     def embed_pair(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,45 +347,45 @@ class Trainer:
             training=self._run_params(),
             started_from=self.spec.base_model,
         )
-        write_bytes(self.spec.log_path, pd.DataFrame(self.log, columns=LOG_COLUMNS).to_csv(index=False).encode("utf-8"))
+        write_bytes(
+            self.spec.log_path, pd.DataFrame(self.log, columns=list(LOG_COLUMNS)).to_csv(index=False).encode("utf-8")
+        )
         write_json(self.spec.metrics_path, metrics)
         shutil.rmtree(self.spec.resume_dir, ignore_errors=True)
+
+    def _resumable(self) -> Resumable:
+        return Resumable(self.net, self.optimizers(), self.schedulers(), self.sampler)
 
     def _save_resume(self) -> None:
         """Write the resumable state (no pickle) in one rename: an interrupted save leaves the previous one intact."""
         if self.rank != 0:
             return
-        rng_tensors, rng = pack_rng()
-        tensors = {f"model/{name}": cpu_copy(value) for name, value in self.net.state_dict().items()} | rng_tensors
-        state: dict[str, Any] = {
+        progress = {
             "identity": self.identity,
             "run_params": self._run_params(),
             "step": self.step,
             "pairs_seen": self.pairs_seen,
             "log": self.log,
-            "sampler": self.sampler.state_dict(),
-            **rng,
         }
-        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self.optimizers(), self.schedulers()):
-            optimizer_tensors, state[key] = pack_optimizer(optimizer, key)
-            tensors |= optimizer_tensors
-            state[schedule_key] = scheduler.state_dict()
-        write_state(self.spec.resume_dir, state, tensors)
+        save_resumable(self.spec.resume_dir, self._resumable(), progress)
 
     def _maybe_resume(self) -> None:
         """Continue from ``resume_dir`` if it holds a readable checkpoint of this very run; otherwise discard it."""
         if not self.spec.resume_dir.exists():
             return
-        fresh = self._snapshot()
+        parts = self._resumable()
+        fresh = snapshot(parts)
         problem = None
         try:
-            self._apply(*read_state(self.spec.resume_dir, self.identity))
+            state, tensors = read_state(self.spec.resume_dir, self.identity)
+            self.step, self.pairs_seen, self.log = restore_resumable(parts, state, tensors, self.total_steps)
         except Unusable as err:
             problem = str(err)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             problem = f"its state does not fit this run ({type(err).__name__}: {err})"
         if any_rank(problem is not None, self.device):
-            self._apply_snapshot(fresh)
+            restore_snapshot(parts, fresh)
+            self.step, self.pairs_seen, self.log = 0, 0, []
             if self.rank == 0:
                 logger.warning(
                     "%s: discarding the checkpoint, %s; starting from scratch.",
@@ -423,53 +396,6 @@ class Trainer:
             return
         if self.rank == 0:
             logger.warning("resuming from step %d (%s)", self.step, self.spec.resume_dir)
-
-    def _apply(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        """Load a checkpoint's state into this trainer (the caller restores the fresh state if this raises)."""
-        self.net.load_state_dict(
-            {name[len("model/") :]: value for name, value in tensors.items() if name.startswith("model/")}
-        )
-        for (key, schedule_key), optimizer, scheduler in zip(_OPTIMIZER_KEYS, self.optimizers(), self.schedulers()):
-            optimizer.load_state_dict(unpack_optimizer(optimizer, state[key], tensors, key))
-            if set(state[schedule_key]) != set(scheduler.state_dict()):
-                raise ValueError("the schedule state has other fields")
-            scheduler.load_state_dict(state[schedule_key])
-        self.sampler.load_state_dict(state["sampler"])
-        unpack_rng(state, tensors)
-        step, pairs_seen, log = int(state["step"]), int(state["pairs_seen"]), list(state["log"])
-        if not 0 <= step <= self.total_steps:
-            raise ValueError(f"step {step} is outside this run's {self.total_steps} steps")
-        self.step, self.pairs_seen, self.log = step, pairs_seen, log
-
-    def _snapshot(self) -> dict[str, Any]:
-        """The trainer's state before resuming, to return to if the checkpoint turns out unusable."""
-        return {
-            "net": {name: cpu_copy(value) for name, value in self.net.state_dict().items()},
-            "optimizers": [copy.deepcopy(o.state_dict()) for o in self.optimizers()],
-            "schedulers": [copy.deepcopy(s.state_dict()) for s in self.schedulers()],
-            "sampler": copy.deepcopy(self.sampler.state_dict()),
-            "rng": (
-                torch.get_rng_state(),
-                torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                np.random.get_state(),
-                random.getstate(),
-            ),
-        }
-
-    def _apply_snapshot(self, fresh: dict[str, Any]) -> None:
-        self.net.load_state_dict(fresh["net"])
-        for optimizer, scheduler, optimizer_state, scheduler_state in zip(
-            self.optimizers(), self.schedulers(), fresh["optimizers"], fresh["schedulers"]
-        ):
-            optimizer.load_state_dict(optimizer_state)
-            scheduler.load_state_dict(scheduler_state)
-        self.sampler.load_state_dict(fresh["sampler"])
-        set_rng_states(*fresh["rng"])
-        self.step, self.pairs_seen, self.log = 0, 0, []
-
-
-# Where each optimiser's state (and its schedule's) lives in a checkpoint: the dense AdamW, then the lazy embedding optimiser.
-_OPTIMIZER_KEYS = [("optimizer", "scheduler"), ("embedding_optimizer", "embedding_scheduler")]
 
 
 def _no_decay(name: str) -> bool:

@@ -12,18 +12,24 @@ Tensors (weights, optimiser moments, torch RNG states) go to safetensors,
 everything else (identity, counters, log, schedule, sampler, CPU RNG states)
 to JSON, and the identity is read from the JSON before any tensor is loaded.
 A save appears in one rename (:func:`mlret.artifacts.staged_dir`), so an
-interrupted save leaves the previous one intact.
+interrupted save leaves the previous one intact. :class:`Resumable` names the
+parts of a trainer that a checkpoint holds besides its counters;
+:func:`save_resumable` and :func:`restore_resumable` move them to and from disk,
+:func:`snapshot` and :func:`restore_snapshot` hold them in memory while a
+checkpoint is tried.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,14 +38,16 @@ from safetensors.torch import load_file, save_file
 
 from mlret.artifacts import staged_dir, write_json
 from mlret.params import ModelParams, TrainParams
-
-if TYPE_CHECKING:
-    from mlret.training.loop import RunSpec
+from mlret.training.samplers import BatchSampler
+from mlret.training.spec import RunSpec
 
 STATE_FORMAT = 3  # bump when the resumable state changes shape; older checkpoints then restart cleanly
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
-LOG_FIELDS = ("step", "loss", "learning_rate", "pairs_per_s")  # a row of the loss log (the loop's LOG_COLUMNS)
+LOG_COLUMNS = ("step", "loss", "learning_rate", "pairs_per_s")  # a row of the loss log, and the columns of its CSV
+# Where each optimiser's state (and its schedule's) lives in a checkpoint: the dense AdamW, then the lazy
+# embedding optimiser.
+OPTIMIZER_KEYS = (("optimizer", "scheduler"), ("embedding_optimizer", "embedding_scheduler"))
 
 
 class Unusable(Exception):
@@ -131,11 +139,87 @@ def _check_log(state: dict[str, Any]) -> None:
     for number, row in enumerate(log, start=1):
         numbers = (
             isinstance(row, dict)
-            and set(row) == set(LOG_FIELDS)
-            and all(isinstance(row[key], (int, float)) and not isinstance(row[key], bool) for key in LOG_FIELDS)
+            and set(row) == set(LOG_COLUMNS)
+            and all(isinstance(row[key], (int, float)) and not isinstance(row[key], bool) for key in LOG_COLUMNS)
         )
         if not numbers or row["step"] != number:
             raise Unusable(f"row {number} of its loss log is damaged")
+
+
+# -- a trainer's parts, to and from a checkpoint ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """What a checkpoint restores of a trainer besides its counters: the network, each optimiser with its schedule
+    (in :data:`OPTIMIZER_KEYS` order), the sampler."""
+
+    net: torch.nn.Module
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list[Any]
+    sampler: BatchSampler
+
+
+def save_resumable(folder: Path, parts: Resumable, progress: dict[str, Any]) -> None:
+    """Write ``parts`` and ``progress`` (identity, run params, counters, log) as one checkpoint in ``folder``."""
+    rng_tensors, rng = pack_rng()
+    tensors = {f"model/{name}": cpu_copy(value) for name, value in parts.net.state_dict().items()} | rng_tensors
+    state: dict[str, Any] = {**progress, "sampler": parts.sampler.state_dict(), **rng}
+    for (key, schedule_key), optimizer, scheduler in zip(OPTIMIZER_KEYS, parts.optimizers, parts.schedulers):
+        optimizer_tensors, state[key] = pack_optimizer(optimizer, key)
+        tensors |= optimizer_tensors
+        state[schedule_key] = scheduler.state_dict()
+    write_state(folder, state, tensors)
+
+
+def restore_resumable(
+    parts: Resumable, state: dict[str, Any], tensors: dict[str, torch.Tensor], total_steps: int
+) -> tuple[int, int, list[dict[str, float]]]:
+    """Load a checkpoint into ``parts`` and return its (step, pairs seen, log).
+
+    The caller restores a :func:`snapshot` if this raises.
+    """
+    parts.net.load_state_dict(
+        {name[len("model/") :]: value for name, value in tensors.items() if name.startswith("model/")}
+    )
+    for (key, schedule_key), optimizer, scheduler in zip(OPTIMIZER_KEYS, parts.optimizers, parts.schedulers):
+        optimizer.load_state_dict(unpack_optimizer(optimizer, state[key], tensors, key))
+        if set(state[schedule_key]) != set(scheduler.state_dict()):
+            raise ValueError("the schedule state has other fields")
+        scheduler.load_state_dict(state[schedule_key])
+    parts.sampler.load_state_dict(state["sampler"])
+    unpack_rng(state, tensors)
+    step, pairs_seen, log = int(state["step"]), int(state["pairs_seen"]), list(state["log"])
+    if not 0 <= step <= total_steps:
+        raise ValueError(f"step {step} is outside this run's {total_steps} steps")
+    return step, pairs_seen, log
+
+
+def snapshot(parts: Resumable) -> dict[str, Any]:
+    """The parts (and the RNG states) before resuming, to return to if the checkpoint turns out unusable."""
+    return {
+        "net": {name: cpu_copy(value) for name, value in parts.net.state_dict().items()},
+        "optimizers": [copy.deepcopy(o.state_dict()) for o in parts.optimizers],
+        "schedulers": [copy.deepcopy(s.state_dict()) for s in parts.schedulers],
+        "sampler": copy.deepcopy(parts.sampler.state_dict()),
+        "rng": (
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            np.random.get_state(),
+            random.getstate(),
+        ),
+    }
+
+
+def restore_snapshot(parts: Resumable, fresh: dict[str, Any]) -> None:
+    parts.net.load_state_dict(fresh["net"])
+    for optimizer, scheduler, optimizer_state, scheduler_state in zip(
+        parts.optimizers, parts.schedulers, fresh["optimizers"], fresh["schedulers"]
+    ):
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+    parts.sampler.load_state_dict(fresh["sampler"])
+    set_rng_states(*fresh["rng"])
 
 
 # -- optimiser and RNG states as tensors plus JSON ------------------------------------------
@@ -169,8 +253,8 @@ def unpack_optimizer(
     per_param: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith(f"{prefix}/"):
-            _, index, name = key.split("/", 2)
-            per_param.setdefault(int(index), {})[name] = value
+            _, position, name = key.split("/", 2)
+            per_param.setdefault(int(position), {})[name] = value
     for index, scalars in saved["scalars"].items():
         per_param.setdefault(int(index), {}).update(scalars)
     for index, entries in per_param.items():
@@ -179,7 +263,8 @@ def unpack_optimizer(
         for name, value in entries.items():
             if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
                 raise ValueError(
-                    f"optimiser {name} of parameter {index} has shape {tuple(value.shape)}, not {tuple(params[index].shape)}"
+                    f"optimiser {name} of parameter {index} has shape {tuple(value.shape)}, "
+                    f"not {tuple(params[index].shape)}"
                 )
     return {"state": per_param, "param_groups": groups}
 
