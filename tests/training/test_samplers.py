@@ -55,6 +55,7 @@ def batches(pool: PairPool, strategy: str, n: int, mono_ratio: float = 0.5, **kw
         settings(strategy, mono_ratio),
         batch_size=kwargs.pop("batch_size", 4),
         seed=kwargs.pop("seed", 0),
+        schedule=kwargs.pop("schedule", "random"),
         **kwargs,
     )
     return sampler, [sampler.next_batch() for _ in range(n)]
@@ -205,16 +206,16 @@ def test_language_exposure_counts_the_query_side_and_the_passage_side() -> None:
 def test_cross_needs_two_languages_for_the_same_questions() -> None:
     rows = training_table()
     with pytest.raises(MlretError, match="no cross pairs"):
-        BatchSampler(PairPool(rows[rows.lang == "en"]), CrossSettings(), batch_size=4)
+        BatchSampler(PairPool(rows[rows.lang == "en"]), CrossSettings(), batch_size=4, schedule="random")
 
 
 def test_a_restored_sampler_continues_the_same_stream(pool: PairPool) -> None:
-    first = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=11)
+    first = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=11, schedule="random")
     for _ in range(17):
         first.next_batch()
     saved = first.state_dict()
     expected = [first.next_batch() for _ in range(20)]
-    second = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=999)
+    second = BatchSampler(pool, HybridSettings(0.5), batch_size=4, hard_negatives=1, seed=999, schedule="random")
     second.load_state_dict(saved)
     assert [second.next_batch() for _ in range(20)] == expected
 

@@ -223,7 +223,9 @@ def test_the_random_schedule_draws_kinds_and_language_pairs_with_their_shares(st
     """3000 batches of 4 at alpha 0.5: a hybrid batch is mono with probability 0.3; a mono or cross batch, or a
     multi pair slot, takes language pair (x, y) with probability proportional to min(n_x, n_y) ** 0.5 (nested
     questions). Every pair has at least 5 questions, so no batch is short and no slot is drawn again."""
-    sampler = BatchSampler(PairPool(table(AVAILABLE)), STRATEGIES[strategy], batch_size=4, alpha=0.5, seed=5)
+    sampler = BatchSampler(
+        PairPool(table(AVAILABLE)), STRATEGIES[strategy], batch_size=4, alpha=0.5, seed=5, schedule="random"
+    )
     drawn = draw(sampler, 3000)
     kinds = Counter(b.kind for b in drawn)
     if strategy == "hybrid":
@@ -281,14 +283,14 @@ def test_a_state_of_another_schedule_or_plan_is_refused_whole(pool: PairPool) ->
     other_plan = quota(pool, HybridSettings(0.3), 20)
     before = other_plan.state_dict()
     for target, pattern in [
-        (BatchSampler(pool, HybridSettings(0.3), batch_size=1), "another schedule"),
+        (BatchSampler(pool, HybridSettings(0.3), batch_size=1, schedule="random"), "another schedule"),
         (other_plan, "plans 10 batches"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             target.load_state_dict(state)
     assert other_plan.state_dict() == before
     with pytest.raises(ValueError, match="another schedule"):
-        planned.load_state_dict(BatchSampler(pool, HybridSettings(0.3), batch_size=1).state_dict())
+        planned.load_state_dict(BatchSampler(pool, HybridSettings(0.3), batch_size=1, schedule="random").state_dict())
 
 
 def test_a_quota_needs_the_planned_number_of_batches(pool: PairPool) -> None:

@@ -100,10 +100,14 @@ class BatchSampler:
         alpha: float = 1.0,
         hard_negatives: int = 0,
         seed: int = 0,
-        schedule: Schedule = "random",
+        *,
+        schedule: Schedule,
         total_batches: int | None = None,
     ) -> None:
-        """``total_batches`` (the run's planned steps × grad_accumulation) is what a ``quota`` schedule apportions."""
+        """``total_batches`` (the run's planned steps × grad_accumulation) is what a ``quota`` schedule apportions.
+
+        The schedule has no default here: ``train.schedule`` in params.yaml decides it for every run.
+        """
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; one of {SCHEDULES}")
         if schedule == "quota" and (total_batches is None or total_batches < 1):
