@@ -56,7 +56,8 @@ def main() -> None:
     contrasts = table[(table.kind == "contrast") & (table.scope == "mono")]
     if contrasts.empty:
         raise SystemExit(
-            f"{args.reports / 'robustness.csv'}: no mono-scope contrast row; does the grid train hybrid and multi on the ladder?"
+            f"{args.reports / 'robustness.csv'}: no mono-scope contrast row; does the grid train hybrid and multi on "
+            "the ladder?"
         )
     worst = 0.0
     for row in contrasts.itertuples():
@@ -73,7 +74,8 @@ def main() -> None:
         )
         worst = max(worst, abs(recomputed - row.specific_drop))
         print(
-            f"{row.dataset} severity {row.severity:g} ({len(cells)} cells): table {row.specific_drop:+.5f}, from pairs {recomputed:+.5f}"
+            f"{row.dataset} severity {row.severity:g} ({len(cells)} cells): table {row.specific_drop:+.5f}, from pairs "
+            f"{recomputed:+.5f}"
         )
     print(f"largest difference {worst:.2e} (tolerance {args.tolerance:g})")
     sys.exit(0 if worst <= args.tolerance else 1)

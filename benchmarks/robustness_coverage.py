@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/robustness_coverage.py [--studies 1000] [--resamples 500] [--scope all]
 
-Each study is drawn by :func:`mlret.reporting.simulation.simulate_study` (four ladder languages in a
+Each study is drawn by ``simulate_study`` of tests/reporting/robustness_simulation.py (four ladder languages in a
 Latin square over four severities, three full-data languages, two strategies, two seeds per run,
 60 questions; question, pair, run, language-specific run, question × cell and residual effects) and
 goes through :func:`mlret.reporting.robustness.robustness_table` as the report's results do. Prints
@@ -16,18 +16,26 @@ mlret.reporting.robustness), the test's 400 studies cover 0.982 instead of 0.966
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from mlret.reporting.simulation import coverage
+from mlret.reporting.robustness import PRIMARY_SCOPE, SCOPES
+
+#: The folder of the simulated studies the coverage test draws (tests/reporting/robustness_simulation.py).
+SIMULATION = Path(__file__).resolve().parents[1] / "tests" / "reporting"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--resamples", type=int, default=500, help="question bootstrap replicates per table")
-    parser.add_argument("--scope", default="all", choices=("all", "mono", "cross", "multi"))
+    parser.add_argument("--scope", default=PRIMARY_SCOPE, choices=SCOPES)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    sys.path.insert(0, str(SIMULATION))
+    from robustness_simulation import coverage
+
     start = time.perf_counter()
     result = coverage(args.studies, resamples=args.resamples, seed=args.seed, scope=args.scope)
     print(

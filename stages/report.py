@@ -1,4 +1,4 @@
-"""Stage `report`: tables, figures and summary.md under reports/, the headline metrics, and the data behind the DVC plots."""
+"""Stage `report`: tables, figures and summary.md under reports/, the headline metrics, the data behind DVC plots."""
 
 import argparse
 

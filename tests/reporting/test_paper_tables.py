@@ -289,5 +289,5 @@ def test_write_paper_tables_writes_every_table_and_refuses_beir_without_metrics(
     assert not stale.exists()
     matrix = pd.read_csv(tmp_path / "pairs" / "xq-base.csv", index_col="query_lang")
     assert list(matrix.columns) == ["de", "en", "ru"]
-    with pytest.raises(MlretError, match="eval.beir"):
+    with pytest.raises(MlretError, match=r"eval\.beir"):
         write_paper_tables(results, table, tmp_path / "again", beir=["mini"], **kwargs)

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from mlret.reporting.plots import (
-    SETTINGS,
     cell_text,
     colour_limits,
     figure_name,
@@ -19,6 +18,7 @@ from mlret.reporting.plots import (
     pair_heatmaps,
     robustness_curves,
 )
+from mlret.vocabulary import Setting
 
 
 def test_figure_names_have_no_empty_parts() -> None:
@@ -27,7 +27,7 @@ def test_figure_names_have_no_empty_parts() -> None:
 
 
 def test_settings_come_in_the_papers_order_and_strategies_in_the_given_one() -> None:
-    assert in_order(["multi", "cross", "mono", "multi"], SETTINGS) == ["mono", "cross", "multi"]
+    assert in_order(["multi", "cross", "mono", "multi"], [s.value for s in Setting]) == ["mono", "cross", "multi"]
     assert in_order(["hybrid", "cross", "zeta", "mono"], ["mono", "cross", "multi", "hybrid"]) == [
         "mono",
         "cross",
@@ -109,7 +109,8 @@ def test_heatmap_cells_that_round_to_zero_carry_no_sign() -> None:
 def test_robustness_curves_plot_the_specific_drop_and_leave_a_point_without_interval_bare(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The plotted value is the specific drop (not the raw one); a NaN interval draws no bar, and the point is hollow."""
+    """The plotted value is the specific drop (not the raw one); a NaN interval draws no bar, and the point is
+    hollow."""
     rows = [
         {
             "dataset": "d",

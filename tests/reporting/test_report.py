@@ -16,7 +16,7 @@ from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.errors import MlretError
 from mlret.params import Profile, TrainingRun, load_params
-from mlret.reporting.grid import grid_record
+from mlret.reporting.grid import grid_record, read_grid
 from mlret.reporting.report import build_report, finite_or_null, loss_curves, pool_labels
 from mlret.scoring.settings import score_dataset, summarise
 
@@ -184,7 +184,8 @@ def test_each_model_gets_a_card_with_its_lareqa_results(report_dir: Path) -> Non
     )
     card = (cards / "hybrid" / "lowres" / "1.md").read_text(encoding="utf-8")
     evaluated = json.loads((report_dir / "metrics-eval" / "hybrid" / "lowres" / "1.json").read_text())["tiny"]
-    row = f"| tiny | full pool, zero-shot | {evaluated['mono']['map']:.3f} | {evaluated['cross']['map']:.3f} | {evaluated['multi']['map']:.3f} | {evaluated['multi']['rank_distance']:.1f} |"
+    maps = " | ".join(f"{evaluated[s]['map']:.3f}" for s in ("mono", "cross", "multi"))
+    row = f"| tiny | full pool, zero-shot | {maps} | {evaluated['multi']['rank_distance']:.1f} |"
     assert row in card.splitlines()
     front = card.split("---")[1]
     assert "base_model: intfloat/multilingual-e5-small" in front and "license: mit" in front
@@ -192,7 +193,8 @@ def test_each_model_gets_a_card_with_its_lareqa_results(report_dir: Path) -> Non
 
 
 def test_the_report_loads_neither_torch_nor_faiss() -> None:
-    """The report stage reads tables only; pulling in the encoder or index libraries would slow it and couple it to them."""
+    """The report stage reads tables only; pulling in the encoder or index libraries would slow it and couple it to
+    them."""
     probe = (
         "import sys, mlret.reporting.report; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'faiss'}))"
     )
@@ -245,6 +247,16 @@ def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:
         "tiny-mono-balanced.csv",
         "tiny-mono-lowres.csv",
     ]
+
+
+def test_the_grid_is_read_back_as_check_params_wrote_it_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    record = grid_record(load_params(REPO / "params.yaml"))
+    write_json(tmp_path / "grid.json", record)
+    assert read_grid(tmp_path / "grid.json") == record["runs"]
+    write_json(tmp_path / "grid.json", {"headline": "hybrid", "runs": {"hybrid": {"balanced": 0}}})
+    with pytest.raises(MlretError, match=r"grid\.json: no run grid") as caught:
+        read_grid(tmp_path / "grid.json")
+    assert "dvc repro check_params" in caught.value.fix
 
 
 def test_base_eval_metrics_that_are_not_an_object_are_named(tmp_path: Path) -> None:

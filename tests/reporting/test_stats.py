@@ -266,9 +266,12 @@ def test_cluster_permutation_floor_is_one_over_resamples_plus_one() -> None:
     assert p == 1 / (1 + PERMUTATION_RESAMPLES)
 
 
-def test_default_resamples_keep_the_floor_far_below_holm_thresholds() -> None:
-    """Holm multiplies the smallest p by the family size m: for m = 100 the floor must stay ten times below 0.05."""
-    assert 100 / (1 + PERMUTATION_RESAMPLES) <= 0.05 / 10
+def test_a_family_of_100_decisive_tests_stays_decisive_after_holm_at_the_default_resamples() -> None:
+    """100 tests each at the floor (40 questions all favouring a): Holm multiplies them by up to 100, and
+    the adjusted p must still sit ten times below 0.05, so the resampling floor never decides a verdict."""
+    p = cluster_permutation_pvalue(np.ones(80), np.zeros(80), np.ones(80), np.repeat(np.arange(40), 2))
+    adjusted = holm([p] * 100)
+    assert max(adjusted) == pytest.approx(100 * p) and max(adjusted) <= 0.05 / 10
 
 
 def test_translations_no_longer_push_a_small_difference_to_the_floor() -> None:

@@ -17,29 +17,6 @@ from mlret.reporting.summary import (
     summary_markdown,
 )
 
-COLUMNS = [
-    "dataset",
-    "scope",
-    "severity",
-    "kind",
-    "strategy",
-    "raw_drop",
-    "full_drop",
-    "specific_drop",
-    "ci_low",
-    "ci_high",
-    "se",
-    "df",
-    "p",
-    "p_holm",
-    "family",
-    "mde80",
-    "cells",
-    "reference_seeds",
-    "reduced_seeds",
-    "units",
-    "note",
-]
 POOLS = {"xquad-r": "in-domain test articles", "mlqa-r": "full pool, zero-shot"}
 NO_TABLE = pd.DataFrame(
     columns=["dataset", "setting", "strategy", "profile", "delta_vs_headline", "p_vs_headline", "p_vs_headline_holm"]
@@ -92,7 +69,8 @@ def row(
 
 
 def table(rows: list[dict[str, object]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """The robustness table of ``rows`` (:func:`row`); with none, its empty frame has the same columns."""
+    return pd.DataFrame(rows, columns=list(row(0.0, 0.0, 0.0, 0.0)))
 
 
 def test_the_answer_prints_the_interval_with_the_tables_sign() -> None:
@@ -103,8 +81,8 @@ def test_the_answer_prints_the_interval_with_the_tables_sign() -> None:
     assert "[−0.011, +0.002]" in line and "[−0.002, 0.011]" not in line and "[−0.002, +0.011]" not in line
     assert line == (
         "- xquad-r (in-domain test articles), 1 % kept: hybrid − multi = −0.004 [−0.011, +0.002]: not distinguishable "
-        "(Holm p = 0.62; detectable with 80 % power: ±0.013). Raw contrast (drops on the reduced languages' own rows): +0.003. "
-        "4 languages, 3 seeds on `balanced` and 1 seed per imbalanced run, questions resampled; "
+        "(Holm p = 0.62; detectable with 80 % power: ±0.013). Raw contrast (drops on the reduced languages' own "
+        "rows): +0.003. 4 languages, 3 seeds on `balanced` and 1 seed per imbalanced run, questions resampled; "
         "resampling articles instead: [−0.015, +0.006]."
     )
 
@@ -275,8 +253,8 @@ def test_the_papers_comparisons_follow_holm_and_bound_a_floored_p() -> None:
         ]
     )
     assert claims_lines(comparisons, "hybrid") == [
-        "- xquad-r, mono mAP: hybrid − multi = −0.004 [−0.008, −0.001]: not distinguishable after Holm "
-        "(Holm p = 0.225; the unadjusted interval excludes 0).",
+        "- xquad-r, mono mAP: hybrid − multi = −0.004 [−0.008, −0.001]: not distinguishable after Holm (Holm p = "
+        "0.225; the unadjusted interval excludes 0).",
         "- xquad-r, multi mAP: hybrid − multi = +0.050 [+0.010, +0.090]: hybrid is better; Holm p ≤ 0.00015.",
     ]
 

@@ -69,7 +69,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
 
 
 def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid") -> str:
-    root, source = scored
+    root, _ = scored
     tiny = dataclasses.replace(SHIPPED.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
         SHIPPED,
@@ -146,8 +146,8 @@ def test_two_runs(scored) -> None:
     # Neither strategy ran on both profiles: each gap is named, with what it leaves unestimated.
     assert named_missing(summary) == {("hybrid", "ladder_a"), ("multi", "balanced")}
     assert (
-        "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent (0 %), 1 % kept, 25 % kept)."
-        in summary
+        "- `hybrid` on `ladder_a` has no run; its drop is not estimated at the severities `ladder_a` holds (absent "
+        "(0 %), 1 % kept, 25 % kept)." in summary
     )
     assert "- `multi` on `balanced` has no run: none of its drops is estimated." in summary
     assert "No strategy has runs on both `balanced` and an imbalanced profile" in summary
@@ -168,8 +168,8 @@ def test_two_runs_with_the_comparator_as_headline(scored) -> None:
 def test_balanced_only(scored) -> None:
     summary = summary_of(scored, "balanced only")
     assert (
-        "**Runs.** 4 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed); `mono` on `balanced` (1 seed); `multi` on `balanced` (1 seed)."
-        in summary
+        "**Runs.** 4 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed); `mono` on `balanced` (1 "
+        "seed); `multi` on `balanced` (1 seed)." in summary
     )
     assert "No run trained on an imbalanced profile, so robustness cannot be assessed." in summary
     assert "No contrast: no run trained on an imbalanced profile." in summary and "missing" not in summary

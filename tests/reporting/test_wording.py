@@ -32,7 +32,8 @@ def test_numbers_carry_their_sign_and_zero_carries_none() -> None:
             -0.011,
             0.002,
             0.62,
-            "hybrid − multi = −0.004 [−0.011, +0.002]: not distinguishable (Holm p = 0.62; detectable with 80 % power: ±0.013)",
+            "hybrid − multi = −0.004 [−0.011, +0.002]: not distinguishable (Holm p = 0.62; detectable with 80 % "
+            "power: ±0.013)",
         ),
         (
             -0.012,
@@ -54,8 +55,8 @@ def test_numbers_carry_their_sign_and_zero_carries_none() -> None:
             -0.020,
             -0.001,
             0.09,
-            "hybrid − multi = −0.012 [−0.020, −0.001]: not distinguishable after Holm "
-            "(Holm p = 0.09; the interval excludes 0 but not after Holm; detectable with 80 % power: ±0.013)",
+            "hybrid − multi = −0.012 [−0.020, −0.001]: not distinguishable after Holm (Holm p = 0.09; the interval "
+            "excludes 0 but not after Holm; detectable with 80 % power: ±0.013)",
         ),
     ],
 )
@@ -101,7 +102,8 @@ def test_an_exploratory_contrast_says_its_verdict_is_unadjusted() -> None:
         "hybrid − multi = −0.010 [−0.020, −0.001]: hybrid drops less (more robust) (unadjusted p = 0.01)"
     )
     assert contrast_sentence("hybrid", "multi", -0.01, -0.02, 0.004, p=0.2, mde=0.03) == (
-        "hybrid − multi = −0.010 [−0.020, +0.004]: not distinguishable (unadjusted p = 0.2; detectable with 80 % power: ±0.030)"
+        "hybrid − multi = −0.010 [−0.020, +0.004]: not distinguishable (unadjusted p = 0.2; detectable with 80 % "
+        "power: ±0.030)"
     )
     assert contrast_sentence("a", "b", 0.01, 0.001, 0.02).endswith("a drops more (less robust) (unadjusted)")
 
@@ -117,7 +119,8 @@ def test_an_exploratory_contrast_says_its_verdict_is_unadjusted() -> None:
             -0.008,
             -0.001,
             0.225,
-            "hybrid − multi = −0.004 [−0.008, −0.001]: not distinguishable after Holm (Holm p = 0.225; the unadjusted interval excludes 0)",
+            "hybrid − multi = −0.004 [−0.008, −0.001]: not distinguishable after Holm (Holm p = 0.225; the "
+            "unadjusted interval excludes 0)",
         ),
         (0.002, -0.003, 0.007, 0.6, "hybrid − multi = +0.002 [−0.003, +0.007]: not distinguishable (Holm p = 0.6)"),
         (
@@ -125,7 +128,8 @@ def test_an_exploratory_contrast_says_its_verdict_is_unadjusted() -> None:
             -0.001,
             0.009,
             0.01,
-            "hybrid − multi = +0.004 [−0.001, +0.009]: hybrid is better; Holm p = 0.01; the interval, which also draws training runs, contains 0",
+            "hybrid − multi = +0.004 [−0.001, +0.009]: hybrid is better; Holm p = 0.01; the interval, which also "
+            "draws training runs, contains 0",
         ),
     ],
 )

@@ -17,6 +17,7 @@ from mlret.scoring.measures import (
     average_precision,
     expected_random_average_precision,
     macro_mean,
+    macro_weights,
     mean_average_precision,
     mean_rank_distance,
     rank_distance,
@@ -117,6 +118,23 @@ def test_macro_mean_averages_within_groups_then_over_groups():
         macro_mean(values, [query_lang[:5]])
     with pytest.raises(MlretError):
         macro_mean([])
+
+
+def test_macro_weights_state_the_macro_mean_one_weight_per_query():
+    """Two models side by side (``within``); model a: en has 3 queries, ru 1 (two groups), so an en query weighs
+    1/(2·3) and the ru query 1/(2·1); model b: one group of 2 queries, 1/2 each. With ``parts=3`` (three such
+    averages averaged alike) every weight is a third of that."""
+    model = np.array(["a", "a", "a", "a", "b", "b"])
+    lang = np.array(["en", "en", "en", "ru", "en", "en"])
+    weights = macro_weights([lang], within=[model])
+    assert weights.tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2, 1 / 2, 1 / 2])
+    assert macro_weights([lang], within=[model], parts=3).tolist() == pytest.approx((weights / 3).tolist())
+    values = np.array([1.0, 0.5, 0.25, 1.0, 0.2, 0.4])
+    a = model == "a"
+    assert float(np.sum(weights[a] * values[a])) == pytest.approx(macro_mean(values[a], [lang[a]]))
+    assert macro_weights([lang]).tolist() == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.1, 0.1])  # one average: en 5, ru 1
+    with pytest.raises(MlretError, match="grouping key"):
+        macro_weights([])
 
 
 def test_mean_average_precision_is_macro_over_groups():

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from mlret.artifacts import read_json
 from mlret.models.export import BUNDLED
+from mlret.reporting.markdown import markdown_table
+from mlret.vocabulary import Setting
 
-SETTINGS = ("mono", "cross", "multi")
 #: The hub datasets XQuAD-R and MLQA-R are built from (LAReQA itself is not on the hub), for `datasets:`.
 HUB_DATASETS = {"xquad-r": "google/xquad", "mlqa-r": "facebook/mlqa"}
 
@@ -24,7 +25,8 @@ HUB_DATASETS = {"xquad-r": "google/xquad", "mlqa-r": "facebook/mlqa"}
 def card_markdown(model: str, base_model: str, metrics: Mapping[str, object], languages: Sequence[str]) -> str:
     """One model's card: front matter, then mAP (and rank distance) per dataset from its `evaluate` metrics."""
     hub_id, licence = BUNDLED.get(base_model, (base_model, None))
-    datasets = sorted(d for d in metrics if isinstance(metrics[d], dict) and all(s in metrics[d] for s in SETTINGS))  # type: ignore[operator]
+    scored = {d: scores for d, scores in metrics.items() if isinstance(scores, dict)}
+    datasets = sorted(d for d, scores in scored.items() if all(s.value in scores for s in Setting))
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", f"base_model: {hub_id}"]
     if licence:
         front.append(f"license: {licence}")
@@ -42,19 +44,21 @@ def card_markdown(model: str, base_model: str, metrics: Mapping[str, object], la
         "(mAP over the full candidate pool named in each row, macro over (query, pool) language pairs; "
         "mono: X→X, cross: X→Y with Y ≠ X, multi: all languages at once).",
         "",
-        "| dataset | pool | mono mAP | cross mAP | multi mAP | multi rank distance |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for dataset in datasets:
-        scores = metrics[dataset]
-        assert isinstance(scores, dict)
-        cells = [f"{scores[s]['map']:.3f}" for s in SETTINGS]
-        distance = scores["multi"].get("rank_distance")
-        lines.append(
-            f"| {dataset} | {scores.get('pool', '')} | "
-            + " | ".join(cells)
-            + f" | {'' if distance is None else f'{distance:.1f}'} |"
+        scores = scored[dataset]
+        distance = scores[Setting.MULTI.value].get("rank_distance")
+        rows.append(
+            [
+                dataset,
+                f"{scores.get('pool', '')}",
+                *(f"{scores[s.value]['map']:.3f}" for s in Setting),
+                "" if distance is None else f"{distance:.1f}",
+            ]
         )
+    header = ["dataset", "pool", *(f"{s} mAP" for s in Setting), "multi rank distance"]
+    lines += markdown_table(header, rows)
     lines += ["", "Settings, training record and usage: the model folder's own README.md.", ""]
     return "\n".join(lines)
 

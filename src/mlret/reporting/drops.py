@@ -306,8 +306,6 @@ def t_test(estimate: float, found: Inference | None, confidence: float = CONFIDE
         return {"ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "df": np.nan, "p": np.nan}
     se, df = found.se, found.df
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
-    if se > 0:
-        p = float(2 * scipy_stats.t.sf(abs(estimate) / se, df))
-    else:
-        p = 1.0 if estimate == 0 else 0.0
+    # no spread at all: p is 1 for an estimate of exactly 0, else 0
+    p = float(2 * scipy_stats.t.sf(abs(estimate) / se, df)) if se > 0 else (1.0 if estimate == 0 else 0.0)
     return {"ci_low": estimate - half, "ci_high": estimate + half, "se": se, "df": df, "p": p}

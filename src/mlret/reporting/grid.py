@@ -39,11 +39,10 @@ def read_grid(path: str | Path) -> Grid:
     """The runs of the grid record at ``path`` (:func:`grid_record`, written by `check_params`)."""
     record = read_json(path)
     runs = record.get("runs") if isinstance(record, dict) else None
-    valid = isinstance(runs, dict) and all(
+    if not isinstance(runs, dict) or not all(
         isinstance(profiles, dict) and all(isinstance(seeds, list) for seeds in profiles.values())
         for profiles in runs.values()
-    )
-    if not valid:
+    ):
         raise MlretError(
             f"{path}: no run grid (`runs`: strategy -> profile -> seeds).",
             "Delete it and run `dvc repro check_params`.",

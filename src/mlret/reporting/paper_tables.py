@@ -1,12 +1,12 @@
 """Tables for a paper: the compact main table (Markdown and LaTeX), per-language and X→Y mAP,
 the remaining rank metrics, and the BEIR benchmarks.
 
-No number is averaged here in a new way. mAP comes from
+No number is averaged here in a new way. mAP and rank distance come from
 :func:`mlret.reporting.tables.results_table` (the numbers of ``results.md``); the X→Y and
-per-language values from :func:`mlret.reporting.collect.pair_map`; rank distance and the other
-rank metrics from :func:`mlret.scoring.measures.macro_mean`, the function the `evaluate` stage
-summarises with, per model and then averaged over seeds as ``results_table`` does; BEIR from the
-`evaluate` stage's own metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
+per-language values from :func:`mlret.reporting.collect.pair_map`; the other rank metrics from
+:func:`mlret.scoring.measures.macro_mean`, the function the `evaluate` stage summarises with, per
+model and then averaged over seeds as ``results_table`` does; BEIR from the `evaluate` stage's own
+metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ import pandas as pd
 
 from mlret.artifacts import read_json, staged_dir, write_bytes
 from mlret.errors import MlretError
-from mlret.reporting.collect import BASE, pair_map
+from mlret.reporting.collect import pair_map
+from mlret.reporting.markdown import markdown_table
+from mlret.reporting.wording import dataset_label
 from mlret.scoring.measures import macro_mean
+from mlret.vocabulary import ALPHA, BASE, RunId, Setting, model_label
 
-SETTINGS = ("mono", "cross", "multi")
+#: The one pool the paper tables name: the zero-shot datasets' full pools go without saying.
 IN_DOMAIN = "in-domain test articles"
 RANK_DISTANCE = "rank dist."  # the one main-table column where lower is better
 SEEDS = "seeds"  # per dataset in the main table: XQuAD-R rows may average 3 seeds where MLQA-R rows have 1
-ALPHA = 0.05  # Holm-adjusted p below which the main table bolds a column's best mAP
 #: Rank metrics beside mAP: per-query column -> header. Same-language share exists in ``multi`` only.
 EXTRA_METRICS = {
     "mrr@10": "MRR@10",
@@ -39,13 +41,9 @@ BEIR_METRICS = {"ndcg@10": "nDCG@10", "recall@100": "R@100"}
 MODEL_KEY = ["strategy", "profile"]
 
 
-def model_label(strategy: str, profile: str) -> str:
-    return BASE if strategy == BASE else f"{strategy}/{profile}"
-
-
-def dataset_label(dataset: str, train_source: str) -> str:
+def _dataset_label(dataset: str, train_source: str) -> str:
     """The training source is scored on its held-out test articles: in-domain, unlike every other dataset."""
-    return f"{dataset} ({IN_DOMAIN})" if dataset == train_source else dataset
+    return dataset_label(dataset, {train_source: IN_DOMAIN})
 
 
 def _model_order(frame: pd.DataFrame, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
@@ -80,14 +78,14 @@ def _best(frame: pd.DataFrame, lower_is_better: Collection[object] = ()) -> pd.D
 
 
 def _markdown(frame: pd.DataFrame, best: pd.DataFrame, formats: dict[object, str], header: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    rows = []
     for label, row in frame.iterrows():
         cells = [str(label)]
         for column, value in row.items():
             text = "" if pd.isna(value) else format(value, formats.get(column, ".3f"))
             cells.append(f"**{text}**" if best.at[label, column] else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return "\n".join(markdown_table(header, rows)) + "\n"
 
 
 # --- The main table ---------------------------------------------------------------------------
@@ -96,23 +94,20 @@ def _markdown(frame: pd.DataFrame, best: pd.DataFrame, formats: dict[object, str
 def main_table(
     table: pd.DataFrame, results: pd.DataFrame, train_source: str, strategies: Sequence[str], profiles: Sequence[str]
 ) -> pd.DataFrame:
-    """One row per model (strategy/profile), columns (dataset, setting) mAP in mono-cross-multi order
-    (from :func:`results_table`), then each dataset's multilingual-pool rank distance (:func:`setting_means`:
-    macro over the pairs of the queries that have one, as `evaluate` reports it)."""
-    distances = setting_means(results[results.setting == "multi"], "rank_distance").reset_index()
-    distances["model"] = [model_label(s, p) for s, p in zip(distances.strategy, distances.profile)]
+    """One row per model (strategy/profile), columns (dataset, setting) mAP in mono-cross-multi order,
+    then each dataset's multilingual-pool rank distance, both from :func:`results_table`."""
     rows = _model_order(table[MODEL_KEY].drop_duplicates(), strategies, profiles)
     out = pd.DataFrame(index=pd.Index([model_label(s, p) for s, p in zip(rows.strategy, rows.profile)], name="model"))
     labelled = table.assign(model=[model_label(s, p) for s, p in zip(table.strategy, table.profile)])
     for dataset in _datasets(table.dataset.unique(), train_source):
         block = labelled[labelled.dataset == dataset]
-        label = dataset_label(dataset, train_source)
+        label = _dataset_label(dataset, train_source)
         out[(label, SEEDS)] = block.groupby("model").seeds.max()
-        for setting in [s for s in SETTINGS if s in set(block.setting)]:
+        for setting in [s.value for s in Setting if s in set(block.setting)]:
             out[(label, setting)] = block[block.setting == setting].set_index("model")["map"]
-        distance = distances[distances.dataset == dataset].set_index("model").rank_distance
-        if distance.notna().any():
-            out[(label, RANK_DISTANCE)] = distance
+        multi = block[block.setting == Setting.MULTI]
+        if "rank_distance" in multi and multi.rank_distance.notna().any():
+            out[(label, RANK_DISTANCE)] = multi.set_index("model").rank_distance
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["dataset", ""])
     return out
 
@@ -133,15 +128,16 @@ def holm_bold(main: pd.DataFrame, table: pd.DataFrame, headline: str | None, tra
     if headline is None:
         return bold
     rows = table[table.strategy != BASE].assign(
-        label=[dataset_label(d, train_source) for d in table[table.strategy != BASE].dataset]
+        label=[_dataset_label(d, train_source) for d in table[table.strategy != BASE].dataset]
     )
+    models = {model_label(s, p): (s, p) for s, p in zip(rows.strategy, rows.profile)}
     for column in main.columns:
         label, setting = column
         values = main[column].astype(float)
-        if setting not in SETTINGS or values.isna().all() or values.idxmax() == BASE:
+        if setting not in set(Setting) or values.isna().all() or values.idxmax() == BASE:
             continue
         best = str(values.idxmax())
-        strategy, profile = best.split("/")
+        strategy, profile = models[best]
         tested = rows[(rows.label == label) & (rows.setting == setting) & (rows.profile == profile)]
         if strategy == headline:
             others = tested[tested.strategy != headline]
@@ -175,11 +171,10 @@ def main_markdown(main: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
 def main_caption(train_source: str) -> str:
     return (
         f"mAP over each dataset's candidate pool: for {train_source}, the training source, its in-domain test articles "
-        "(the other articles are trained on); for every other dataset the full LAReQA pool, zero-shot. "
-        "Macro over (query, pool) language pairs, mean over the seeds counted in `seeds`; "
-        "rank dist.: LAReQA rank distance in the multilingual pool (lower is better). "
-        f"Bold: a column's best mAP where the Holm-adjusted sign-flip test (p < {ALPHA:g}) separates it from the "
-        "strategies it is compared with on its profile; no other cell is bold."
+        "(the other articles are trained on); for every other dataset the full LAReQA pool, zero-shot. Macro over "
+        "(query, pool) language pairs, mean over the seeds counted in `seeds`; rank dist.: LAReQA rank distance in "
+        "the multilingual pool (lower is better). Bold: a column's best mAP where the Holm-adjusted sign-flip test (p "
+        f"< {ALPHA:g}) separates it from the strategies it is compared with on its profile; no other cell is bold."
     )
 
 
@@ -214,7 +209,7 @@ def per_language_table(results: pd.DataFrame, strategies: Sequence[str], profile
     pairs = pair_map(results, by=["dataset", "setting", *MODEL_KEY]).rename("map").reset_index()
     keys = ["dataset", "setting", *MODEL_KEY, "query_lang"]
     out = pairs.groupby(keys, sort=False).agg(map=("map", "mean"), pairs=("pool_lang", "size")).reset_index()
-    out["_setting"] = out.setting.map({s: i for i, s in enumerate(SETTINGS)})
+    out["_setting"] = out.setting.map({s.value: i for i, s in enumerate(Setting)})
     out = _model_order(out, strategies, profiles)
     return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
 
@@ -223,11 +218,12 @@ def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
     parts = [
         "# mAP per query language",
         "",
-        "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, "
+        "with no test behind it (the tested comparisons are in results.md and main.md).",
         "",
     ]
     for dataset in _datasets(per_language.dataset.unique(), train_source):
-        for setting in SETTINGS:
+        for setting in Setting:
             block = per_language[(per_language.dataset == dataset) & (per_language.setting == setting)]
             if block.empty:
                 continue
@@ -236,7 +232,7 @@ def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
                 index=list(dict.fromkeys(wide.model))
             )
             parts += [
-                f"## {dataset_label(dataset, train_source)} — {setting}",
+                f"## {_dataset_label(dataset, train_source)} — {setting}",
                 "",
                 _markdown(wide, _best(wide), {}, ["model", *wide.columns]),
             ]
@@ -247,7 +243,7 @@ def pair_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """File stem ``{dataset}-{strategy}-{profile}`` (``{dataset}-base``) -> X→Y mAP matrix: query
     languages as rows, pool languages as columns, mono on the diagonal, seeds averaged."""
     out = {}
-    pairs = results[results.setting.isin(["mono", "cross"])]
+    pairs = results[results.setting.isin([Setting.MONO.value, Setting.CROSS.value])]
     for (dataset, strategy, profile), group in pairs.groupby(["dataset", *MODEL_KEY], sort=True):
         stem = "-".join([dataset, BASE] if strategy == BASE else [dataset, strategy, profile])
         out[stem] = pair_map(group).unstack("pool_lang")
@@ -277,7 +273,7 @@ def metrics_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Se
     seeds = results.groupby(["dataset", "setting", *MODEL_KEY], sort=True).seed.nunique().rename("seeds")
     out = pd.concat([seeds, *(setting_means(results, column) for column in EXTRA_METRICS)], axis=1).reset_index()
     out = _model_order(out, strategies, profiles)
-    out["_setting"] = out.setting.map({s: i for i, s in enumerate(SETTINGS)})
+    out["_setting"] = out.setting.map({s.value: i for i, s in enumerate(Setting)})
     return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
 
 
@@ -285,12 +281,13 @@ def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
     parts = [
         "# Rank metrics beside mAP",
         "",
-        "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. "
-        "same-lang.@10: share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. same-lang.@10: "
+        "share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each "
+        "column, with no test behind it (the tested comparisons are in results.md and main.md).",
         "",
     ]
     for dataset in _datasets(metrics.dataset.unique(), train_source):
-        for setting in SETTINGS:
+        for setting in Setting:
             block = metrics[(metrics.dataset == dataset) & (metrics.setting == setting)]
             if block.empty:
                 continue
@@ -299,7 +296,7 @@ def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
             # A higher same-language share is more language bias, not better retrieval: never bold.
             best = _best(wide).assign(**({"same_language_top10": False} if "same_language_top10" in names else {}))
             parts += [
-                f"## {dataset_label(dataset, train_source)} — {setting}",
+                f"## {_dataset_label(dataset, train_source)} — {setting}",
                 "",
                 _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)]),
             ]
@@ -322,7 +319,7 @@ def beir_table(
     for model in models:
         path = Path(metrics_root) / f"{model}.json"
         metrics = read_json(path)
-        strategy, profile = (BASE, "-") if model == BASE else tuple(model.split("/")[:2])
+        run = RunId(BASE, "-", -1) if model == BASE else RunId.parse(model)
         for name in benchmarks:
             entry = metrics.get(f"beir-{name}") if isinstance(metrics, dict) else None
             if not isinstance(entry, dict) or not entry:
@@ -341,8 +338,8 @@ def beir_table(
                     {
                         "benchmark": name,
                         "language": lang,
-                        "strategy": strategy,
-                        "profile": profile,
+                        "strategy": run.strategy,
+                        "profile": run.profile,
                         **{m: float(values[m]) for m in BEIR_METRICS},
                     }
                 )
@@ -363,7 +360,8 @@ def beir_markdown(beir: pd.DataFrame) -> str:
     parts = [
         "# BEIR benchmarks",
         "",
-        "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Bold: the largest value of each column, with no test behind it (the tested comparisons are in results.md and main.md).",
+        "Monolingual retrieval per language, scored as BEIR does; seeds averaged. Bold: the largest value of each "
+        "column, with no test behind it (the tested comparisons are in results.md and main.md).",
         "",
     ]
     for benchmark, block in beir.groupby("benchmark", sort=True):
@@ -416,7 +414,8 @@ def write_paper_tables(
     if beir:
         if metrics_root is None:
             raise MlretError(
-                f"BEIR benchmarks {sorted(beir)} are configured (eval.beir) but the report was not given the evaluation metrics folder.",
+                f"BEIR benchmarks {sorted(beir)} are configured (eval.beir) but the report was not given the "
+                "evaluation metrics folder.",
                 "Pass metrics/eval to the report stage (its command and deps in dvc.yaml).",
             )
         scores = beir_table(metrics_root, models, beir, strategies, profiles)

@@ -9,7 +9,7 @@ across strategies; difference heatmaps use a diverging scale centred at 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -18,12 +18,12 @@ matplotlib.use("Agg")  # files only; no display on pipeline machines
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.colors import Colormap, Normalize
 
-from mlret.reporting.collect import BASE, pair_map
+from mlret.reporting.collect import pair_map
+from mlret.vocabulary import BASE, Setting, model_label
 
-#: Settings in the order of the LAReQA paper.
-SETTINGS = ("mono", "cross", "multi")
 #: Strategies that difference heatmaps are taken against (when they ran).
 REFERENCES = (BASE, "multi")
 NO_PROFILE = "-"  # the base model's profile in the tables
@@ -50,8 +50,10 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _label(strategy: str, profile: str) -> str:
-    return "base model" if strategy == BASE else f"{strategy}, {profile}"
+def display_label(strategy: str, profile: str) -> str:
+    """A model as a figure's title names it: its :func:`~mlret.vocabulary.model_label` in words ("hybrid, balanced")."""
+    label = model_label(strategy, profile)
+    return "base model" if label == BASE else label.replace("/", ", ")
 
 
 def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
@@ -60,7 +62,7 @@ def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
 
 
 def cell_text(value: float, fmt: str) -> str:
-    """``value`` in ``fmt``, and "0" where it rounds to zero: "+0.00" and "-0.00" suggest a sign the data do not have."""
+    """``value`` in ``fmt``, and "0" where it rounds to zero: "+0.00" and "-0.00" suggest a sign the data lack."""
     text = format(value, fmt)
     return "0" if float(text) == 0 else text
 
@@ -103,17 +105,17 @@ def colour_limits(matrices: Iterable[pd.DataFrame], centred: bool = False) -> tu
     return (low, high) if high > low else (low - 0.01, high + 0.01)
 
 
-def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
+def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: Sequence[str] = ()) -> list[Path]:
     """X → Y mAP per strategy, profile and dataset (seed-averaged; mono on the diagonal),
     and its difference from the base model and from ``multi`` under the same profile."""
     written = []
-    pairs = results[results.setting != "multi"]
+    pairs = results[results.setting != Setting.MULTI]
     for dataset, block in pairs.groupby("dataset", sort=True):
         matrices = {
             (strategy, profile): pair_map(group).unstack("pool_lang")
             for (strategy, profile), group in block.groupby(["strategy", "profile"], sort=True)
         }
-        order = {s: i for i, s in enumerate(in_order([s for s, _ in matrices], [BASE, *(strategies or [])]))}
+        order = {s: i for i, s in enumerate(in_order([s for s, _ in matrices], [BASE, *strategies]))}
         keys = sorted(matrices, key=lambda k: (order[k[0]], k[1]))
         norm = Normalize(*colour_limits(matrices.values()))
         for strategy, profile in keys:
@@ -122,7 +124,7 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | 
                     matrices[strategy, profile],
                     norm,
                     "viridis",
-                    f"{dataset}: X→Y mAP, {_label(strategy, profile)}",
+                    f"{dataset}: X→Y mAP, {display_label(strategy, profile)}",
                     f"mAP (scale: {norm.vmin:.2f}–{norm.vmax:.2f}, all {dataset} heatmaps)",
                     ".2f",
                     out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}.png",
@@ -137,15 +139,16 @@ def pair_heatmaps(results: pd.DataFrame, out_dir: Path, strategies: list[str] | 
             if not diffs:
                 continue
             norm_diff = Normalize(*colour_limits(diffs.values(), centred=True))
-            ref_name = "base model" if reference == BASE else reference
+            ref_name = display_label(BASE, NO_PROFILE) if reference == BASE else reference
             for (strategy, profile), diff in diffs.items():
                 written.append(
                     _heatmap(
                         diff,
                         norm_diff,
                         "RdBu",
-                        f"{dataset}: X→Y mAP, {_label(strategy, profile)} − {ref_name}",
-                        f"Δ mAP (blue: better than {ref_name}; one cell: no interval,\nsee results.md for what noise allows)",
+                        f"{dataset}: X→Y mAP, {display_label(strategy, profile)} − {ref_name}",
+                        f"Δ mAP (blue: better than {ref_name}; one cell: no interval,\nsee results.md for what noise "
+                        "allows)",
                         "+.2f",
                         out_dir / f"heatmap-{figure_name(dataset, strategy, profile)}-vs-{reference}.png",
                     )
@@ -161,14 +164,14 @@ def _zoom(ax: plt.Axes, low: np.ndarray, high: np.ndarray, reference: float | No
     lo, hi = float(np.nanmin(low)), float(np.nanmax(high))
     span = hi - lo or 0.05 * abs(hi) or 0.05
     on_axis = reference is not None and not np.isnan(reference) and max(hi, reference) - min(lo, reference) <= 2 * span
-    if on_axis:
+    if on_axis and reference is not None:
         lo, hi = min(lo, reference), max(hi, reference)
     pad = 0.12 * (hi - lo or span)
     ax.set_ylim(lo - pad, hi + pad)
     return on_axis
 
 
-def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list[str] | None) -> str:
+def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: Sequence[str]) -> str:
     """Trained models as bars (strategy on the axis, profile by colour), the base model as a reference line.
 
     Returns a note for the panel title when the base model lies off the fitted axis (else "").
@@ -177,7 +180,7 @@ def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list
     base = rows[rows.strategy == BASE]
     if trained.empty:
         return ""
-    order = in_order(trained.strategy, strategies or [])
+    order = in_order(trained.strategy, strategies)
     profiles = list(dict.fromkeys(trained.profile))
     width = 0.8 / max(len(profiles), 1)
     for k, profile in enumerate(profiles):
@@ -189,7 +192,8 @@ def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list
         ax.bar(x, part[metric], width, yerr=err, capsize=3, label=profile, color=f"C{k}")
     ax.set_xticks(range(len(order)), order)
     reference = float(base[metric].iloc[0]) if not base.empty else None
-    if _zoom(ax, trained[f"{metric}_ci_low"].to_numpy(), trained[f"{metric}_ci_high"].to_numpy(), reference):
+    on_axis = _zoom(ax, trained[f"{metric}_ci_low"].to_numpy(), trained[f"{metric}_ci_high"].to_numpy(), reference)
+    if on_axis and reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="base model (zero-shot)")
     elif reference is not None:
         return f"base model {reference:.3g}, {'below' if reference < ax.get_ylim()[0] else 'above'} the axis"
@@ -197,7 +201,7 @@ def grouped_bars(ax: plt.Axes, rows: pd.DataFrame, metric: str, strategies: list
 
 
 def _legend_outside(fig: plt.Figure, axes: Iterable[plt.Axes], title: str) -> None:
-    handles: dict[str, object] = {}
+    handles: dict[str, Artist] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
@@ -206,12 +210,12 @@ def _legend_outside(fig: plt.Figure, axes: Iterable[plt.Axes], title: str) -> No
 
 
 def strategy_bars(
-    table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None, metric: str = "map"
+    table: pd.DataFrame, out_dir: Path, strategies: Sequence[str] = (), metric: str = "map"
 ) -> list[Path]:
     """Grouped bars: strategy × profile, one panel per setting (paper order), one figure per dataset."""
     written = []
     for dataset, block in table.groupby("dataset", sort=True):
-        settings = in_order(block.setting, SETTINGS)
+        settings = in_order(block.setting, [s.value for s in Setting])
         fig, axes = plt.subplots(
             1, len(settings), figsize=(3.6 * len(settings) + 1.6, 3.6), squeeze=False, layout="constrained"
         )
@@ -225,9 +229,9 @@ def strategy_bars(
     return written
 
 
-def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
-    """Language bias in the multilingual pool: rank distance per strategy, one axis per dataset (their scales differ)."""
-    multi = table[(table.setting == "multi") & table.rank_distance.notna()]
+def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: Sequence[str] = ()) -> list[Path]:
+    """Language bias in the multilingual pool: rank distance per strategy, one axis per dataset (scales differ)."""
+    multi = table[(table.setting == Setting.MULTI) & table.rank_distance.notna()]
     if multi.empty:
         return []
     datasets = sorted(multi.dataset.unique())
@@ -240,13 +244,14 @@ def rank_distance_bars(table: pd.DataFrame, out_dir: Path, strategies: list[str]
         ax.set_ylabel("rank distance (axis not from 0)")
     _legend_outside(fig, axes[0], "profile")
     fig.suptitle(
-        f"Multilingual pool: rank distance of a question's answers across languages\n(lower = less language bias; {CI_NOTE})",
+        "Multilingual pool: rank distance of a question's answers across languages\n(lower = less language bias; "
+        f"{CI_NOTE})",
         fontsize=10,
     )
     return [_save(fig, out_dir / "rank-distance.png")]
 
 
-def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[str] | None = None) -> list[Path]:
+def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: Sequence[str] = ()) -> list[Path]:
     """Specific drop in mAP against severity, one line per strategy with its interval, one panel per setting scope.
 
     A point without an interval (too few seeds to estimate the run-to-run noise) is drawn hollow
@@ -255,14 +260,14 @@ def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: list[
     written = []
     drops = robustness[robustness.kind == "drop"]
     for dataset, block in drops.groupby("dataset", sort=True):
-        scopes = [s for s in ("all", *SETTINGS) if s in set(block.scope)]
+        scopes = [s for s in ("all", *(s.value for s in Setting)) if s in set(block.scope)]
         severities = sorted(block.severity.unique())
         fig, axes = plt.subplots(
             1, len(scopes), figsize=(3.2 * len(scopes), 3.4), layout="constrained", sharey=True, squeeze=False
         )
         for ax, scope in zip(axes[0], scopes):
             part = block[block.scope == scope]
-            order = in_order(part.strategy, strategies or [])
+            order = in_order(part.strategy, strategies)
             for i, strategy in enumerate(order):
                 rows = part[part.strategy == strategy].set_index("severity").reindex(severities)
                 x = np.arange(len(severities)) + (i - (len(order) - 1) / 2) * 0.08  # dodge so intervals stay readable

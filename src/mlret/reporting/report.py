@@ -1,4 +1,4 @@
-"""The `report` stage: tables, figures, the generated summary, the headline metrics and the data behind the DVC plots."""
+"""The `report` stage: tables, figures, the generated summary, the headline metrics and the data behind DVC plots."""
 
 from __future__ import annotations
 
@@ -92,9 +92,7 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
         try:
             log = pd.read_csv(path)
         except FileNotFoundError:
-            raise MlretError(
-                f"{path}: file not found.", f"Run `dvc repro {stage}` first."
-            ) from None
+            raise MlretError(f"{path}: file not found.", f"Run `dvc repro {stage}` first.") from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise MlretError(
                 f"{path}: not a readable CSV file ({err}).",
@@ -115,7 +113,7 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
 
 
 def pool_labels(eval_metrics_root: str | Path, datasets: list[str]) -> dict[str, str]:
-    """Each dataset's candidate pool as the evaluate stage labelled it (in-domain test articles, or full and zero-shot)."""
+    """Each dataset's candidate pool as the evaluate stage labelled it (in-domain test articles, or full, zero-shot)."""
     path = Path(eval_metrics_root) / f"{BASE}.json"
     metrics = read_json(path)
     if not isinstance(metrics, dict):

@@ -1,4 +1,4 @@
-"""The study's answer: does a strategy lose more on a language than on the others when that language's training data shrinks?
+"""The study's answer: does a strategy lose more on a language than on the others when that language's data shrinks?
 
 *Cells.* Every imbalanced profile P keeps a fraction (its *severity*: 0, 0.01, 0.05, 0.25 on the
 shipped ladder) of some languages' training questions and all of the others'. A cell is one
@@ -40,7 +40,8 @@ generalises to other languages. What is noise is which training runs happened to
 (seeds) and which test questions happened to be asked.
 
 *Interval.* Every run value above is a sum over resampling units (questions, or their articles:
-both tables come from one alignment of the results, :mod:`mlret.reporting.drops`) of the unit's rows' weighted AP, so the estimate θ = Σ_r Σ_c A[r, c]·d[r, c]
+both tables come from one alignment of the results, :mod:`mlret.reporting.drops`) of the unit's
+rows' weighted AP, so the estimate θ = Σ_r Σ_c A[r, c]·d[r, c]
 is linear in the runs' per-cell values d = m_L − m_F, with A[r, c] = +1/(C·n_ref) for every
 reference run r of a strategy (C cells, n_ref reference seeds), −1/(C·n_P) for every run of the
 cell's profile P (n_P seeds), and the strategy's coefficient (+1 or −1 in a contrast) applied on
@@ -92,8 +93,8 @@ from mlret.reporting.drops import (
     ALL_SETTINGS,
     REFERENCE_PROFILE,
     Cell,
-    Scores,
     Estimates,
+    Scores,
     coefficients,
     estimates,
     inference,

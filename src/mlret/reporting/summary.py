@@ -8,31 +8,29 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from mlret.reporting.collect import BASE
+from mlret.reporting.grid import Grid
+from mlret.reporting.markdown import markdown_table
 from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE
 from mlret.reporting.wording import (
-    ALPHA,
     at_floor,
     comparison_sentence,
     contrast_sentence,
+    dataset_label,
     interval_text,
     p_text,
     signed,
 )
+from mlret.vocabulary import ALPHA, BASE, Setting
 
 QUESTION = (
-    "When fine-tuning a multilingual bi-encoder with contrastive learning, how should training batches mix "
-    "languages, and does the hybrid strategy (some batches monolingual, some cross-lingual) stay robust when "
-    "training data is language-imbalanced and low-resource?"
+    "When fine-tuning a multilingual bi-encoder with contrastive learning, how should training batches mix languages, "
+    "and does the hybrid strategy (some batches monolingual, some cross-lingual) stay robust when training data is "
+    "language-imbalanced and low-resource?"
 )
 
 
 def severity_label(severity: float) -> str:
     return "absent (0 %)" if severity == 0 else f"{severity * 100:g} % kept"
-
-
-#: strategy -> profile -> seeds of the runs in params.yaml (:func:`mlret.reporting.grid.grid_record`).
-Grid = Mapping[str, Mapping[str, Sequence[int]]]
 
 
 def _seeds(n: int) -> str:
@@ -62,7 +60,8 @@ def imbalanced_profiles(grid: Grid, severities: Mapping[str, Sequence[float]]) -
 
 
 def robustness_strategies(grid: Grid, headline: str, severities: Mapping[str, Sequence[float]]) -> list[str]:
-    """The strategies the robustness question is asked of: every one trained on an imbalanced profile, and the contrast's two."""
+    """The strategies the robustness question is asked of: each one trained on an imbalanced profile, and the
+    contrast's two."""
     imbalanced = set(imbalanced_profiles(grid, severities))
     if not imbalanced:
         return []
@@ -86,11 +85,6 @@ def missing_lines(grid: Grid, headline: str, severities: Mapping[str, Sequence[f
                     f"`{profile}` holds ({at})."
                 )
     return lines
-
-
-def dataset_label(dataset: str, pools: Mapping[str, str] | None = None) -> str:
-    """The dataset with its pool (in-domain test articles, or the full pool zero-shot) when known."""
-    return f"{dataset} ({pools[dataset]})" if pools and dataset in pools else dataset
 
 
 def _finite(*values: object) -> bool:
@@ -151,13 +145,13 @@ def answer_lines(
         return ["No contrast: no run trained on an imbalanced profile."]
     if headline == COMPARATOR:
         return [
-            f"No contrast: the headline strategy is `{COMPARATOR}`, the comparator itself. "
-            "Set `sampling` to another strategy to contrast it with it; each strategy's drops are below."
+            f"No contrast: the headline strategy is `{COMPARATOR}`, the comparator itself. Set `sampling` to another "
+            "strategy to contrast it with it; each strategy's drops are below."
         ]
     if contrasts.empty:
         return [
-            f"No contrast: it needs `{headline}` and `{COMPARATOR}` trained on `{REFERENCE_PROFILE}` and on the same imbalanced "
-            "profiles (see `runs` in params.yaml and the runs missing below)."
+            f"No contrast: it needs `{headline}` and `{COMPARATOR}` trained on `{REFERENCE_PROFILE}` and on the same "
+            "imbalanced profiles (see `runs` in params.yaml and the runs missing below)."
         ]
     articles = by_article[(by_article.kind == "contrast") & (by_article.scope == "all")].set_index(
         ["dataset", "severity"]
@@ -193,7 +187,10 @@ def exposure_lines(exposure: pd.DataFrame, headline: str) -> list[str]:
     first = [s for s in (headline, COMPARATOR) if s in set(reduced.strategy)]
     order = first + sorted(set(reduced.strategy) - set(first))
     reference = exposure[(exposure.profile == REFERENCE_PROFILE) & exposure.lang.isin(set(reduced.lang))]
-    intro = "**Exposure.** Share of training pair sides a reduced language got (mean over the reduced languages, profiles and seeds)"
+    intro = (
+        "**Exposure.** Share of training pair sides a reduced language got (mean over the reduced languages, profiles "
+        "and seeds)"
+    )
     if not reference.empty:
         intro += f"; the same languages got {_percent(float(reference.share.mean()))} on `{REFERENCE_PROFILE}`"
     lines = [intro + ":", ""]
@@ -238,27 +235,21 @@ def robustness_markdown(robustness: pd.DataFrame, strategies: Sequence[str] = ()
         severities = sorted(block.severity.unique())
         title = f"### {dataset}, all settings" if scope == "all" else f"### {dataset}, {scope} only (exploratory)"
         parts += [title, ""]
-        parts.append("| strategy | " + " | ".join(severity_label(s) for s in severities) + " |")
-        parts.append("|---" * (len(severities) + 1) + "|")
         notes: dict[str, list[str]] = {}
+        lines = []
         for strategy in sorted(set(block.strategy) | set(strategies)):
             by = block[block.strategy == strategy].set_index("severity")
-            parts.append(
-                f"| {strategy} | "
-                + " | ".join(_drop_cell(by.loc[s]) if s in by.index else "not estimated" for s in severities)
-                + " |"
-            )
+            cells = [_drop_cell(by.loc[s]) if s in by.index else "not estimated" for s in severities]
+            lines.append([f"{strategy}", *cells])
         contrast = robustness[
             (robustness.kind == "contrast") & (robustness.dataset == dataset) & (robustness.scope == scope)
         ]
         for strategy, rows in contrast.groupby("strategy", sort=True):
             by = rows.set_index("severity")
             label = f"**{strategy}**" + ("" if scope == "all" else " (exploratory)")
-            parts.append(
-                f"| {label} | "
-                + " | ".join(_drop_cell(by.loc[s], _test_text(by.loc[s])) if s in by.index else "" for s in severities)
-                + " |"
-            )
+            cells = [_drop_cell(by.loc[s], _test_text(by.loc[s])) if s in by.index else "" for s in severities]
+            lines.append([label, *cells])
+        parts += markdown_table(["strategy", *(severity_label(s) for s in severities)], lines)
         for _, row in pd.concat([block, contrast]).iterrows():
             if _note(row) and not _finite(row.ci_low, row.ci_high):
                 notes.setdefault(_note(row), []).append(f"{row.strategy} at {severity_label(row.severity)}")
@@ -296,7 +287,7 @@ def claims_lines(table: pd.DataFrame, headline: str, grid: Grid | None = None) -
 
 
 def rank_distance_lines(table: pd.DataFrame) -> list[str]:
-    rows = table[(table.setting == "multi") & table.get("rank_distance", pd.Series(dtype=float)).notna()]
+    rows = table[(table.setting == Setting.MULTI) & table.get("rank_distance", pd.Series(dtype=float)).notna()]
     lines = []
     for dataset, block in rows.groupby("dataset", sort=True):
         cells = ", ".join(
@@ -319,36 +310,35 @@ def exposure_markdown(exposure: pd.DataFrame) -> list[str]:
     table = reduced.pivot_table(
         index=["profile", "lang", "fraction_kept"], columns=["strategy", "seed"], values="share"
     )
-    parts = [
-        "| profile | language | kept | " + " | ".join(f"{s}/{seed}" for s, seed in table.columns) + " |",
-        "|---" * (len(table.columns) + 3) + "|",
+    header = ["profile", "language", "kept", *(f"{s}/{seed}" for s, seed in table.columns)]
+    rows = [
+        [f"{profile}", f"{lang}", f"{kept:g}", *("" if pd.isna(v) else f"{v:.4f}" for v in values)]
+        for (profile, lang, kept), values in table.iterrows()
     ]
-    for (profile, lang, kept), values in table.iterrows():
-        parts.append(
-            f"| {profile} | {lang} | {kept:g} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in values) + " |"
-        )
-    return parts
+    return markdown_table(header, rows)
 
 
 def definition_lines(headline: str) -> list[str]:
     """What the Answer's numbers are: the estimand, the interval, the family and its adjustment."""
     contrast = (
-        f"Contrast = specific drop({headline}) − specific drop({COMPARATOR}); below 0, `{headline}` loses less "
-        "under imbalance (is more robust)."
+        f"Contrast = specific drop({headline}) − specific drop({COMPARATOR}); below 0, `{headline}` loses less under "
+        "imbalance (is more robust)."
         if headline != COMPARATOR
         else f"A contrast is taken against `{COMPARATOR}` when another strategy is the headline."
     )
     return [
-        f"Drop = mAP under `{REFERENCE_PROFILE}` (mean of its seeds) minus mAP under the imbalanced profile (mean of its seeds); "
-        "above 0: the run lost mAP. The *raw drop* is a reduced language L's drop on its own rows. The *specific drop*, "
-        "the estimate, is L's drop minus the mean drop of the languages kept in full (F) on matching rows of the same runs "
-        "(mono: L→L against F→F; cross: X↔L against X↔Y with X, Y in F; multi: L's questions against F's questions in the "
-        "same multilingual pool), so that what every language loses in a run with less data in all is netted out; "
-        "a severity's value is the mean over its reduced languages, settings weighted equally. "
-        f"{contrast} 95 % t interval: questions (or articles) resampled, plus the training-run noise of every run.",
+        f"Drop = mAP under `{REFERENCE_PROFILE}` (mean of its seeds) minus mAP under the imbalanced profile (mean of "
+        "its seeds); above 0: the run lost mAP. The *raw drop* is a reduced language L's drop on its own rows. The "
+        "*specific drop*, the estimate, is L's drop minus the mean drop of the languages kept in full (F) on "
+        "matching rows of the same runs (mono: L→L against F→F; cross: X↔L against X↔Y with X, Y in F; multi: L's "
+        "questions against F's questions in the same multilingual pool), so that what every language loses in a run "
+        "with less data in all is netted out; a severity's value is the mean over its reduced languages, settings "
+        f"weighted equally. {contrast} 95 % t interval: questions (or articles) resampled, plus the training-run "
+        "noise of every run.",
         "",
-        "Primary family: per dataset, the contrasts over all settings at its severities, Holm-adjusted over them; a verdict "
-        f"needs Holm p < {ALPHA:g}. The single-setting contrasts in the tables below are exploratory and unadjusted. "
+        "Primary family: per dataset, the contrasts over all settings at its severities, Holm-adjusted over them; a "
+        f"verdict needs Holm p < {ALPHA:g}. The single-setting contrasts in the tables below are exploratory and "
+        "unadjusted. "
         '"Not distinguishable" is not "equal": a contrast smaller than the one detectable with 80 % power (at the '
         "strictest Holm level) could go unseen.",
         "",
@@ -388,9 +378,9 @@ def summary_markdown(
         missing = missing_lines(grid, headline, severities)
         tables = robustness_markdown(robustness, robustness_strategies(grid, headline, severities))
         legend = [
-            "Each cell: specific drop [95 % interval] (raw: drop on the reduced language's own rows; full: mean drop of "
-            "the languages kept in full on matching rows). Bold rows: the contrast, with its Holm p over all settings, "
-            "its unadjusted p in a single setting (exploratory).",
+            "Each cell: specific drop [95 % interval] (raw: drop on the reduced language's own rows; full: mean drop "
+            "of the languages kept in full on matching rows). Bold rows: the contrast, with its Holm p over all "
+            "settings, its unadjusted p in a single setting (exploratory).",
             "",
         ]
         parts += (
@@ -402,9 +392,9 @@ def summary_markdown(
     parts += [
         "## The paper's comparisons on the balanced profile",
         "",
-        f"`{headline}` − each other strategy: mean difference over seeds [two-level bootstrap interval: seeds, then questions]; "
-        "verdict: sign-flip test flipping whole questions, Holm-adjusted over the results table "
-        f"(Holm p < {ALPHA:g} separates them).",
+        f"`{headline}` − each other strategy: mean difference over seeds [two-level bootstrap interval: seeds, then "
+        "questions]; verdict: sign-flip test flipping whole questions, Holm-adjusted over the results table (Holm p "
+        f"< {ALPHA:g} separates them).",
         "",
     ]
     parts += claims_lines(table, headline, grid) or [
@@ -412,7 +402,8 @@ def summary_markdown(
     ]
     parts += [
         "",
-        "Rank distance in the multilingual pool (lower: less language bias), balanced profile [95 % question bootstrap]:",
+        "Rank distance in the multilingual pool (lower: less language bias), balanced profile [95 % question "
+        "bootstrap]:",
         "",
     ]
     parts += rank_distance_lines(table)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mlret.reporting.markdown import markdown_table
 from mlret.reporting.stats import (
     CLUSTER_RESAMPLES,
     CONFIDENCE,
@@ -21,7 +22,7 @@ from mlret.reporting.stats import (
     two_level_bootstrap_difference,
     weighted_mean,
 )
-from mlret.reporting.wording import at_floor
+from mlret.reporting.wording import at_floor, dataset_label
 from mlret.scoring.measures import macro_weights
 from mlret.vocabulary import BASE, Setting
 
@@ -181,13 +182,15 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
     tests = int(table.p_vs_headline.notna().sum())
     tested = "test" if tests == 1 else "tests"
     parts = [
-        f"Each cell: mean over seeds [{level} percentile bootstrap interval resampling whole questions: every language row "
-        f"of a question (qid) is drawn together, {CLUSTER_RESAMPLES:,} resamples] ±seed standard deviation (when several seeds ran).",
-        f"Δ: mAP of `{headline}` minus the row's on the same queries [{level} two-level bootstrap interval: each strategy's "
-        f"seeds redrawn, then whole questions drawn once for both, {CLUSTER_RESAMPLES:,} resamples].",
+        f"Each cell: mean over seeds [{level} percentile bootstrap interval resampling whole questions: every "
+        f"language row of a question (qid) is drawn together, {CLUSTER_RESAMPLES:,} resamples] ±seed standard "
+        "deviation (when several seeds ran).",
+        f"Δ: mAP of `{headline}` minus the row's on the same queries [{level} two-level bootstrap interval: each "
+        f"strategy's seeds redrawn, then whole questions drawn once for both, {CLUSTER_RESAMPLES:,} resamples].",
         f"p: two-sided paired sign-flip test of `{headline}` against the row (mAP), flipping whole questions "
-        f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip enumerated when "
-        f"a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every dataset and setting); "
+        f"({PERMUTATION_RESAMPLES:,} random flips, so never below 1/{PERMUTATION_RESAMPLES + 1:,}; every flip "
+        f"enumerated when a block has few questions), Holm-adjusted over the {tests} {tested} of this table (every "
+        "dataset and setting); "
         f'"≤" where the test reached that floor, so the true p may be smaller.',
         "Bold: the best value of each column, with no test behind it; Δ and p are the tests.",
         "",
@@ -195,11 +198,8 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
     for (dataset, setting), block in table.groupby(["dataset", "setting"], sort=True):
         names = [n for n in METRICS if n in block and block[n].notna().any()]
         best = {n: (block[n].min() if n in LOWER_IS_BETTER else block[n].max()) for n in names}
-        pool = f" ({pools[dataset]})" if pools and dataset in pools else ""
-        parts.append(f"### {dataset}{pool} — {setting}")
-        parts.append("")
-        parts.append("| strategy | profile | seeds | " + " | ".join(names) + f" | Δ mAP {headline} − row | p (Holm) |")
-        parts.append("|---" * (len(names) + 5) + "|")
+        parts += [f"### {dataset_label(dataset, pools)} — {setting}", ""]
+        rows = []
         for _, row in block.iterrows():
             cells = [_cell(row, n, bool(np.isclose(row[n], best[n]))) for n in names]
             p = (
@@ -207,8 +207,7 @@ def results_markdown(table: pd.DataFrame, headline: str, pools: dict[str, str] |
                 if pd.isna(row.p_vs_headline_holm)
                 else f"{'≤ ' if at_floor(row.p_vs_headline) else ''}{row.p_vs_headline_holm:.3g}"
             )
-            parts.append(
-                f"| {row.strategy} | {row.profile} | {row.seeds} | " + " | ".join(cells) + f" | {_delta(row)} | {p} |"
-            )
-        parts.append("")
+            rows.append([f"{row.strategy}", f"{row.profile}", f"{row.seeds}", *cells, _delta(row), p])
+        header = ["strategy", "profile", "seeds", *names, f"Δ mAP {headline} − row", "p (Holm)"]
+        parts += [*markdown_table(header, rows), ""]
     return "\n".join(parts)

@@ -2,7 +2,7 @@
 
 Every difference a − b is printed as a − b, its interval in the same direction, so a reader who
 has just read the definition never has to flip a sign. Whether two strategies are told apart is
-the family's decision: the Holm-adjusted p against :data:`ALPHA`, not whether the unadjusted
+the family's decision: the Holm-adjusted p against :data:`~mlret.vocabulary.ALPHA`, not whether the unadjusted
 interval happens to exclude zero; where the two disagree the sentence says so. A difference
 that is not distinguishable is never called "no difference": where the design's power is known,
 the smallest difference it would have detected is given instead, which is what "not seen"
@@ -15,19 +15,23 @@ smaller, so it (and the Holm value computed from it) is printed as a bound, "p �
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 from mlret.reporting.stats import PERMUTATION_RESAMPLES
-
-#: Level at which a Holm-adjusted p separates two strategies.
-ALPHA = 0.05
+from mlret.vocabulary import ALPHA
 
 
 def _finite(**values: float) -> None:
     for label, x in values.items():
         if not math.isfinite(x):
             raise ValueError(f"{label} must be a finite number, got {x}")
+
+
+def dataset_label(dataset: str, pools: Mapping[str, str] | None = None) -> str:
+    """The dataset with its candidate pool in brackets, where ``pools`` names one."""
+    return f"{dataset} ({pools[dataset]})" if pools and dataset in pools else dataset
 
 
 def signed(x: float, digits: int = 3) -> str:
@@ -73,7 +77,7 @@ def contrast_sentence(
     """Word the contrast of two strategies' drops, ``estimate`` = drop(a) − drop(b) [low, high].
 
     Below zero, a loses less under imbalance (is more robust). The verdict follows ``p_holm``
-    against :data:`ALPHA` when it is given (the primary family):
+    against :data:`~mlret.vocabulary.ALPHA` when it is given (the primary family):
 
     - separated: "a − b = −0.012 [−0.020, −0.004]: a drops less (more robust); Holm p = 0.01";
     - not separated: "a − b = −0.004 [−0.011, +0.002]: not distinguishable (Holm p = 0.62;
@@ -93,7 +97,8 @@ def contrast_sentence(
             remark = "; the interval contains 0 although Holm separates them" if not excludes else ""
             return f"{head}: {direction}; {p_text(p_holm, label='Holm p')}{remark}"
         if excludes:
-            return f"{head}: not distinguishable after Holm ({'; '.join([p_text(p_holm, label='Holm p'), 'the interval excludes 0 but not after Holm', *power])})"
+            why = [p_text(p_holm, label="Holm p"), "the interval excludes 0 but not after Holm", *power]
+            return f"{head}: not distinguishable after Holm ({'; '.join(why)})"
         return f"{head}: not distinguishable ({'; '.join([p_text(p_holm, label='Holm p'), *power])})"
     separated = (p < ALPHA) if math.isfinite(p) else excludes
     tested = [p_text(p, label="unadjusted p")] if math.isfinite(p) else ["unadjusted"]
@@ -116,7 +121,7 @@ def comparison_sentence(
 ) -> str:
     """Word a − b = ``estimate`` [low, high] (positive = a is ``better``), decided by its Holm-adjusted p.
 
-    - Holm p < :data:`ALPHA`: "a − b = +0.050 [+0.010, +0.090]: a is better; Holm p = 0.003",
+    - Holm p < :data:`~mlret.vocabulary.ALPHA`: "a − b = +0.050 [+0.010, +0.090]: a is better; Holm p = 0.003",
       with a remark when the interval contains zero (it also draws training runs, which the test
       does not);
     - otherwise: "a − b = −0.004 [−0.008, −0.001]: not distinguishable after Holm (Holm p = 0.225;

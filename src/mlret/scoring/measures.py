@@ -99,17 +99,28 @@ def macro_weights(by: Sequence[np.ndarray], within: Sequence[np.ndarray] = (), p
     """
     if not by:
         raise MlretError("macro weights need at least one grouping key", "Pass the query and pool language labels.")
-    frame = pd.DataFrame({**{f"within{i}": w for i, w in enumerate(within)}, **{f"by{i}": b for i, b in enumerate(by)}})
-    outer = [f"within{i}" for i in range(len(within))]
-    group = frame.groupby([*outer, *(f"by{i}" for i in range(len(by)))], sort=False, dropna=False, observed=True)
-    in_group = group.by0.transform("size").to_numpy()
-    ids = pd.Series(group.ngroup().to_numpy(), index=frame.index)
-    groups = (
-        ids.groupby([frame[c] for c in outer], sort=False, dropna=False, observed=True).transform("nunique")
-        if outer
-        else ids.nunique()
-    )
-    return 1.0 / (parts * in_group * np.asarray(groups))
+    n = len(by[0])
+    outer = _combined([np.zeros(n, dtype=np.int64), *within])
+    group = _combined([outer, *by])
+    in_group = np.bincount(group)
+    outer_of_group = np.zeros(in_group.size, dtype=np.int64)
+    outer_of_group[group] = outer
+    groups = np.bincount(outer_of_group)
+    return 1.0 / (parts * in_group[group] * groups[outer])
+
+
+def _combined(keys: Sequence[np.ndarray]) -> NDArray[np.int64]:
+    """One integer per distinct combination of ``keys`` (0, 1, … in order of appearance), for each query."""
+    ids = np.zeros(len(keys[0]), dtype=np.int64)
+    for key in keys:
+        if len(key) != ids.size:
+            raise MlretError(
+                f"group labels must have one entry per query ({ids.size}), got {len(key)}",
+                "Pass one label per query for each grouping key.",
+            )
+        codes, uniques = pd.factorize(np.asarray(key), use_na_sentinel=False)
+        ids = pd.factorize(ids * len(uniques) + codes)[0].astype(np.int64)
+    return ids
 
 
 def expected_random_average_precision(n_relevant: int, pool_size: int) -> float:

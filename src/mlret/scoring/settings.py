@@ -37,6 +37,7 @@ from mlret.scoring.measures import (
 )
 from mlret.scoring.ranking import exact_ranks, exact_top_k
 from mlret.scoring.runs import evaluate_at_k, qrels_frame, scored_top_k_run, top_k_run
+from mlret.vocabulary import Setting
 
 TOP_K = 100
 SAME_LANGUAGE_K = 10
@@ -63,8 +64,10 @@ PER_QUERY_COLUMNS = [
 
 
 @dataclass(frozen=True)
-class Setting:
-    name: str  # mono | cross | multi
+class RetrievalTask:
+    """One (query language, pool) pair of a setting: the questions asked, the candidates, the relevant ones."""
+
+    name: Setting
     query_lang: str
     pool_lang: str  # a language code, or "all"
     query_rows: np.ndarray  # rows of the questions table
@@ -72,15 +75,16 @@ class Setting:
     relevant: list[np.ndarray]  # per query: positions in pool_rows
 
 
-def settings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[Setting], list[tuple[str, str]]]:
-    """All settings of a dataset (tables restricted to its evaluation articles), and the skipped cross pairs."""
+def settings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[RetrievalTask], list[tuple[str, str]]]:
+    """Every task of the three settings of a dataset (tables restricted to its evaluation articles), and the skipped
+    cross pairs."""
     langs = sorted(candidates.lang.unique())
-    answer = {(q, l): c for q, l, c in zip(questions.qid, questions.lang, questions.answer_candidate)}
+    answer = {(q, lang): c for q, lang, c in zip(questions.qid, questions.lang, questions.answer_candidate)}
     langs_of = questions.groupby("qid").lang.agg(set).to_dict()
     pool_of = {lang: np.flatnonzero(candidates.lang.to_numpy() == lang) for lang in langs}
     everything = np.arange(len(candidates))
     position = {cid: i for i, cid in enumerate(candidates.candidate_id)}
-    out: list[Setting] = []
+    out: list[RetrievalTask] = []
     skipped: list[tuple[str, str]] = []
     for x in langs:
         rows_x = np.flatnonzero(questions.lang.to_numpy() == x)
@@ -92,9 +96,10 @@ def settings(questions: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[Se
                 continue
             local = {int(g): i for i, g in enumerate(pool_of[y])}
             relevant = [np.array([local[position[answer[(q, y)]]]]) for q in qids_x[keep]]
-            out.append(Setting("mono" if x == y else "cross", x, y, rows_x[keep], pool_of[y], relevant))
-        relevant_all = [np.array(sorted(position[answer[(q, l)]] for l in langs_of[q])) for q in qids_x]
-        out.append(Setting("multi", x, "all", rows_x, everything, relevant_all))
+            name = Setting.MONO if x == y else Setting.CROSS
+            out.append(RetrievalTask(name, x, y, rows_x[keep], pool_of[y], relevant))
+        relevant_all = [np.array(sorted(position[answer[(q, lang)]] for lang in langs_of[q])) for q in qids_x]
+        out.append(RetrievalTask(Setting.MULTI, x, "all", rows_x, everything, relevant_all))
     return out, skipped
 
 
@@ -106,13 +111,13 @@ class SettingRun:
     qrels: pd.DataFrame  # query_id, doc_id, relevance
 
 
-def trec_query_ids(qids: list[str], setting: Setting) -> list[str]:
+def trec_query_ids(qids: list[str], task: RetrievalTask) -> list[str]:
     """``{qid}:{query_lang}>{pool_lang}``: a question is asked in every pair, so its qid alone repeats."""
-    return [f"{q}:{setting.query_lang}>{setting.pool_lang}" for q in qids]
+    return [f"{q}:{task.query_lang}>{task.pool_lang}" for q in qids]
 
 
-def score_setting(
-    setting: Setting,
+def score_task(
+    task: RetrievalTask,
     questions: pd.DataFrame,
     candidates: pd.DataFrame,
     question_emb: np.ndarray,
@@ -120,34 +125,34 @@ def score_setting(
     chunk_size: int = 1024,
     with_run: bool = True,
 ) -> tuple[pd.DataFrame, SettingRun | None]:
-    """Per-query results of one setting (exact full-pool ranks and AP, @k metrics, language bias), and its run.
+    """Per-query results of one task (exact full-pool ranks and AP, @k metrics, language bias), and its run.
 
     The run (TREC lines with exact scores) is built only ``with_run``: the cross setting's run holds
     pairs x queries x 100 lines, costly to build when nobody writes it.
     """
-    q = question_emb[setting.query_rows]
-    pool = candidate_emb[setting.pool_rows]
-    ranks = exact_ranks(q, pool, setting.relevant, chunk_size=chunk_size)
-    qids = questions.qid.to_numpy()[setting.query_rows].tolist()
-    doc_ids = candidates.candidate_id.to_numpy()[setting.pool_rows].tolist()
+    q = question_emb[task.query_rows]
+    pool = candidate_emb[task.pool_rows]
+    ranks = exact_ranks(q, pool, task.relevant, chunk_size=chunk_size)
+    qids = questions.qid.to_numpy()[task.query_rows].tolist()
+    doc_ids = candidates.candidate_id.to_numpy()[task.pool_rows].tolist()
     k = min(TOP_K, len(doc_ids))
     top, top_scores = exact_top_k(q, pool, k, chunk_size=chunk_size)
-    at_k = evaluate_at_k(top_k_run(qids, top, doc_ids), qrels_frame(qids, setting.relevant, doc_ids))
+    at_k = evaluate_at_k(top_k_run(qids, top, doc_ids), qrels_frame(qids, task.relevant, doc_ids))
     frame = pd.DataFrame(
         {
-            "setting": setting.name,
-            "query_lang": setting.query_lang,
-            "pool_lang": setting.pool_lang,
+            "setting": task.name.value,
+            "query_lang": task.query_lang,
+            "pool_lang": task.pool_lang,
             "qid": qids,
-            "n_relevant": [len(r) for r in setting.relevant],
+            "n_relevant": [len(r) for r in task.relevant],
             "ranks": [r.tolist() for r in ranks],
             "ap": [average_precision(r) for r in ranks],
             "rank_distance": rank_distances(ranks),
         }
     )
-    if setting.name == "multi":
-        pool_langs = candidates.lang.to_numpy()[setting.pool_rows]
-        query_langs = np.full(len(qids), setting.query_lang, dtype=object)
+    if task.name == Setting.MULTI:
+        pool_langs = candidates.lang.to_numpy()[task.pool_rows]
+        query_langs = np.full(len(qids), task.query_lang, dtype=object)
         frame["same_language_top10"] = same_language_shares(pool_langs[top], query_langs, min(SAME_LANGUAGE_K, k))
     else:
         frame["same_language_top10"] = np.nan
@@ -155,9 +160,9 @@ def score_setting(
         frame[column] = at_k.per_query[measure].to_numpy()
     if not with_run:
         return frame[PER_QUERY_COLUMNS], None
-    trec_ids = trec_query_ids(qids, setting)
+    trec_ids = trec_query_ids(qids, task)
     run = SettingRun(
-        scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, setting.relevant, doc_ids)
+        scored_top_k_run(trec_ids, top, doc_ids, top_scores), qrels_frame(trec_ids, task.relevant, doc_ids)
     )
     return frame[PER_QUERY_COLUMNS], run
 
@@ -168,19 +173,19 @@ def score_dataset_runs(
     question_emb: np.ndarray,
     candidate_emb: np.ndarray,
     desc: str = "score",
-    run_settings: Collection[str] = ("mono", "cross", "multi"),
+    run_settings: Collection[str] = tuple(Setting),
 ) -> tuple[pd.DataFrame, list[tuple[str, str]], dict[str, SettingRun]]:
-    """Per-query results, skipped cross pairs, and one run (all pairs together) per setting named in ``run_settings``."""
+    """Per-query results, skipped cross pairs, and one run (all pairs together) per setting in ``run_settings``."""
     all_settings, skipped = settings(questions, candidates)
     frames: list[pd.DataFrame] = []
     runs: dict[str, list[SettingRun]] = {}
-    for s in tqdm(all_settings, desc=desc, unit="setting"):
-        frame, run = score_setting(
-            s, questions, candidates, question_emb, candidate_emb, with_run=s.name in run_settings
+    for task in tqdm(all_settings, desc=desc, unit="setting"):
+        frame, run = score_task(
+            task, questions, candidates, question_emb, candidate_emb, with_run=task.name in run_settings
         )
         frames.append(frame)
         if run is not None:
-            runs.setdefault(s.name, []).append(run)
+            runs.setdefault(task.name.value, []).append(run)
     joined = {
         name: SettingRun(
             pd.concat([r.run for r in parts], ignore_index=True), pd.concat([r.qrels for r in parts], ignore_index=True)
@@ -214,7 +219,7 @@ def summarise(per_query: pd.DataFrame, skipped: int) -> dict[str, object]:
         summary |= {column: macro_mean(group[column].to_numpy(), by) for column in AT_K_NAMES.values()}
         summary["pairs"] = int(group.groupby(["query_lang", "pool_lang"]).ngroups)
         summary["queries"] = len(group)
-        if name == "multi":
+        if name == Setting.MULTI:
             if (group.n_relevant >= 2).any():
                 summary["rank_distance"] = mean_rank_distance(ranks, by)
             summary["same_language_top10"] = macro_mean(group.same_language_top10.to_numpy(), by)

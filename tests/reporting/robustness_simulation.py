@@ -1,5 +1,7 @@
 """Synthetic studies with known variance components: does the robustness interval cover the truth as often as it claims?
 
+Used by test_robustness_coverage.py and benchmarks/robustness_coverage.py (which puts this folder on sys.path).
+
 A study mirrors the shipped design at a small size: four ladder languages in a Latin square over
 four severities (one profile per column), three languages kept in full everywhere, a balanced
 reference, two strategies, a few seeds per run, and a sample of test questions. Per-query AP is
@@ -69,7 +71,7 @@ class Design:
 
 def profiles() -> tuple[dict[str, set[str]], dict[str, dict[str, float]]]:
     """The Latin square: profile k keeps SEVERITIES[(i + k) % 4] of ladder language i, all of the others."""
-    low = {REFERENCE_PROFILE: set()} | {f"ladder_{k}": set(LADDER) for k in range(len(SEVERITIES))}
+    low: dict[str, set[str]] = {REFERENCE_PROFILE: set()} | {f"ladder_{k}": set(LADDER) for k in range(len(SEVERITIES))}
     fractions = {REFERENCE_PROFILE: dict.fromkeys(LADDER + FULL, 1.0)}
     for k in range(len(SEVERITIES)):
         fractions[f"ladder_{k}"] = {
@@ -167,7 +169,7 @@ class Coverage:
 def coverage(
     studies: int, resamples: int = 500, seed: int = 0, scope: str = "all", design: Design = Design()
 ) -> Coverage:
-    """Simulate ``studies`` studies and check the primary contrast's 95 % interval of each severity against its truth."""
+    """Simulate ``studies`` studies; check the primary contrast's 95 % interval of each severity against its truth."""
     rng = np.random.default_rng(seed)
     low, fractions = profiles()
     hits: dict[float, list[bool]] = {sev: [] for sev in SEVERITIES}
