@@ -16,7 +16,8 @@ runs the stage script as a subprocess. Outcomes:
 
 * ``clear``: non-zero exit, a stderr line starting with ``error:``, no traceback (what we want);
 * ``recovered``: a damaged checkpoint discarded with a warning and the run completed (by design);
-* ``warned``: a record the stage drops by design (an answer outside every sentence), with a warning, counted in its metrics;
+* ``warned``: a record the stage drops by design (an answer outside every sentence), with a warning,
+  counted in its metrics;
 * ``traceback``: a Python traceback on stderr;
 * ``silent``: exit status 0 on bad input;
 * ``unclear``: non-zero exit without an ``error:`` line (a crash, a signal, argparse usage).
@@ -217,7 +218,10 @@ def command(stage: str, args: list[str] | None = None) -> list[str]:
 
 
 def build_workspace(ws: Path) -> None:
-    """The tiny configuration of tests/pipeline/test_end_to_end.py, built by tests/conftest.py's helpers, every stage run once."""
+    """The tiny configuration of tests/pipeline/test_end_to_end.py, built by tests/conftest.py's helpers.
+
+    Every stage is run once.
+    """
     sys.path.insert(0, str(REPO / "tests"))
     try:
         import conftest  # type: ignore[import-not-found]
@@ -444,7 +448,7 @@ def json_edit(rel: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
 
 
 def raw_edit(rel: str, change: Callable[[dict[str, Any]], None], rehash: str | None = None) -> Callable[[Path], None]:
-    """Edit a LAReQA file (in data/raw or the mirror); ``rehash`` = the source whose params checksum is updated to match."""
+    """Edit a LAReQA file (in data/raw or the mirror); ``rehash``: the source whose params checksum follows."""
 
     def apply(ws: Path) -> None:
         payload = json.loads((ws / rel).read_text(encoding="utf-8"))
@@ -507,7 +511,9 @@ class Case:
     stage: str
     mutate: Callable[[Path], None]
     args: list[str] | None = None  # another command line than the stage's (search options)
-    expect: str = "error"  # "recover": exit 0 with a warning (a damaged checkpoint is discarded); "warn": exit 0 with a warning (a record dropped and counted)
+    # "recover": exit 0 with a warning (a damaged checkpoint is discarded);
+    # "warn": exit 0 with a warning (a record dropped and counted)
+    expect: str = "error"
     read_only: bool = False  # run without the capabilities that let root write into a read-only folder
     file_limit: int | None = None  # RLIMIT_FSIZE in bytes: writes past it fail (EFBIG), as on a full disk
 
@@ -925,7 +931,10 @@ def raw_hash(source: str, lang: str) -> Callable[[Path], None]:
 
 
 def flip_text_byte(rel: str) -> Callable[[Path], None]:
-    """Flip one byte inside a question's text (uncompressed, no statistics and no page checksum: the byte is in the file once, as written)."""
+    """Flip one byte inside a question's text.
+
+    The column is uncompressed, with no statistics and no page checksum: the byte is in the file once, as written.
+    """
 
     def apply(ws: Path) -> None:
         frame = pd.read_parquet(ws / rel)
@@ -1064,7 +1073,9 @@ def run_case(case: Case, golden: Path, root: Path, keep: bool) -> Result:
 class Fault:
     name: str
     stage: str
-    how: str  # "SIGTERM", "SIGKILL", "SIGINT" to the stage; "launcher" = SIGKILL to the process that started it (a killed `dvc repro`)
+    # "SIGTERM", "SIGKILL", "SIGINT" to the stage;
+    # "launcher": SIGKILL to the process that started it (a killed `dvc repro`)
+    how: str
     after: str  # a file whose appearance means the stage is mid-run ("" = a share of the stage's time in the build)
     share: float = 0.6
     longer: dict[str, Any] = field(default_factory=dict)  # params for a longer run
@@ -1272,7 +1283,8 @@ def main() -> None:
             results.append(result)
             note = f"  [modified: {', '.join(result.modified[:3])}]" if result.modified else ""
             print(
-                f"{result.case:<{width}}  {result.stage:<13} {result.outcome:<10} {result.seconds:>5.1f}  {result.line[:150]}{note}",
+                f"{result.case:<{width}}  {result.stage:<13} {result.outcome:<10} {result.seconds:>5.1f}  "
+                f"{result.line[:150]}{note}",
                 flush=True,
             )
     finally:
