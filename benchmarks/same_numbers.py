@@ -172,16 +172,19 @@ def compare(old: Path, new: Path) -> int:
         moved += not equal
     for path in sorted(p for folder in REPORT_FOLDERS for p in (old / folder).rglob("*") if p.suffix in REPORT_TEXT):
         rel = path.relative_to(old)
-        moved += not same_text(rel, path, new / rel)
+        moved += not same_text(rel, (old, path), (new, new / rel))
     return moved
 
 
-def same_text(rel: Path, old: Path, new: Path) -> bool:
-    """Whether a report file reads the same at both revisions; else print its first differing line."""
-    if not new.exists():
+def same_text(rel: Path, old: tuple[Path, Path], new: tuple[Path, Path]) -> bool:
+    """Whether a report file reads the same at both revisions (``(repository, file)`` each); else print its first
+    differing line. Each side's work folder (where the tiny model lies) reads as ``<work>``."""
+    if not new[1].exists():
         print(f"{rel}: DIFFERENT (missing at the new revision)")
         return False
-    before, after = old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines()
+    before, after = (
+        file.read_text(encoding="utf-8").replace(str(repo.parent), "<work>").splitlines() for repo, file in (old, new)
+    )
     if before == after:
         print(f"{rel}: {len(before)} lines, identical")
         return True
