@@ -12,6 +12,7 @@ these weights, so the report's point estimates equal ``metrics/eval`` exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
@@ -34,13 +35,11 @@ def load_results(
     """Per-query rows of each model on each dataset (one list for all models, or each model's own)."""
     frames = []
     for model in models:
-        run = RunId(BASE, "-", -1) if model == BASE else RunId.parse(model)
+        strategy, profile, seed = (BASE, "-", -1) if model == BASE else astuple(RunId.parse(model))
         for dataset in datasets[model] if isinstance(datasets, Mapping) else datasets:
             path = Path(eval_root) / model / dataset / "per_query.parquet"
             frame = read_table(path, PER_QUERY_COLUMNS, "evaluate")
-            frames.append(
-                frame.assign(model=model, strategy=run.strategy, profile=run.profile, seed=run.seed, dataset=dataset)
-            )
+            frames.append(frame.assign(model=model, strategy=strategy, profile=profile, seed=seed, dataset=dataset))
     if not frames:
         raise MlretError("no evaluated model to report on.", "Check `runs` in params.yaml.")
     results = pd.concat(frames, ignore_index=True)

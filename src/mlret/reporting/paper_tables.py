@@ -12,6 +12,7 @@ metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -319,7 +320,7 @@ def beir_table(
     for model in models:
         path = Path(metrics_root) / f"{model}.json"
         metrics = read_json(path)
-        run = RunId(BASE, "-", -1) if model == BASE else RunId.parse(model)
+        strategy, profile, _ = (BASE, "-", -1) if model == BASE else astuple(RunId.parse(model))
         for name in benchmarks:
             entry = metrics.get(f"beir-{name}") if isinstance(metrics, dict) else None
             if not isinstance(entry, dict) or not entry:
@@ -338,8 +339,8 @@ def beir_table(
                     {
                         "benchmark": name,
                         "language": lang,
-                        "strategy": run.strategy,
-                        "profile": run.profile,
+                        "strategy": strategy,
+                        "profile": profile,
                         **{m: float(values[m]) for m in BEIR_METRICS},
                     }
                 )
