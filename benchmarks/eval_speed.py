@@ -177,9 +177,8 @@ def main() -> None:
     import threadpoolctl
 
     blas = [(p["internal_api"], p["num_threads"]) for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
-    print(
-        f"{N_LANGS * N_GROUPS} queries x {N_LANGS * N_GROUPS} candidates, {DIM}-d float32, {N_LANGS} relevant each, top-{K}, chunk {CHUNK}"
-    )
+    n = N_LANGS * N_GROUPS
+    print(f"{n} queries x {n} candidates, {DIM}-d float32, {N_LANGS} relevant each, top-{K}, chunk {CHUNK}")
     print(f"cpus={os.cpu_count()} numpy={np.__version__} blas={blas} faiss={faiss.__version__}")
     results = {}
     for case in ("exact_ranks", "exact_top_k", "faiss", "numpy_argsort", "agreement"):
@@ -192,9 +191,8 @@ def main() -> None:
             for k, v in r.items()
             if k not in {"case", "seconds", "peak_rss_mib", "extra_rss_mib"}
         }
-        print(
-            f"{case:14s} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB (extra {r['extra_rss_mib']:6.0f} MiB)   {extra}"
-        )
+        memory = f"peak RSS {r['peak_rss_mib']:7.0f} MiB (extra {r['extra_rss_mib']:6.0f} MiB)"
+        print(f"{case:14s} {r['seconds']:7.2f} s   {memory}   {extra}")
     ratio = results["numpy_argsort"]["seconds"] / results["faiss"]["seconds"]
     print(f"numpy argsort / faiss IndexFlatIP wall-time ratio: {ratio:.1f}x")
     print("agreement:", json.dumps(results["agreement"], indent=1))

@@ -188,7 +188,8 @@ def prepare_copy(repo: Path, dest: Path, module: str, tests: tuple[str, ...]) ->
 
 
 def mutant_globs(module: str) -> list[str]:
-    """mutmut's names for the mutants of FUNCTIONS[module]: ``pkg.mod.x_func__mutmut_3``, ``pkg.mod.xǁClassǁmethod__mutmut_3``."""
+    """mutmut's names for the mutants of FUNCTIONS[module]: ``pkg.mod.x_func__mutmut_3``,
+    ``pkg.mod.xǁClassǁmethod__mutmut_3``."""
     dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
     return [
         f"{dotted}.{'xǁ' + name.replace('.', 'ǁ') if '.' in name else 'x_' + name}__mutmut_*"
