@@ -15,7 +15,7 @@ are the pipeline's own artifacts, made by `dvc repro split` (data/parallel, data
 model is materialised into the work folder unless ``--base-model`` names one. ``--deadline`` (seconds
 from the start) stops it from starting another run once passed, so a time-limited machine ends with
 complete runs. Per-query tables land in WORK/eval/{strategy}/{profile}/{seed}/, in the evaluate
-stage's layout, for :func:`mlret.reporting.robustness.robustness_table`; WORK/budget_point.json
+stage's layout, for :func:`mlret.reporting.robustness.robustness_tables`; WORK/budget_point.json
 records the settings, the host and each run's wall time.
 """
 

@@ -5,7 +5,7 @@
 Each study is drawn by ``simulate_study`` of tests/reporting/robustness_simulation.py (four ladder languages in a
 Latin square over four severities, three full-data languages, two strategies, two seeds per run,
 60 questions; question, pair, run, language-specific run, question × cell and residual effects) and
-goes through :func:`mlret.reporting.robustness.robustness_table` as the report's results do. Prints
+goes through :func:`mlret.reporting.robustness.robustness_tables` as the report's results do. Prints
 the share of (study, severity) intervals that cover the true contrast, per severity and overall,
 and the mean half-width of the intervals. With the defaults (1,000 studies, seed 1) it printed
 coverage 0.948 (0.942–0.953 by severity) and a mean half-width of 0.029 mAP. Without removing the

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE, robustness_table
+from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE, robustness_tables
 
 LADDER = ("ar", "hi", "vi", "zh")
 FULL = ("de", "en", "es")
@@ -180,7 +180,9 @@ def coverage(
     try:
         for _ in range(studies):
             results, truth = simulate_study(rng, design)
-            table = robustness_table(results, low, fractions, HEADLINE, resamples=resamples, scopes=(scope,))
+            table = robustness_tables(
+                results, low, fractions, HEADLINE, units=("question",), resamples=resamples, scopes=(scope,)
+            )["question"]
             for row in table[table.kind == "contrast"].itertuples():
                 hits[row.severity].append(bool(row.ci_low <= truth[row.severity] <= row.ci_high))
                 half_widths.append((row.ci_high - row.ci_low) / 2)

@@ -13,7 +13,24 @@ from scipy import stats
 
 from mlret.errors import MlretError
 from mlret.reporting.drops import Pairs, row_weights
-from mlret.reporting.robustness import COLUMNS, Cell, headline_contrasts, ladder_cells, robustness_table
+from mlret.reporting.robustness import COLUMNS, SCOPES, Cell, headline_contrasts, ladder_cells
+from mlret.reporting.robustness import robustness_tables as _robustness_tables
+from mlret.reporting.stats import CLUSTER_RESAMPLES
+
+
+def robustness_table(
+    results: pd.DataFrame,
+    low_resource: dict[str, set[str]],
+    fractions: dict[str, dict[str, float]],
+    headline: str,
+    units: str = "question",
+    articles: dict[str, dict[str, object]] | None = None,
+    resamples: int = CLUSTER_RESAMPLES,
+    scopes: tuple[str, ...] = SCOPES,
+) -> pd.DataFrame:
+    """The table of one resampling unit."""
+    return _robustness_tables(results, low_resource, fractions, headline, articles, (units,), resamples, scopes)[units]
+
 
 LANGS = ["de", "en", "ru", "zh"]
 QIDS = ["q1", "q2", "q3"]

@@ -11,7 +11,7 @@ metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import astuple
 from pathlib import Path
 
@@ -65,6 +65,22 @@ def _model_order(frame: pd.DataFrame, strategies: Sequence[str], profiles: Seque
 
 def _datasets(datasets: Collection[str], train_source: str) -> list[str]:
     return sorted(datasets, key=lambda d: (d != train_source, d))
+
+
+def _in_table_order(frame: pd.DataFrame, strategies: Sequence[str], profiles: Sequence[str]) -> pd.DataFrame:
+    """Rows by dataset, then setting (mono, cross, multi), then model (:func:`_model_order`)."""
+    out = _model_order(frame, strategies, profiles)
+    out["_setting"] = out.setting.map({s.value: i for i, s in enumerate(Setting)})
+    return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
+
+
+def _blocks(frame: pd.DataFrame, train_source: str) -> Iterator[tuple[str, Setting, pd.DataFrame]]:
+    """``(dataset, setting, rows)`` for each dataset (the training source first) and setting that has rows."""
+    for dataset in _datasets(frame.dataset.unique(), train_source):
+        for setting in Setting:
+            block = frame[(frame.dataset == dataset) & (frame.setting == setting)]
+            if not block.empty:
+                yield dataset, setting, block
 
 
 def _best(frame: pd.DataFrame, lower_is_better: Collection[object] = ()) -> pd.DataFrame:
@@ -210,33 +226,28 @@ def per_language_table(results: pd.DataFrame, strategies: Sequence[str], profile
     pairs = pair_map(results, by=["dataset", "setting", *MODEL_KEY]).rename("map").reset_index()
     keys = ["dataset", "setting", *MODEL_KEY, "query_lang"]
     out = pairs.groupby(keys, sort=False).agg(map=("map", "mean"), pairs=("pool_lang", "size")).reset_index()
-    out["_setting"] = out.setting.map({s.value: i for i, s in enumerate(Setting)})
-    out = _model_order(out, strategies, profiles)
-    return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
+    return _in_table_order(out, strategies, profiles)
 
 
 def per_language_markdown(per_language: pd.DataFrame, train_source: str) -> str:
-    parts = [
-        "# mAP per query language",
-        "",
+    intro = (
         "Mean over the query language's (query, pool) pairs; seeds averaged. Bold: the largest value of each column, "
-        "with no test behind it (the tested comparisons are in results.md and main.md).",
-        "",
-    ]
-    for dataset in _datasets(per_language.dataset.unique(), train_source):
-        for setting in Setting:
-            block = per_language[(per_language.dataset == dataset) & (per_language.setting == setting)]
-            if block.empty:
-                continue
-            wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
-            wide = wide.pivot(index="model", columns="query_lang", values="map").reindex(
-                index=list(dict.fromkeys(wide.model))
-            )
-            parts += [
-                f"## {_dataset_label(dataset, train_source)} — {setting}",
-                "",
-                _markdown(wide, _best(wide), {}, ["model", *wide.columns]),
-            ]
+        "with no test behind it (the tested comparisons are in results.md and main.md)."
+    )
+    return _page("mAP per query language", intro, per_language, train_source, _per_language_block)
+
+
+def _per_language_block(block: pd.DataFrame) -> str:
+    wide = block.assign(model=[model_label(s, p) for s, p in zip(block.strategy, block.profile)])
+    wide = wide.pivot(index="model", columns="query_lang", values="map").reindex(index=list(dict.fromkeys(wide.model)))
+    return _markdown(wide, _best(wide), {}, ["model", *wide.columns])
+
+
+def _page(title: str, intro: str, frame: pd.DataFrame, train_source: str, render: Callable[[pd.DataFrame], str]) -> str:
+    """A Markdown page: title, intro, then one section per dataset × setting holding ``render(rows)``."""
+    parts = [f"# {title}", "", intro, ""]
+    for dataset, setting, block in _blocks(frame, train_source):
+        parts += [f"## {_dataset_label(dataset, train_source)} — {setting}", "", render(block)]
     return "\n".join(parts)
 
 
@@ -273,35 +284,24 @@ def metrics_table(results: pd.DataFrame, strategies: Sequence[str], profiles: Se
     """:data:`EXTRA_METRICS` per dataset × setting × model (:func:`setting_means`), with the number of seeds."""
     seeds = results.groupby(["dataset", "setting", *MODEL_KEY], sort=True).seed.nunique().rename("seeds")
     out = pd.concat([seeds, *(setting_means(results, column) for column in EXTRA_METRICS)], axis=1).reset_index()
-    out = _model_order(out, strategies, profiles)
-    out["_setting"] = out.setting.map({s.value: i for i, s in enumerate(Setting)})
-    return out.sort_values(["dataset", "_setting"], kind="stable").drop(columns="_setting").reset_index(drop=True)
+    return _in_table_order(out, strategies, profiles)
 
 
 def metrics_markdown(metrics: pd.DataFrame, train_source: str) -> str:
-    parts = [
-        "# Rank metrics beside mAP",
-        "",
+    intro = (
         "Macro over (query, pool) language pairs as `metrics/eval` reports them, mean over seeds. same-lang.@10: "
         "share of the top 10 in the query's language (multilingual pool only). Bold: the largest value of each "
-        "column, with no test behind it (the tested comparisons are in results.md and main.md).",
-        "",
-    ]
-    for dataset in _datasets(metrics.dataset.unique(), train_source):
-        for setting in Setting:
-            block = metrics[(metrics.dataset == dataset) & (metrics.setting == setting)]
-            if block.empty:
-                continue
-            names = [c for c in EXTRA_METRICS if block[c].notna().any()]
-            wide = block.set_index(pd.Index([model_label(s, p) for s, p in zip(block.strategy, block.profile)]))[names]
-            # A higher same-language share is more language bias, not better retrieval: never bold.
-            best = _best(wide).assign(**({"same_language_top10": False} if "same_language_top10" in names else {}))
-            parts += [
-                f"## {_dataset_label(dataset, train_source)} — {setting}",
-                "",
-                _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)]),
-            ]
-    return "\n".join(parts)
+        "column, with no test behind it (the tested comparisons are in results.md and main.md)."
+    )
+    return _page("Rank metrics beside mAP", intro, metrics, train_source, _metrics_block)
+
+
+def _metrics_block(block: pd.DataFrame) -> str:
+    names = [c for c in EXTRA_METRICS if block[c].notna().any()]
+    wide = block.set_index(pd.Index([model_label(s, p) for s, p in zip(block.strategy, block.profile)]))[names]
+    # A higher same-language share is more language bias, not better retrieval: never bold.
+    best = _best(wide).assign(**({"same_language_top10": False} if "same_language_top10" in names else {}))
+    return _markdown(wide, best, {}, ["model", *(EXTRA_METRICS[n] for n in names)])
 
 
 # --- BEIR --------------------------------------------------------------------------------------

@@ -279,20 +279,6 @@ def _unit_maps(
     return out
 
 
-def robustness_table(
-    results: pd.DataFrame,
-    low_resource: Mapping[str, set[str]],
-    fractions: Mapping[str, Mapping[str, float]],
-    headline: str,
-    units: str = "question",
-    articles: Mapping[str, Mapping[str, object]] | None = None,
-    resamples: int = CLUSTER_RESAMPLES,
-    scopes: Sequence[str] = SCOPES,
-) -> pd.DataFrame:
-    """The table of one resampling unit (:func:`robustness_tables`)."""
-    return robustness_tables(results, low_resource, fractions, headline, articles, (units,), resamples, scopes)[units]
-
-
 def _number(value: object) -> float | None:
     return None if pd.isna(value) else round(float(value), 4)  # type: ignore[arg-type]
 
