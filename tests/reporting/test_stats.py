@@ -10,13 +10,18 @@ from scipy import stats
 
 from mlret.reporting.stats import (
     PERMUTATION_RESAMPLES,
+    Contrast,
     cluster_bootstrap_interval,
     cluster_permutation_pvalue,
     holm,
     two_level_bootstrap_contrast,
-    two_level_bootstrap_difference,
     weighted_mean,
 )
+
+
+def two_level_bootstrap_difference(a_by_seed: np.ndarray, b_by_seed: np.ndarray, *args, **kwargs) -> Contrast:
+    """mean(a) − mean(b): the contrast with coefficients (1, −1), as the report's tables compute it."""
+    return two_level_bootstrap_contrast([a_by_seed, b_by_seed], [1.0, -1.0], *args, **kwargs)
 
 
 def test_singleton_clusters_give_the_exact_weighted_sign_flip_test(exact_sign_flip_pvalue) -> None:

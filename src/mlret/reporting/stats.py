@@ -188,26 +188,6 @@ def two_level_bootstrap_contrast(
     return Contrast(float(estimate), low, high)
 
 
-def two_level_bootstrap_difference(
-    a_by_seed: np.ndarray,
-    b_by_seed: np.ndarray,
-    weights: np.ndarray,
-    clusters: np.ndarray,
-    resamples: int = CLUSTER_RESAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> Contrast:
-    """mean(a) − mean(b) with its two-level (seeds, then shared questions) bootstrap interval.
-
-    ``a_by_seed`` and ``b_by_seed`` are (seeds × rows) arrays of two strategies on the same rows;
-    the estimator and the replicate are those of :func:`two_level_bootstrap_contrast` with
-    coefficients (1, −1).
-    """
-    return two_level_bootstrap_contrast(
-        [a_by_seed, b_by_seed], [1.0, -1.0], weights, clusters, resamples, seed, confidence
-    )
-
-
 def cluster_permutation_pvalue(
     a: np.ndarray,
     b: np.ndarray,

@@ -19,7 +19,7 @@ from mlret.reporting.stats import (
     cluster_bootstrap_interval,
     cluster_permutation_pvalue,
     holm,
-    two_level_bootstrap_difference,
+    two_level_bootstrap_contrast,
     weighted_mean,
 )
 from mlret.reporting.wording import at_floor, dataset_label
@@ -148,9 +148,9 @@ def _versus(block: pd.DataFrame, strategy: str, profile: str, headline: str) -> 
     theirs, mine = _by_seed(theirs_rows, "ap"), _by_seed(mine_rows, "ap")
     common = joined.index[joined.index.isin(theirs.index) & joined.index.isin(mine.index)]
     if len(common):
-        contrast = two_level_bootstrap_difference(
-            theirs.reindex(common).to_numpy().T,
-            mine.reindex(common).to_numpy().T,
+        contrast = two_level_bootstrap_contrast(
+            [theirs.reindex(common).to_numpy().T, mine.reindex(common).to_numpy().T],
+            [1.0, -1.0],
             joined.weight_mine.reindex(common).to_numpy(),
             common.get_level_values(CLUSTER).to_numpy(),
         )
