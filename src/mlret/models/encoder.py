@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -94,6 +94,16 @@ def _default_batch_size(device: torch.device) -> int:
     return 256 if device.type == "cuda" else 32
 
 
+class EncoderOptions(TypedDict, total=False):
+    """How an :class:`Encoder` runs: ``device`` (default: CUDA when there is one), ``batch_size`` (default: by
+    device), ``precision`` (default ``auto``), ``show_progress`` (default on)."""
+
+    device: str | None
+    batch_size: int | None
+    precision: Precision | str
+    show_progress: bool
+
+
 class Encoder:
     """Text in, one float32 vector per text out, as ``model`` prescribes.
 
@@ -102,18 +112,9 @@ class Encoder:
     (1, 384)
     """
 
-    def __init__(
-        self,
-        checkpoint: str | Path,
-        model: ModelParams,
-        *,
-        device: str | None = None,
-        batch_size: int | None = None,
-        precision: Precision | str = Precision.AUTO,
-        show_progress: bool = True,
-    ) -> None:
+    def __init__(self, checkpoint: str | Path, model: ModelParams, **options: Unpack[EncoderOptions]) -> None:
         net, tokenizer = load_checkpoint(checkpoint)
-        self._setup(net, tokenizer, model, device, batch_size, precision, show_progress)
+        self._setup(net, tokenizer, model, **options)
 
     @classmethod
     def from_model(
@@ -121,15 +122,11 @@ class Encoder:
         net: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         model: ModelParams,
-        *,
-        device: str | None = None,
-        batch_size: int | None = None,
-        precision: Precision | str = Precision.AUTO,
-        show_progress: bool = True,
+        **options: Unpack[EncoderOptions],
     ) -> Encoder:
         """Wrap a model already in memory (e.g. the one being trained) without a round trip to disk."""
         self = cls.__new__(cls)
-        self._setup(net, tokenizer, model, device, batch_size, precision, show_progress)
+        self._setup(net, tokenizer, model, **options)
         return self
 
     def _setup(
@@ -137,10 +134,11 @@ class Encoder:
         net: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         model: ModelParams,
-        device: str | None,
-        batch_size: int | None,
-        precision: Precision | str,
-        show_progress: bool,
+        *,
+        device: str | None = None,
+        batch_size: int | None = None,
+        precision: Precision | str = Precision.AUTO,
+        show_progress: bool = True,
     ) -> None:
         if tokenizer.pad_token_id is None:
             raise MlretError(
