@@ -28,7 +28,7 @@ from mlret.params.report import as_mlret_error, invalid
 class Choice(str, Enum):
     """A choice in params.yaml: equal to, printed and serialised as its plain string."""
 
-    def __str__(self) -> str:  # f-strings follow it too: `hybrid/lowres/0`, not `Strategy.HYBRID/...`
+    def __str__(self) -> str:  # f-strings follow it too: `hybrid/balanced/0`, not `Strategy.HYBRID/...`
         return str(self.value)
 
 

@@ -10,47 +10,41 @@ cannot pair one strategy with another's settings.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic.dataclasses import dataclass
 
 from mlret.params.fields import CONFIG, Fraction, Section, Strategy
 
 
+class _StrategySection(Section):
+    """The section of one strategy: its key in params.yaml is the strategy's name."""
+
+    strategy: ClassVar[Strategy]
+
+    def __init_subclass__(cls, *, strategy: Strategy, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.strategy, cls.WHERE = strategy, strategy.value
+
+
 @dataclass(frozen=True, config=CONFIG)
-class MonoSettings(Section):
+class MonoSettings(_StrategySection, strategy=Strategy.MONO):
     """One language per batch; nothing to set."""
 
-    WHERE: ClassVar[str] = "mono"
-
-    strategy: ClassVar[Strategy] = Strategy.MONO
-
 
 @dataclass(frozen=True, config=CONFIG)
-class CrossSettings(Section):
+class CrossSettings(_StrategySection, strategy=Strategy.CROSS):
     """One ordered pair of distinct languages per batch; nothing to set."""
 
-    WHERE: ClassVar[str] = "cross"
-
-    strategy: ClassVar[Strategy] = Strategy.CROSS
-
 
 @dataclass(frozen=True, config=CONFIG)
-class MultiSettings(Section):
+class MultiSettings(_StrategySection, strategy=Strategy.MULTI):
     """Every pair of a batch draws its own language pair; nothing to set."""
 
-    WHERE: ClassVar[str] = "multi"
-
-    strategy: ClassVar[Strategy] = Strategy.MULTI
-
 
 @dataclass(frozen=True, config=CONFIG)
-class HybridSettings(Section):
+class HybridSettings(_StrategySection, strategy=Strategy.HYBRID):
     """A mono batch with probability ``mono_ratio``, else a cross batch."""
-
-    WHERE: ClassVar[str] = "hybrid"
-
-    strategy: ClassVar[Strategy] = Strategy.HYBRID
 
     mono_ratio: Fraction
 
