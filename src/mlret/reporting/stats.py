@@ -20,7 +20,10 @@ from typing import NamedTuple
 import numpy as np
 from statsmodels.stats.multitest import multipletests
 
-CONFIDENCE = 0.95
+from mlret.vocabulary import ALPHA
+
+#: The level of every interval: 1 − the significance level of every test.
+CONFIDENCE = 1 - ALPHA
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
