@@ -14,8 +14,11 @@ on the CPU (as `index` and `evaluate` do, on ``--corpora``). Inputs
 are the pipeline's own artifacts, made by `dvc repro split` (data/parallel, data/splits); the base
 model is materialised into the work folder unless ``--base-model`` names one. ``--deadline`` (seconds
 from the start) stops it from starting another run once passed, so a time-limited machine ends with
-complete runs. Per-query tables land in WORK/eval/{strategy}/{profile}/{seed}/, in the evaluate
-stage's layout, for :func:`mlret.reporting.robustness.robustness_tables`; WORK/budget_point.json
+complete runs. ``--articles dev`` scores the training source's dev articles instead of its test
+articles, so that a budget can be chosen without looking at the test set (non-training sources are
+scored on their full pool either way, with ``--corpora all``); the metrics files then still label the
+pool "in-domain test articles", and WORK/budget_point.json records which articles were scored.
+Per-query tables land in WORK/eval/{strategy}/{profile}/{seed}/, in the evaluate stage's layout, for :func:`mlret.reporting.robustness.robustness_tables`; WORK/budget_point.json
 records the settings, the host and each run's wall time.
 """
 
@@ -49,6 +52,12 @@ def parse_args() -> argparse.Namespace:
         "--base-model", type=Path, default=None, help="an existing base checkpoint (default: materialise model.name)"
     )
     parser.add_argument("--corpora", default="in_domain", choices=["in_domain", "all"])
+    parser.add_argument(
+        "--articles",
+        default="test",
+        choices=["test", "dev"],
+        help="the training source's articles to score: its test articles (as the study) or its dev articles",
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--device", default=None)
     parser.add_argument("--deadline", type=float, default=None, help="seconds after which no new run starts training")
@@ -90,13 +99,28 @@ def host() -> dict[str, Any]:
     return info
 
 
-def score(raw: dict[str, Any], parallel_root: Path, splits: Path, corpora_kind: str, work: Path, name: str) -> None:
+def scored_articles(splits: Path, which: str, work: Path) -> Path:
+    """The articles file the evaluation reads: the split's own, or for ``dev`` a copy whose ``test`` part (the
+    part evaluation scores) lists the dev articles."""
+    if which == "test":
+        return splits / "articles.json"
+    split = json.loads((splits / "articles.json").read_text(encoding="utf-8"))
+    if not split.get("dev"):
+        raise SystemExit(
+            f"{splits / 'articles.json'}: no dev articles; set data.split.dev above 0 and re-run the split"
+        )
+    path = work / "articles-dev.json"
+    path.write_text(json.dumps({"test": split["dev"]}) + "\n", encoding="utf-8")
+    return path
+
+
+def score(raw: dict[str, Any], parallel_root: Path, articles: Path, corpora_kind: str, work: Path, name: str) -> None:
     """Index and evaluate one trained run, as the `index` and `evaluate` stages do."""
     from mlret.scoring.evaluate import evaluate_model
     from mlret.scoring.index import index_model
 
     params = parse_params(raw)
-    corpora = EvalCorpora.from_params(params, parallel_root, splits / "articles.json", corpora_kind)
+    corpora = EvalCorpora.from_params(params, parallel_root, articles, corpora_kind)
     index_model(corpora, work / "embeddings" / name, work / "index" / name, params.index)
     evaluate_model(
         corpora, work / "embeddings" / name, work / "eval" / name, work / "metrics" / f"{name}.json", name, []
@@ -125,14 +149,21 @@ def main() -> None:
             )
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"settings": args.set, "corpora": args.corpora, "host": host(), "runs": {}}
+    record: dict[str, Any] = {
+        "settings": args.set,
+        "corpora": args.corpora,
+        "articles": args.articles,
+        "host": host(),
+        "runs": {},
+    }
+    articles = scored_articles(args.splits, args.articles, work)
     base = args.base_model
     if base is None:
         base = work / "models" / "base"
         t0 = time.monotonic()
         materialise_base_model(params.model, base)
         record["base_model_seconds"] = round(time.monotonic() - t0, 1)
-    corpora = EvalCorpora.from_params(params, args.parallel_root, args.splits / "articles.json", args.corpora)
+    corpora = EvalCorpora.from_params(params, args.parallel_root, articles, args.corpora)
     source = params.data.train_source
     trained = []
     for strategy, profile, seed in runs:
@@ -167,7 +198,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, min(args.eval_workers, len(trained))), mp_context=context) as pool:
         jobs = {
-            name: pool.submit(score, raw, args.parallel_root, args.splits, args.corpora, work, name) for name in trained
+            name: pool.submit(score, raw, args.parallel_root, articles, args.corpora, work, name) for name in trained
         }
         for job in jobs.values():
             job.result()
