@@ -18,8 +18,9 @@ complete runs. ``--articles dev`` scores the training source's dev articles inst
 articles, so that a budget can be chosen without looking at the test set (non-training sources are
 scored on their full pool either way, with ``--corpora all``); the metrics files then still label the
 pool "in-domain test articles", and WORK/budget_point.json records which articles were scored.
-Per-query tables land in WORK/eval/{strategy}/{profile}/{seed}/, in the evaluate stage's layout, for :func:`mlret.reporting.robustness.robustness_tables`; WORK/budget_point.json
-records the settings, the host and each run's wall time.
+Per-query tables land in WORK/eval/{strategy}/{profile}/{seed}/, in the evaluate stage's layout, for
+:func:`mlret.reporting.robustness.robustness_tables`; WORK/budget_point.json records the settings, the
+host and each run's wall time.
 """
 
 from __future__ import annotations
