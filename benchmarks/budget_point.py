@@ -103,6 +103,8 @@ def host() -> dict[str, Any]:
 def scored_articles(splits: Path, which: str, work: Path) -> Path:
     """The articles file the evaluation reads: the split's own, or for ``dev`` a copy whose ``test`` part (the
     part evaluation scores) lists the dev articles."""
+    if not (splits / "articles.json").is_file():
+        raise SystemExit(f"{splits / 'articles.json'}: not found; run `dvc repro split` first (or pass --splits)")
     if which == "test":
         return splits / "articles.json"
     split = json.loads((splits / "articles.json").read_text(encoding="utf-8"))
