@@ -1,12 +1,19 @@
-"""Reference computations for the report's statistics, done here another way (by enumeration, by hand)."""
+"""Shared helpers of the report tests: reference computations for its statistics (by enumeration, by hand), and the
+report stage run on inputs a test wrote."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mlret.artifacts import write_json
+from mlret.params import Params
+from mlret.reporting.grid import grid_record
+from mlret.reporting.report import build_report
 
 
 def _exact_sign_flip_pvalue(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
@@ -35,3 +42,27 @@ def exact_sign_flip_pvalue() -> Callable[[np.ndarray, np.ndarray, np.ndarray], f
 def holm_by_hand() -> Callable[[list[float]], list[float]]:
     """Holm adjustment: sort, multiply the i-th smallest by (m - i), carry the running maximum, cap at 1."""
     return _holm_by_hand
+
+
+def _report_from(params: Params, inputs: Path, out: Path) -> None:
+    """The report stage on ``params``: the check_params stage's grid record in ``out``, then every report output
+    there, from the evaluate/train outputs a test wrote under ``inputs`` (eval, metrics-eval, metrics-train,
+    parallel, loss)."""
+    write_json(out / "grid.json", grid_record(params))
+    build_report(
+        params,
+        grid_path=out / "grid.json",
+        eval_root=inputs / "eval",
+        eval_metrics_root=inputs / "metrics-eval",
+        train_metrics_root=inputs / "metrics-train",
+        parallel_root=inputs / "parallel",
+        loss_root=inputs / "loss",
+        out_dir=out / "reports",
+        metrics_path=out / "report.json",
+        plots_dir=out / "plots",
+    )
+
+
+@pytest.fixture(scope="session")
+def report_from() -> Callable[[Params, Path, Path], None]:
+    return _report_from

@@ -17,7 +17,7 @@ from mlret.data.parallel import build_parallel
 from mlret.errors import MlretError
 from mlret.params import Profile, TrainingRun, load_params
 from mlret.reporting.grid import grid_record, read_grid
-from mlret.reporting.report import build_report, finite_or_null, loss_curves, pool_labels
+from mlret.reporting.report import finite_or_null, loss_curves, pool_labels
 from mlret.scoring.settings import score_dataset, summarise
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def noisy_embeddings(
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
+def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset, report_from) -> Path:
     root = tmp_path_factory.mktemp("report")
     source = write_dataset(root / "raw", "tiny", ["en", "ru", "zh"], n_articles=6, questions_per_paragraph=3)
     data = build_parallel(source, root / "raw" / "tiny")
@@ -82,19 +82,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Path:
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
-    write_json(root / "grid.json", grid_record(params))  # the check_params stage's record
-    build_report(
-        params,
-        grid_path=root / "grid.json",
-        eval_root=root / "eval",
-        eval_metrics_root=root / "metrics-eval",
-        train_metrics_root=root / "metrics-train",
-        parallel_root=root / "parallel",
-        loss_root=root / "loss",
-        out_dir=root / "reports",
-        metrics_path=root / "metrics.json",
-        plots_dir=root / "plots",
-    )
+    report_from(params, root, root)
     return root
 
 
@@ -138,7 +126,7 @@ def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
 
 
 def test_headline_metrics_and_figures(report_dir: Path) -> None:
-    metrics = json.loads((report_dir / "metrics.json").read_text())
+    metrics = json.loads((report_dir / "report.json").read_text())
     # One `headline` section whose keys never name the strategy: `dvc metrics diff` compares any two headlines.
     headline = metrics["headline"]
     assert set(metrics) == {"headline", "robustness"} and set(headline) == {"strategy", "balanced", "lowres"}

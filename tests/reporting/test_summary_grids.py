@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +19,6 @@ from test_report import noisy_embeddings  # same folder: the embeddings whose qu
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.params import TrainingRun, load_params
-from mlret.reporting.grid import grid_record
-from mlret.reporting.report import build_report
 from mlret.scoring.settings import score_dataset, summarise
 
 pytestmark = pytest.mark.slow  # three full reports (about 40 s on two cores)
@@ -35,8 +34,8 @@ GRIDS = {
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Path, object]:
-    """Per-query results of every run any grid holds, and the dataset's source params."""
+def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset, report_from) -> tuple[Path, object, Callable]:
+    """Per-query results of every run any grid holds, the dataset's source params, and the report stage."""
     root = tmp_path_factory.mktemp("grids")
     source = write_dataset(root / "raw", "tiny", LANGS, n_articles=4, questions_per_paragraph=2)
     data = build_parallel(source, root / "raw" / "tiny")
@@ -65,11 +64,11 @@ def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> tuple[Pat
             },
         )
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
-    return root, source
+    return root, source, report_from
 
 
-def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid") -> str:
-    root, _ = scored
+def summary_of(scored: tuple[Path, object, Callable], grid: str, sampling: str = "hybrid") -> str:
+    root, _, report_from = scored
     tiny = dataclasses.replace(SHIPPED.data.sources["xquad-r"], name="tiny")
     params = dataclasses.replace(
         SHIPPED,
@@ -78,19 +77,7 @@ def summary_of(scored: tuple[Path, object], grid: str, sampling: str = "hybrid")
         data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"),
     )
     out = root / grid.replace(" ", "-") / sampling
-    write_json(out / "grid.json", grid_record(params))  # the check_params stage's record
-    build_report(
-        params,
-        grid_path=out / "grid.json",
-        eval_root=root / "eval",
-        eval_metrics_root=root / "metrics-eval",
-        train_metrics_root=root / "metrics-train",
-        parallel_root=root / "parallel",
-        loss_root=root / "loss",
-        out_dir=out / "reports",
-        metrics_path=out / "report.json",
-        plots_dir=out / "plots",
-    )
+    report_from(params, root, out)
     return (out / "reports" / "summary.md").read_text(encoding="utf-8")
 
 
