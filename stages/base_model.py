@@ -1,4 +1,4 @@
-"""Stage `base_model`: the pretrained encoder named by model.name, as a transformers and sentence-transformers
+"""Stage `base_model`: the pretrained encoder named by ``bases.{base}.name``, as a transformers and sentence-transformers
 checkpoint with a model card."""
 
 import argparse
@@ -11,10 +11,11 @@ from mlret.params import load_params
 @cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out_dir", help="folder for the checkpoint (models/base)")
+    parser.add_argument("base", help="the base model's key under `bases` in params.yaml")
+    parser.add_argument("out_dir", help="folder for the checkpoint (models/{base}/base)")
     args = parser.parse_args()
     params = load_params()
-    materialise_base_model(params.model, args.out_dir)
+    materialise_base_model(params.model(args.base), args.out_dir)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Stage `encode`: embed every evaluation corpus with one model (the base model, or a trained one).
 
 Several GPUs:
-torchrun --nproc_per_node 4 stages/encode.py models/hybrid/balanced/0 data/parallel data/splits/articles.json \
-    data/embeddings/hybrid/balanced/0
+torchrun --nproc_per_node 4 stages/encode.py --base e5 models/e5/hybrid/balanced/0 data/parallel \
+    data/splits/articles.json data/embeddings/e5/hybrid/balanced/0
 """
 
 import argparse
@@ -16,8 +16,10 @@ from mlret.stop import stop_with_launcher
 @cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the base model's key under `bases` in params.yaml")
     parser.add_argument(
-        "checkpoint", help="the model's checkpoint folder (models/base, models/{strategy}/{profile}/{seed})"
+        "checkpoint",
+        help="the model's checkpoint folder (models/{base}/base, models/{base}/{strategy}/{profile}/{seed})",
     )
     add_corpora_arguments(parser)
     parser.add_argument("out_dir", help="this model's embeddings (data/embeddings/{model})")
@@ -31,7 +33,9 @@ def main() -> None:
     params = load_params()
     corpora = EvalCorpora.from_params(params, args.parallel_root, args.articles, args.corpora)
     with stop_with_launcher("encode"), distributed():
-        encoder = Encoder(args.checkpoint, params.model, batch_size=params.eval.batch_size, device=args.device)
+        encoder = Encoder(
+            args.checkpoint, params.model(args.base), batch_size=params.eval.batch_size, device=args.device
+        )
         encoded = encode_corpora(encoder, corpora, args.out_dir)
         if rank_and_world()[0] == 0:
             print(

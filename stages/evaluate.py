@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="this model's name (base, or {strategy}/{profile}/{seed}): the tag of its TREC run files",
+        help="this model's path ({base}/base, or {base}/{strategy}/{profile}/{seed}): the tag of its TREC run files",
     )
     args = parser.parse_args()
     params = load_params()

@@ -1,4 +1,4 @@
-"""Stage `train`: fine-tune one strategy × profile × seed of the grid in params.yaml.
+"""Stage `train`: fine-tune one base × strategy × profile × seed of the grid in params.yaml.
 
 Every path comes from dvc.yaml. Several GPUs: torchrun --nproc_per_node 4 stages/train.py ARGS...
 """
@@ -12,6 +12,7 @@ from mlret.params import STRATEGIES, Strategy, load_params
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", required=True, help="the base model's key under `bases` in params.yaml")
     parser.add_argument("--strategy", required=True, choices=STRATEGIES)
     parser.add_argument("--profile", required=True)
     parser.add_argument("--seed", required=True, type=int)
@@ -24,7 +25,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--candidates", required=True, type=Path, help="the training source's candidates (hard negatives' text)"
     )
-    parser.add_argument("--base-model", required=True, type=Path, help="checkpoint to start from (models/base)")
+    parser.add_argument("--base-model", required=True, type=Path, help="checkpoint to start from (models/BASE/base)")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the trained checkpoint")
     parser.add_argument(
         "--checkpoint-dir", required=True, type=Path, help="folder for the resumable state while training"
@@ -44,6 +45,7 @@ def main() -> None:
     from mlret.training.spec import RunSpec
 
     params = load_params()
+    model = params.model(args.base)
     if args.profile not in params.profiles:
         raise MlretError(
             f"--profile {args.profile!r} is not defined; params.yaml has {sorted(params.profiles)}.",
@@ -62,8 +64,8 @@ def main() -> None:
         metrics_path=args.metrics,
     )
     with distributed():
-        train_run(spec, params.model, params.train, device=args.device)
-    print(f"trained {args.strategy}/{args.profile}/{args.seed} -> {spec.out_dir}")
+        train_run(spec, model, params.train, device=args.device)
+    print(f"trained {args.base}/{args.strategy}/{args.profile}/{args.seed} -> {spec.out_dir}")
 
 
 if __name__ == "__main__":

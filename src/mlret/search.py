@@ -1,8 +1,8 @@
 r"""Search a saved index with a trained model: the models are meant to be used, not only scored.
 
-    mlret search --model models/hybrid/balanced/0 --dataset xquad-r \
+    mlret search --model models/e5/hybrid/balanced/0 --dataset xquad-r \
         "Where does the Middle Rhine flow between Bingen and Bonn?"
-    mlret search --model models/base --dataset mlqa-r --queries questions.tsv --json
+    mlret search --model models/e5/base --dataset mlqa-r --queries questions.tsv --json
 
 Queries are encoded with the model's own settings (query prefix, pooling,
 length, normalisation), read from its folder's sentence-transformers files,
@@ -43,13 +43,13 @@ log = logging.getLogger(__name__)
 
 
 def model_name(model_dir: str | Path, models_root: str | Path) -> str:
-    """``models/hybrid/balanced/0`` -> ``hybrid/balanced/0``, the name stages use for the model's artifacts."""
+    """``models/e5/hybrid/balanced/0`` -> ``e5/hybrid/balanced/0``, the path stages use for the model's artifacts."""
     path, root = Path(model_dir), Path(models_root)
     parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
     if not parts:
         raise MlretError(
             f"--model {str(model_dir)!r} is not a model folder under {str(root)!r}.",
-            f"Pass a checkpoint folder under {root}, e.g. {root / BASE} or {root / 'hybrid/balanced/0'} "
+            f"Pass a checkpoint folder under {root}, e.g. {root / 'e5' / BASE} or {root / 'e5/hybrid/balanced/0'} "
             "(or set --models-root).",
         )
     return "/".join(parts)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="print JSON lines (query_id, query, rank, score, lang, candidate_id, text, degenerate)",
     )
-    parser.add_argument("--model", required=True, help="a checkpoint folder under --models-root (e.g. models/base)")
+    parser.add_argument("--model", required=True, help="a checkpoint folder under --models-root (e.g. models/e5/base)")
     parser.add_argument(
         "--dataset",
         required=True,
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if (args.query is None) == (args.queries is None):
         raise MlretError(
             "give either a query or --queries FILE (exactly one of them).",
-            "e.g. mlret search --model models/base --dataset xquad-r "
+            "e.g. mlret search --model models/e5/base --dataset xquad-r "
             '"Where does the Middle Rhine flow between Bingen and Bonn?"',
         )
     if args.query is not None and not args.query.strip():
@@ -178,21 +178,23 @@ def main(argv: list[str] | None = None) -> None:
                 f"{index_path}: no index, and {args.dataset!r} is not a dataset of {args.params}.",
                 f"Pick one of {datasets} (data.sources and eval.beir).",
             )
-        runs = [run.name for run in params.runs]
-        if name != BASE and name not in runs:
+        base, _, model = name.partition("/")
+        known = [f"{key}/{BASE}" for key in params.bases] + [run.id.path for run in params.runs]
+        if name not in known:
             raise MlretError(
-                f"{index_path}: no index, and {name!r} is neither `{BASE}` nor a run of {args.params}.",
-                f"Pick `{BASE}` or one of its runs: {', '.join(runs)}.",
+                f"{index_path}: no index, and {name!r} is neither a base model's `{{base}}/{BASE}` nor a run of "
+                f"{args.params}.",
+                f"Pick one of {', '.join(known)}.",
             )
         raise MlretError(
             f"{index_path}: no index for model {name!r}, dataset {args.dataset!r}, pool {args.lang!r}.",
-            f"Build it with `dvc repro {stage_of(name, 'index')}` (a run with `corpora: in_domain` is indexed on "
-            "the training source only); --lang takes a language of the dataset or `all`.",
+            f"Build it with `dvc repro {stage_of(model, 'index', base)}` (a run with `corpora: in_domain` is indexed "
+            "on the training source only); --lang takes a language of the dataset or `all`.",
         )
 
     from mlret.models.encoder import Encoder
 
-    settings = model_settings(args.model, params.model)
+    settings = model_settings(args.model, params.model(name.partition("/")[0]))
     vectors = Encoder(args.model, settings, show_progress=False).encode([text for _, text in queries], "query")
 
     from mlret.scoring.index import load_pool, search

@@ -40,27 +40,34 @@ _RUN_NAME = re.compile(r"^(?P<strategy>[^/]+)/(?P<profile>[^/]+)/(?P<seed>\d+)$"
 
 @dataclass(frozen=True, order=True)
 class RunId:
-    """Which fine-tuning run: a strategy trained on a profile with a seed.
+    """Which fine-tuning run: a base model's strategy trained on a profile with a seed.
 
-    One run has four spellings, each for its own reader: :attr:`name` for folders
-    (``models/{name}``, ``metrics/eval/{name}.json``), :attr:`key` for params.yaml's
-    ``runs:`` and DVC stage names (``train@{key}``), :attr:`label` for tables and plots,
-    where seeds are pooled; :meth:`parse` reads a name back.
+    One run has five spellings, each for its own reader: :attr:`name` within its base's
+    folders (``models/{base}/{name}``, ``metrics/eval/{base}/{name}.json``), :attr:`path`
+    for those folders, :attr:`key` for params.yaml's ``runs:`` and DVC stage names
+    (``train@{key}``), :attr:`label` for tables and plots, where seeds are pooled;
+    :meth:`parse` reads a name back.
     """
 
+    base: str
     strategy: str
     profile: str
     seed: int
 
     @property
     def name(self) -> str:
-        """``{strategy}/{profile}/{seed}``: the run's folder under models/, data/eval/, metrics/."""
+        """``{strategy}/{profile}/{seed}``: the run's folder under its base's models/, data/eval/, metrics/."""
         return f"{self.strategy}/{self.profile}/{self.seed}"
 
     @property
+    def path(self) -> str:
+        """``{base}/{strategy}/{profile}/{seed}``: the run's folder under models/, data/eval/, metrics/."""
+        return f"{self.base}/{self.name}"
+
+    @property
     def key(self) -> str:
-        """``{strategy}-{profile}-{seed}``: its key under ``runs:`` and its DVC stage suffix."""
-        return f"{self.strategy}-{self.profile}-{self.seed}"
+        """``{base}-{strategy}-{profile}-{seed}``: its key under ``runs:`` and its DVC stage suffix."""
+        return f"{self.base}-{self.strategy}-{self.profile}-{self.seed}"
 
     @property
     def label(self) -> str:
@@ -72,15 +79,23 @@ class RunId:
         return f"{stage}@{self.key}"
 
     @classmethod
-    def parse(cls, name: str) -> RunId:
-        """The run a ``{strategy}/{profile}/{seed}`` name stands for; :class:`MlretError` otherwise."""
+    def parse(cls, name: str, base: str) -> RunId:
+        """The run of ``base`` a ``{strategy}/{profile}/{seed}`` name stands for; :class:`MlretError` otherwise."""
         match = _RUN_NAME.match(name)
         if match is None:
             raise MlretError(
                 f"{name!r} is not a run name.",
                 "Name a run `{strategy}/{profile}/{seed}`, e.g. `hybrid/balanced/0`, as params.yaml's `runs` lists it.",
             )
-        return cls(match["strategy"], match["profile"], int(match["seed"]))
+        return cls(base, match["strategy"], match["profile"], int(match["seed"]))
+
+
+def model_fields(model: str) -> tuple[str, str, int]:
+    """``(strategy, profile, seed)`` of a model named within its base: ``(base, "-", -1)`` for the untuned one."""
+    if model == BASE:
+        return BASE, "-", -1
+    run = RunId.parse(model, BASE)
+    return run.strategy, run.profile, run.seed
 
 
 def model_label(strategy: str, profile: str) -> str:
@@ -88,6 +103,6 @@ def model_label(strategy: str, profile: str) -> str:
     return BASE if strategy == BASE else f"{strategy}/{profile}"
 
 
-def stage_of(model: str, stage: str) -> str:
-    """The DVC stage that makes ``model``'s ``stage`` artifact: ``{stage}_base`` or ``{stage}@{key}``."""
-    return f"{stage}_base" if model == BASE else RunId.parse(model).stage(stage)
+def stage_of(model: str, stage: str, base: str) -> str:
+    """The DVC stage that makes ``model``'s ``stage`` artifact: ``{stage}_base@{base}`` or ``{stage}@{key}``."""
+    return f"{stage}_base@{base}" if model == BASE else RunId.parse(model, base).stage(stage)

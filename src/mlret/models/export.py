@@ -137,6 +137,7 @@ def read_model_settings(folder: str | Path) -> ModelParams | None:
             max_query_length=query_length,
             max_passage_length=max_length,
             normalize=normalize,
+            freeze_word_embeddings=True,  # a training setting: encoding never reads it, and the folder does not say
         )
     except MlretError as err:  # the params validators' own message, which names model.<key>
         where = (

@@ -43,6 +43,7 @@ class TrainingRun(Section):
 
     WHERE: ClassVar[str] = "runs"
 
+    base: SafeName
     strategy: Strategy
     profile: SafeName
     seed: Seed
@@ -51,11 +52,11 @@ class TrainingRun(Section):
     @property
     def id(self) -> RunId:
         """The run's identifier, which spells its folder name, stage key and label."""
-        return RunId(str(self.strategy), self.profile, self.seed)
+        return RunId(self.base, str(self.strategy), self.profile, self.seed)
 
     @property
     def name(self) -> str:
-        """The run's folder under models/, data/eval/, metrics/: ``{strategy}/{profile}/{seed}``."""
+        """The run's folder under its base's models/, data/eval/, metrics/: ``{strategy}/{profile}/{seed}``."""
         return self.id.name
 
     @property
@@ -89,7 +90,7 @@ class Params(Section):
     sampling: Strategy  # headline strategy: its metrics are the top-level ones
     data: DataParams
     profiles: dict[SafeName, Profile]
-    model: ModelParams
+    bases: Annotated[dict[SafeName, ModelParams], Field(min_length=1)]
     runs: list[TrainingRun]
     mono: MonoSettings  # each strategy's own section: a run depends on its strategy's only
     cross: CrossSettings
@@ -127,6 +128,19 @@ class Params(Section):
     def seeds(self) -> list[int]:
         return sorted({run.seed for run in self.runs})
 
+    def runs_of(self, base: str) -> list[TrainingRun]:
+        """The runs that fine-tune ``base``, in the file's order."""
+        return [run for run in self.runs if run.base == base]
+
+    def model(self, base: str) -> ModelParams:
+        """The settings of the base model keyed ``base`` under ``bases``; :class:`MlretError` if there is none."""
+        if base not in self.bases:
+            raise MlretError(
+                f"bases: no base model {base!r}.",
+                did_you_mean(base, list(self.bases), "bases") + f"Pick one of {sorted(self.bases)}.",
+            )
+        return self.bases[base]
+
 
 def _check_across_sections(params: Params, run_keys: list[str]) -> None:
     """What no section can check alone; ``run_keys`` are the names the runs have under ``runs:``."""
@@ -152,6 +166,13 @@ def _check_across_sections(params: Params, run_keys: list[str]) -> None:
                     value,
                 )
     for key, run in zip(run_keys, params.runs, strict=True):
+        if run.base not in params.bases:
+            raise refusal(
+                f"runs.{key}.base",
+                "is not a base model of `bases`",
+                did_you_mean(run.base, list(params.bases), f"runs.{key}.base") + f"Pick one of {sorted(params.bases)}.",
+                run.base,
+            )
         if run.profile not in params.profiles:
             raise refusal(
                 f"runs.{key}.profile",
@@ -164,16 +185,19 @@ def _check_across_sections(params: Params, run_keys: list[str]) -> None:
             raise refusal(
                 f"runs.{key}",
                 f"names the run {run.key!r}",
-                f"Key each run `{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
+                f"Key each run `{{base}}-{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
             )
-    trained = sorted({str(run.strategy) for run in params.runs})
-    if str(params.sampling) not in trained:
-        raise refusal(
-            "sampling",
-            f"is not among the trained strategies {trained}",
-            f"Add a `{params.sampling}` run under `runs`, or pick one of those as the headline.",
-            str(params.sampling),
-        )
+    # Every base reports the headline strategy: the summary sets each base's answer side by side.
+    for base in params.bases:
+        trained = sorted({str(run.strategy) for run in params.runs_of(base)})
+        if str(params.sampling) not in trained:
+            raise refusal(
+                "sampling",
+                f"is not among the strategies trained on base {base!r} {trained}",
+                f"Add a `{base}-{params.sampling}-...` run under `runs`, pick one of those as the headline, "
+                f"or remove `bases.{base}`.",
+                str(params.sampling),
+            )
 
 
 def _validated(kind: type[Any], raw: Any, where: tuple[str, ...] = ()) -> Any:

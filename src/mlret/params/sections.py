@@ -166,9 +166,15 @@ class Profile(Section):
 
 @dataclass(frozen=True, config=CONFIG)
 class ModelParams(Section):
-    """Which pretrained encoder to start from, and how it turns text into one vector."""
+    """One pretrained encoder of the grid (``bases.{key}``): where it comes from, how it turns text into one
+    vector, and whether fine-tuning updates its word embeddings.
 
-    WHERE: ClassVar[str] = "model"
+    ``freeze_word_embeddings`` belongs to the base, not to ``train``: a multilingual vocabulary
+    already holds every language's words (and its 250k-row matrix dominates a CPU step), while an
+    English vocabulary must learn the other languages' words.
+    """
+
+    WHERE: ClassVar[str] = "bases"
 
     name: Name
     pooling: Pooling
@@ -177,6 +183,7 @@ class ModelParams(Section):
     max_query_length: TokenLength
     max_passage_length: TokenLength
     normalize: Bool
+    freeze_word_embeddings: Bool
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -199,7 +206,6 @@ class TrainParams(Section):
     # above 10 the shares n**alpha overflow or round to one language
     sampling_alpha: Annotated[float, Field(strict=True, ge=0, le=10)]
     hard_negatives: NonNegativeInt
-    freeze_word_embeddings: Bool
     max_query_length: TokenLength
     max_passage_length: TokenLength
     save_every: PositiveInt

@@ -1,7 +1,7 @@
 """Gather every evaluated model's per-query results into one table for the report.
 
-Models are named as the stages name them: ``base`` (the untuned reference) and
-``{strategy}/{profile}/{seed}`` (:class:`mlret.vocabulary.RunId`). Each per-query row also
+Models are named as the stages name them within a base model's folders: ``base`` (the untuned
+reference) and ``{strategy}/{profile}/{seed}`` (:class:`mlret.vocabulary.RunId`). Each per-query row also
 gets its *weight* in the setting-level average (:func:`mlret.scoring.measures.macro_weights`:
 queries within a (query, pool) language pair, then pairs, so row weight = 1 / (pairs × queries
 in its pair)).
@@ -12,7 +12,6 @@ these weights, so the report's point estimates equal ``metrics/eval`` exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
@@ -21,12 +20,12 @@ from mlret.artifacts import read_table
 from mlret.errors import MlretError
 from mlret.scoring.measures import macro_weights
 from mlret.scoring.settings import PER_QUERY_COLUMNS
-from mlret.vocabulary import BASE, RunId
+from mlret.vocabulary import BASE, RunId, model_fields
 
 
 def model_names(strategies: list[str], profiles: list[str], seeds: list[int]) -> list[str]:
-    """The base model, then every run of the grid ``strategies`` × ``profiles`` × ``seeds`` by name."""
-    return [BASE] + [RunId(s, p, seed).name for s in strategies for p in profiles for seed in seeds]
+    """The untuned model, then every run of ``strategies`` × ``profiles`` × ``seeds``, named within their base."""
+    return [BASE] + [RunId(BASE, s, p, seed).name for s in strategies for p in profiles for seed in seeds]
 
 
 def load_results(
@@ -35,7 +34,7 @@ def load_results(
     """Per-query rows of each model on each dataset (one list for all models, or each model's own)."""
     frames = []
     for model in models:
-        strategy, profile, seed = (BASE, "-", -1) if model == BASE else astuple(RunId.parse(model))
+        strategy, profile, seed = model_fields(model)
         for dataset in datasets[model] if isinstance(datasets, Mapping) else datasets:
             path = Path(eval_root) / model / dataset / "per_query.parquet"
             frame = read_table(path, PER_QUERY_COLUMNS, "evaluate")

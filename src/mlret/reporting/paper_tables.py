@@ -12,7 +12,6 @@ metrics files. Every trained row is seed-averaged; ``seeds`` says over how many.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from mlret.reporting.collect import pair_map
 from mlret.reporting.markdown import markdown_table
 from mlret.reporting.wording import dataset_label
 from mlret.scoring.measures import macro_mean
-from mlret.vocabulary import ALPHA, BASE, RunId, Setting, model_label
+from mlret.vocabulary import ALPHA, BASE, Setting, model_fields, model_label
 
 #: The one pool the paper tables name: the zero-shot datasets' full pools go without saying.
 IN_DOMAIN = "in-domain test articles"
@@ -320,7 +319,7 @@ def beir_table(
     for model in models:
         path = Path(metrics_root) / f"{model}.json"
         metrics = read_json(path)
-        strategy, profile, _ = (BASE, "-", -1) if model == BASE else astuple(RunId.parse(model))
+        strategy, profile, _ = model_fields(model)
         for name in benchmarks:
             entry = metrics.get(f"beir-{name}") if isinstance(metrics, dict) else None
             if not isinstance(entry, dict) or not entry:

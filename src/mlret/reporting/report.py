@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +83,14 @@ def map_bars_data(table: pd.DataFrame, strategies: Sequence[str]) -> dict[str, p
     return out
 
 
-def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
+def loss_curves(loss_root: str | Path, models: list[str], base: str) -> pd.DataFrame:
     """Every trained model's loss per step in one long table (``run`` = strategy/profile/seed), for the overlay plot."""
     frames = []
     for model in models:
         if model == BASE:
             continue
         path = Path(loss_root) / f"{model}.csv"
-        stage = stage_of(model, "train")
+        stage = stage_of(model, "train", base)
         try:
             log = pd.read_csv(path)
         except FileNotFoundError:
@@ -104,7 +106,7 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
                 f"{path}: columns {list(LOSS_COLUMNS)} should hold numbers.",
                 f"Delete it and run `dvc repro {stage}`.",
             )
-        run = RunId.parse(model)
+        run = RunId.parse(model, base)
         frames.append(
             log[list(LOSS_COLUMNS)].assign(run=model, strategy=run.strategy, profile=run.profile, seed=run.seed)
         )
@@ -112,19 +114,20 @@ def loss_curves(loss_root: str | Path, models: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def pool_labels(eval_metrics_root: str | Path, datasets: list[str]) -> dict[str, str]:
+def pool_labels(eval_metrics_root: str | Path, datasets: list[str], base: str) -> dict[str, str]:
     """Each dataset's candidate pool as the evaluate stage labelled it (in-domain test articles, or full, zero-shot)."""
     path = Path(eval_metrics_root) / f"{BASE}.json"
     metrics = read_json(path)
     if not isinstance(metrics, dict):
         raise MlretError(
             f"{path}: expected a JSON object keyed by dataset, found a {type(metrics).__name__}.",
-            "Re-run the evaluate stages (`dvc repro evaluate_base`).",
+            f"Re-run the evaluate stages (`dvc repro {stage_of(BASE, 'evaluate', base)}`).",
         )
     missing = [d for d in datasets if "pool" not in metrics.get(d, {})]
     if missing:
         raise MlretError(
-            f"{path}: no `pool` label for {missing}.", "Re-run the evaluate stages (`dvc repro evaluate_base`)."
+            f"{path}: no `pool` label for {missing}.",
+            f"Re-run the evaluate stages (`dvc repro {stage_of(BASE, 'evaluate', base)}`).",
         )
     return {d: metrics[d]["pool"] for d in datasets}
 
@@ -138,7 +141,7 @@ def question_articles(parallel_root: str | Path, datasets: list[str]) -> dict[st
     return out
 
 
-def exposure_table(train_metrics_root: str | Path, models: list[str], params: Params) -> pd.DataFrame:
+def exposure_table(train_metrics_root: str | Path, models: list[str], params: Params, base: str) -> pd.DataFrame:
     """Realised exposure of every trained run: each language's share of pair sides, and its profile's fraction.
 
     Read from the `train` stage's metrics, so that a reader sees what a run actually trained on
@@ -148,7 +151,7 @@ def exposure_table(train_metrics_root: str | Path, models: list[str], params: Pa
     for model in models:
         path = Path(train_metrics_root) / f"{model}.json"
         metrics = read_json(path)
-        run = RunId.parse(model)
+        run = RunId.parse(model, base)
         if "language_share" not in metrics:
             raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro {run.stage('train')}`.")
         for lang, share in sorted(metrics["language_share"].items()):
@@ -192,25 +195,40 @@ def evaluated_datasets(params: Params) -> dict[str, list[str]]:
     return scored
 
 
-def build_report(
+@dataclass(frozen=True)
+class BaseReport:
+    """One base model's share of the report: its tables (combined across bases by the caller) and summary."""
+
+    tables: dict[str, pd.DataFrame]
+    summary: str
+    losses: pd.DataFrame
+    map_bars: dict[str, pd.DataFrame]
+    metrics: dict[str, object]
+
+
+def base_report(
     params: Params,
+    base: str,
     *,
     grid_path: str | Path,
-    eval_root: str | Path,
-    eval_metrics_root: str | Path,
-    train_metrics_root: str | Path,
+    eval_root: Path,
+    eval_metrics_root: Path,
+    train_metrics_root: Path,
     parallel_root: str | Path,
-    loss_root: str | Path,
-    out_dir: str | Path,
-    metrics_path: str | Path,
-    plots_dir: str | Path,
-) -> None:
-    """Every output of the `report` stage, at the paths dvc.yaml gives its script."""
-    out_dir = Path(out_dir)
+    loss_root: Path,
+    out_dir: Path,
+    figures_dir: Path,
+) -> BaseReport:
+    """``base``'s tables and cards under ``out_dir``, its figures under ``figures_dir``, from its folders
+    under each root.
+
+    ``params`` holds this base's runs only, so that every table and test below compares
+    strategies fine-tuned from the same encoder.
+    """
     scored = evaluated_datasets(params)
     models = list(scored)
     results = load_results(eval_root, models, scored)
-    losses = loss_curves(loss_root, models)
+    losses = loss_curves(loss_root, models, base)
     table = results_table(results, headline=params.sampling)
     low = low_resource_languages(params, results.query_lang)
     fractions = {
@@ -220,21 +238,16 @@ def build_report(
     articles = question_articles(parallel_root, params.data.eval_sources)
     robustness_by_unit = robustness_tables(results, low, fractions, params.sampling, articles)
     robustness, by_article = robustness_by_unit["question"], robustness_by_unit["article"]
-    exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params)
-    write_bytes(out_dir / "robustness_by_article.csv", _csv(by_article))
-    write_bytes(out_dir / "exposure.csv", _csv(exposure))
-    write_bytes(out_dir / "results.csv", _csv(table))
-    write_bytes(out_dir / "robustness.csv", _csv(robustness))
-    pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)))
+    exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params, base)
+    pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)), base)
     severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
-    grid = read_grid(grid_path)
+    grid = read_grid(grid_path, base)
     # The grid first: a strategy or profile missing from a table is absent from the grid, never dropped.
     write_bytes(
         out_dir / "results.md",
         (f"# Results\n\n{grid_line(grid)}\n\n" + results_markdown(table, params.sampling, pools)).encode("utf-8"),
     )
     summary = summary_markdown(table, robustness, by_article, exposure, params.sampling, pools, grid, severities)
-    write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     write_paper_tables(
         results,
         table,
@@ -249,24 +262,102 @@ def build_report(
     )
     with staged_dir(out_dir / "cards") as cards:
         for model, card in model_cards(
-            eval_metrics_root, models, params.model.name, sorted(set(results.query_lang))
+            eval_metrics_root, models, params.model(base).name, sorted(set(results.query_lang))
         ).items():
             write_bytes(cards / f"{model}.md", card.encode("utf-8"))
-    with staged_dir(out_dir / "figures") as figures:
-        pair_heatmaps(results, figures, params.strategies)
-        strategy_bars(table, figures, params.strategies)
-        rank_distance_bars(table, figures, params.strategies)
-        robustness_curves(robustness, figures, params.strategies)
-        loss_curves_figure(losses, figures)
-    # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
-    with staged_dir(plots_dir) as plots:
-        for stem, rows in map_bars_data(table, params.strategies).items():
-            write_bytes(plots / "map" / f"{stem}.csv", _csv(rows))
-        write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(
-        metrics_path,
-        {
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    pair_heatmaps(results, figures_dir, params.strategies)
+    strategy_bars(table, figures_dir, params.strategies)
+    rank_distance_bars(table, figures_dir, params.strategies)
+    robustness_curves(robustness, figures_dir, params.strategies)
+    loss_curves_figure(losses, figures_dir)
+    return BaseReport(
+        tables={
+            "results": table,
+            "robustness": robustness,
+            "robustness_by_article": by_article,
+            "exposure": exposure,
+        },
+        summary=summary,
+        losses=losses,
+        map_bars=map_bars_data(table, params.strategies),
+        metrics={
             "headline": headline_metrics(table, params.sampling),
             "robustness": finite_or_null(headline_contrasts(robustness)),
         },
     )
+
+
+def combined_summary(params: Params, summaries: Mapping[str, str]) -> str:
+    """One page for every base: each base's summary under a heading naming it, its headings one level down."""
+    parts = ["# Summary", ""]
+    parts += [
+        "One section per base model; each compares strategies fine-tuned from that base only. "
+        + "; ".join(f"`{base}`: `{params.bases[base].name}`" for base in summaries)
+        + ".",
+        "",
+    ]
+    for base, summary in summaries.items():
+        body = summary.split("\n", 1)[1] if summary.startswith("# ") else summary
+        lines = [f"#{line}" if line.startswith("#") else line for line in body.splitlines()]
+        parts += [f"## Base `{base}` (`{params.bases[base].name}`)", *lines, ""]
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def _with_base(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The tables of every base stacked, a ``base`` column first."""
+    return pd.concat(
+        [frame.assign(base=base)[["base", *frame.columns]] for base, frame in frames.items()], ignore_index=True
+    )
+
+
+def build_report(
+    params: Params,
+    *,
+    grid_path: str | Path,
+    eval_root: str | Path,
+    eval_metrics_root: str | Path,
+    train_metrics_root: str | Path,
+    parallel_root: str | Path,
+    loss_root: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+) -> None:
+    """Every output of the `report` stage, at the paths dvc.yaml gives its script.
+
+    Each base model's folders (``{root}/{base}``) make its own tables and cards
+    (``reports/bases/{base}``) and figures (``reports/figures/{base}``); the tables a reader
+    compares across bases (results, robustness, exposure) and the summary hold every base, the CSV
+    files with a ``base`` column.
+    """
+    out_dir = Path(out_dir)
+    reports: dict[str, BaseReport] = {}
+    with staged_dir(out_dir / "bases") as bases_dir, staged_dir(out_dir / "figures") as figures_dir:
+        for base in params.bases:
+            reports[base] = base_report(
+                dataclasses.replace(params, runs=params.runs_of(base)),
+                base,
+                grid_path=grid_path,
+                eval_root=Path(eval_root) / base,
+                eval_metrics_root=Path(eval_metrics_root) / base,
+                train_metrics_root=Path(train_metrics_root) / base,
+                parallel_root=parallel_root,
+                loss_root=Path(loss_root) / base,
+                out_dir=bases_dir / base,
+                figures_dir=figures_dir / base,
+            )
+    for name in ("results", "robustness", "robustness_by_article", "exposure"):
+        write_bytes(out_dir / f"{name}.csv", _csv(_with_base({b: r.tables[name] for b, r in reports.items()})))
+    summary = combined_summary(params, {base: report.summary for base, report in reports.items()})
+    write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
+    # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
+    with staged_dir(plots_dir) as plots:
+        for base, report in reports.items():
+            for stem, rows in report.map_bars.items():
+                write_bytes(plots / "map" / f"{base}-{stem}.csv", _csv(rows))
+        losses = pd.concat(
+            [r.losses.assign(run=base + "/" + r.losses.run) for base, r in reports.items()], ignore_index=True
+        )
+        write_bytes(plots / "train-loss.csv", _csv(losses))
+    write_json(metrics_path, {base: report.metrics for base, report in reports.items()})

@@ -53,7 +53,7 @@ def lazy_embedding_optimizer(embedding: torch.nn.Module, learning_rate: float) -
     if not isinstance(embedding, torch.nn.Embedding):
         raise MlretError(
             f"the model's input embeddings are a {type(embedding).__name__}, which cannot be trained row by row.",
-            "Set train.freeze_word_embeddings: true for this model.",
+            "Set freeze_word_embeddings: true for this base model (under `bases`).",
         )
     embedding.sparse = True
     return torch.optim.SparseAdam([embedding.weight], lr=learning_rate)

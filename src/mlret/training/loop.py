@@ -148,12 +148,12 @@ class Trainer:
         use_fast_dropout(self.net)
         self._token_cache: dict[Side, dict[str, list[int]]] = {"query": {}, "passage": {}}
         self.net.train()
-        if train.freeze_word_embeddings:
+        if model.freeze_word_embeddings:
             self.net.get_input_embeddings().weight.requires_grad_(False)
         self.autocast_dtype = self.encoder.autocast_dtype
         # Trained word embeddings on one process: only the rows a batch uses are updated (mlret.training.embeddings).
         embedding = self.net.get_input_embeddings()
-        lazy = not train.freeze_word_embeddings and self.world == 1
+        lazy = not model.freeze_word_embeddings and self.world == 1
         dense = [
             (n, p) for n, p in self.net.named_parameters() if p.requires_grad and not (lazy and p is embedding.weight)
         ]
