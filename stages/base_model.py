@@ -1,5 +1,5 @@
-"""Stage `base_model`: the pretrained encoder named by ``bases.{base}.name``, as a transformers and sentence-transformers
-checkpoint with a model card."""
+"""Stage `base_model`: the pretrained encoder named by ``bases.{base}.name``, as a transformers and
+sentence-transformers checkpoint with a model card."""
 
 import argparse
 
