@@ -1,9 +1,11 @@
 """Scan training budgets (steps × learning rate) on the dev articles: where does a base learn, and does imbalance bind?
 
-Each budget point is one `budget_point.py --articles dev` run (same settings for every point but
-``train.max_steps``, ``train.learning_rate`` and, scaled with the steps, ``train.save_every``), training ``--runs``
-(by default multi and hybrid on ``balanced`` and on ``--profile``, seeds 0 and 1) and scoring the training
-source's dev articles, so the budget is chosen without the test set. Then, per point, it prints:
+The base is the one keyed ``--base`` under params.yaml's ``bases`` (``minilm``, the English base, by
+default), with its own settings there. Each budget point is one `budget_point.py --articles dev` run
+(same base and settings for every point but ``train.max_steps``, ``train.learning_rate`` and, scaled
+with the steps, ``train.save_every``), training ``--runs`` (by default multi and hybrid on ``balanced``
+and on ``--profile``, seeds 0 and 1) and scoring the training source's dev articles, so the budget is
+chosen without the test set. Then, per point, it prints:
 
 * each run's final loss (mean of the last tenth of its steps) and mAP per setting (mono, cross, multi);
 * per strategy, the specific monolingual drop of every language ``--profile`` reduces, at each of its
@@ -12,12 +14,12 @@ source's dev articles, so the budget is chosen without the test set. Then, per p
   per run the seed noise cannot be estimated and the interval is NaN, so scan with two seeds);
 * the level each strategy reaches on the reduced language under imbalance (its monolingual mAP there).
 
-    python benchmarks/budget_scan.py --work scan --steps 150,600 --lr 3e-5 \\
-        --set model.name=package:all-MiniLM-L6-v2 --set "model.query_prefix=''" \\
-        --set "model.passage_prefix=''" --set train.freeze_word_embeddings=false
+    python benchmarks/budget_scan.py --work scan --steps 150,600 --lr 3e-5
 
-Needs `dvc repro split` first. Points already scored under WORK are read, not run again. Writes
-WORK/budget_scan.json and prints a Markdown table per point.
+``--set`` overrides reach the base as ``bases.{base}.{key}``, e.g. ``--base e5 --set
+bases.e5.freeze_word_embeddings=false``. Needs `dvc repro split` first. Points already scored under
+WORK (WORK/steps{steps}-lr{lr}/metrics/{base}/...) are read, not run again. Writes WORK/budget_scan.json
+and prints a Markdown table per point.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from budget_point import override
+from budget_point import DEFAULT_BASE, override
 
+from mlret.errors import cli_errors
 from mlret.params import parse_params, read_yaml
 from mlret.reporting.collect import load_results
 from mlret.reporting.robustness import robustness_tables
@@ -44,6 +47,9 @@ SOURCE = "xquad-r"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument(
+        "--base", default=DEFAULT_BASE, help="the base model's key under `bases` in params.yaml (default: %(default)s)"
+    )
     parser.add_argument("--steps", default="150,600,1200", help="comma-separated train.max_steps values")
     parser.add_argument("--lr", default="3e-5", help="comma-separated train.learning_rate values")
     parser.add_argument("--profile", default="ladder_a", help="the imbalanced profile beside balanced")
@@ -64,7 +70,7 @@ def point_dir(work: Path, steps: int, lr: str) -> Path:
 def run_point(args: argparse.Namespace, steps: int, lr: str, runs: list[RunId]) -> Path:
     """Train and score one budget point through budget_point.py, unless WORK already holds its scores."""
     work = point_dir(args.work, steps, lr)
-    if all((work / "metrics" / f"{run.name}.json").exists() for run in runs):
+    if all((work / "metrics" / f"{run.path}.json").exists() for run in runs):
         return work
     command = [
         sys.executable,
@@ -75,6 +81,8 @@ def run_point(args: argparse.Namespace, steps: int, lr: str, runs: list[RunId]) 
         str(work),
         "--articles",
         "dev",
+        "--base",
+        args.base,
         "--runs",
         ",".join(f"{r.strategy}:{r.profile}:{r.seed}" for r in runs),
         *(item for assignment in args.set for item in ("--set", assignment)),
@@ -91,21 +99,25 @@ def run_point(args: argparse.Namespace, steps: int, lr: str, runs: list[RunId]) 
 
 
 def final_loss(work: Path, run: RunId) -> float:
-    log = pd.read_csv(work / "train" / f"{run.name}.csv")
+    log = pd.read_csv(work / "train" / f"{run.path}.csv")
     return float(log.loss.tail(max(1, len(log) // 10)).mean())
 
 
 def summarise(work: Path, runs: list[RunId], raw: dict[str, Any], profile: str) -> dict[str, Any]:
-    """Loss and mAP per run, and the reduced languages' specific monolingual drops with their intervals."""
+    """Loss and mAP per run, and the reduced languages' specific monolingual drops with their intervals.
+
+    ``runs`` are of one base, whose per-query tables are under WORK/eval/{base}/.
+    """
     params = parse_params(raw)
+    (base,) = {run.base for run in runs}
     out: dict[str, Any] = {"runs": {}, "drops": []}
     for run in runs:
-        metrics = json.loads((work / "metrics" / f"{run.name}.json").read_text(encoding="utf-8"))[SOURCE]
+        metrics = json.loads((work / "metrics" / f"{run.path}.json").read_text(encoding="utf-8"))[SOURCE]
         out["runs"][run.name] = {
             "loss": round(final_loss(work, run), 3),
             **{str(s): round(metrics[str(s)]["map"], 4) for s in Setting},
         }
-    results = load_results(work / "eval", [run.name for run in runs], [SOURCE])
+    results = load_results(work / "eval" / base, [run.name for run in runs], [SOURCE])
     languages = set(results.query_lang)
     reduced = {lang for lang in languages if params.profiles[profile].fraction(lang) < 1.0}
     fractions = {name: {lang: params.profiles[name].fraction(lang) for lang in languages} for name in params.profiles}
@@ -149,21 +161,29 @@ def markdown(point: str, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@cli_errors
 def main() -> None:
     args = parse_args()
     raw = read_yaml(args.params)
     for assignment in args.set:
         override(raw, assignment)
+    model = parse_params(raw).model(args.base)  # an unknown base stops the scan before its first point
     strategies = args.strategies.split(",")
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    runs = [RunId(s, p, seed) for p in ("balanced", args.profile) for s in strategies for seed in seeds]
-    record: dict[str, Any] = {"settings": args.set, "profile": args.profile, "points": {}}
+    runs = [RunId(args.base, s, p, seed) for p in ("balanced", args.profile) for s in strategies for seed in seeds]
+    record: dict[str, Any] = {
+        "base": args.base,
+        "model": model.name,
+        "settings": args.set,
+        "profile": args.profile,
+        "points": {},
+    }
     for steps in (int(s) for s in args.steps.split(",")):
         for lr in args.lr.split(","):
             work = run_point(args, steps, lr, runs)
             summary = summarise(work, runs, raw, args.profile)
             record["points"][work.name] = summary
-            print(markdown(work.name, summary), flush=True)
+            print(markdown(f"{args.base}, {work.name}", summary), flush=True)
             (args.work / "budget_scan.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
