@@ -46,8 +46,9 @@ def holm_by_hand() -> Callable[[list[float]], list[float]]:
 
 def _report_from(params: Params, inputs: Path, out: Path) -> None:
     """The report stage on ``params``: the check_params stage's grid record in ``out``, then every report output
-    there, from the evaluate/train outputs a test wrote under ``inputs`` (eval, metrics-eval, metrics-train,
-    parallel, loss)."""
+    there, from the evaluate/train outputs a test wrote under ``inputs`` as the stages lay them out: one folder per
+    base model of ``params.bases`` under each of eval, metrics-eval, metrics-train and loss (``eval/{base}/…``), and
+    the questions, which every base shares, under parallel."""
     write_json(out / "grid.json", grid_record(params))
     build_report(
         params,

