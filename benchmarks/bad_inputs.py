@@ -8,11 +8,11 @@ file is modified; a killed stage leaves no orphan process and no half-written ou
     .venv/bin/python benchmarks/bad_inputs.py --only safetensors --keep /tmp/probe
 
 A tiny configuration is built once in a temporary folder (the hand-made datasets and the random
-BertModel of tests/conftest.py, two training steps) and every stage is run on it as dvc.yaml runs
-it. Each case then gets a fresh copy of that workspace, with the outputs of the stage under test
-removed (as DVC removes them), applies one mutation (a params.yaml value, a damaged table, weight
-file, index or checkpoint, a read-only folder, a file-size limit standing in for a full disk) and
-runs the stage script as a subprocess. Outcomes:
+BertModel of tests/conftest.py as the one base model ``tiny``, two training steps) and every stage
+is run on it as dvc.yaml runs it. Each case then gets a fresh copy of that workspace, with the
+outputs of the stage under test removed (as DVC removes them), applies one mutation (a params.yaml
+value, a damaged table, weight file, index or checkpoint, a read-only folder, a file-size limit
+standing in for a full disk) and runs the stage script as a subprocess. Outcomes:
 
 * ``clear``: non-zero exit, a stderr line starting with ``error:``, no traceback (what we want);
 * ``recovered``: a damaged checkpoint discarded with a warning and the run completed (by design);
@@ -57,7 +57,10 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SRC = "tiny-xquad"  # the training source
 ZS = "tiny-mlqa"  # a zero-shot dataset
-RUN = "hybrid/balanced/0"
+BASE_KEY = "tiny"  # the one base model of the tiny grid, under params.yaml's `bases`
+UNTUNED = f"{BASE_KEY}/base"  # its untuned model's folder under models/, data/eval/, metrics/eval/ ...
+RUN = f"{BASE_KEY}/hybrid/balanced/0"  # the one run's folder there
+RUN_KEY = f"{BASE_KEY}-hybrid-balanced-0"  # its key under `runs`
 
 # Each stage's command line (as dvc.yaml gives it, on the one run of the tiny grid) and what it writes.
 STAGES: dict[str, tuple[list[str], list[str]]] = {
@@ -70,11 +73,13 @@ STAGES: dict[str, tuple[list[str], list[str]]] = {
         ["stages/split.py", "data/parallel", "data/splits", "metrics/splits.json"],
         ["data/splits", "metrics/splits.json"],
     ),
-    "base_model": (["stages/base_model.py", "models/base"], ["models/base"]),
+    "base_model": (["stages/base_model.py", BASE_KEY, f"models/{UNTUNED}"], [f"models/{UNTUNED}"]),
     "check_params": (["stages/check_params.py", "data/grid.json"], ["data/grid.json"]),
     "train": (
         [
             "stages/train.py",
+            "--base",
+            BASE_KEY,
             "--strategy",
             "hybrid",
             "--profile",
@@ -86,7 +91,7 @@ STAGES: dict[str, tuple[list[str], list[str]]] = {
             "--candidates",
             f"data/parallel/{SRC}/candidates.parquet",
             "--base-model",
-            "models/base",
+            f"models/{UNTUNED}",
             "--out-dir",
             f"models/{RUN}",
             "--checkpoint-dir",
@@ -99,12 +104,22 @@ STAGES: dict[str, tuple[list[str], list[str]]] = {
         [f"models/{RUN}", f"checkpoints/{RUN}", f"metrics/train/{RUN}.json", f"plots/train/{RUN}.csv"],
     ),
     "encode_base": (
-        ["stages/encode.py", "models/base", "data/parallel", "data/splits/articles.json", "data/embeddings/base"],
-        ["data/embeddings/base"],
+        [
+            "stages/encode.py",
+            "--base",
+            BASE_KEY,
+            f"models/{UNTUNED}",
+            "data/parallel",
+            "data/splits/articles.json",
+            f"data/embeddings/{UNTUNED}",
+        ],
+        [f"data/embeddings/{UNTUNED}"],
     ),
     "encode": (
         [
             "stages/encode.py",
+            "--base",
+            BASE_KEY,
             f"models/{RUN}",
             "data/parallel",
             "data/splits/articles.json",
@@ -115,8 +130,14 @@ STAGES: dict[str, tuple[list[str], list[str]]] = {
         [f"data/embeddings/{RUN}"],
     ),
     "index_base": (
-        ["stages/index.py", "data/parallel", "data/splits/articles.json", "data/embeddings/base", "data/index/base"],
-        ["data/index/base"],
+        [
+            "stages/index.py",
+            "data/parallel",
+            "data/splits/articles.json",
+            f"data/embeddings/{UNTUNED}",
+            f"data/index/{UNTUNED}",
+        ],
+        [f"data/index/{UNTUNED}"],
     ),
     "index": (
         [
@@ -135,13 +156,13 @@ STAGES: dict[str, tuple[list[str], list[str]]] = {
             "stages/evaluate.py",
             "data/parallel",
             "data/splits/articles.json",
-            "data/embeddings/base",
-            "data/eval/base",
-            "metrics/eval/base.json",
+            f"data/embeddings/{UNTUNED}",
+            f"data/eval/{UNTUNED}",
+            f"metrics/eval/{UNTUNED}.json",
             "--model",
-            "base",
+            UNTUNED,
         ],
-        ["data/eval/base", "metrics/eval/base.json"],
+        [f"data/eval/{UNTUNED}", f"metrics/eval/{UNTUNED}.json"],
     ),
     "evaluate": (
         [
@@ -245,14 +266,20 @@ def build_workspace(ws: Path) -> None:
         },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
-    params["runs"] = {"hybrid-balanced-0": {"strategy": "hybrid", "profile": "balanced", "seed": 0, "corpora": "all"}}
-    params["model"].update(
-        name="tiny-model",
-        query_prefix="query : ",
-        passage_prefix="passage : ",
-        max_query_length=16,
-        max_passage_length=16,
-    )
+    params["runs"] = {
+        RUN_KEY: {"base": BASE_KEY, "strategy": "hybrid", "profile": "balanced", "seed": 0, "corpora": "all"}
+    }
+    params["bases"] = {
+        BASE_KEY: {
+            **next(iter(params["bases"].values())),
+            "name": "tiny-model",
+            "query_prefix": "query : ",
+            "passage_prefix": "passage : ",
+            "max_query_length": 16,
+            "max_passage_length": 16,
+            "freeze_word_embeddings": False,
+        }
+    }
     params["train"].update(
         batch_size=4,
         max_steps=3,
@@ -260,7 +287,6 @@ def build_workspace(ws: Path) -> None:
         max_query_length=16,
         max_passage_length=16,
         precision="fp32",
-        freeze_word_embeddings=False,
     )
     params["eval"]["batch_size"] = 8
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -532,6 +558,7 @@ C = f"data/parallel/{SRC}/candidates.parquet"
 ZC = f"data/parallel/{ZS}/candidates.parquet"
 T = "data/splits/balanced/train.parquet"
 IDX = f"data/index/{RUN}/{ZS}"
+PARENT = str(Path(RUN).parent)  # the run's profile folder, {base}/{strategy}/{profile}
 EMB = f"data/embeddings/{RUN}/{ZS}"
 
 
@@ -546,7 +573,9 @@ def cases() -> list[Case]:
         Case("source key ../x", P, rename_key(f"data.sources.{ZS}", "../x")),
         Case("language key ../x", P, rename_key(f"data.sources.{ZS}.sha256.ar", "../x")),
         Case("benchmark name ../b", P, setting("eval.beir", {"../b": "mirror"})),
-        Case("run profile ../esc", P, setting("runs.hybrid-balanced-0.profile", "../esc")),
+        Case("run profile ../esc", P, setting(f"runs.{RUN_KEY}.profile", "../esc")),
+        Case("base key ../esc", P, rename_key(f"bases.{BASE_KEY}", "../esc")),
+        Case("run base ../esc", P, setting(f"runs.{RUN_KEY}.base", "../esc")),
         Case("duplicate key in train", "train", dup_key("  batch_size: 4\n", "  batch_size: 8\n")),
         Case("duplicate top-level key", P, dup_key("sampling: hybrid\n", "sampling: multi\n")),
         Case("duplicate key, read by search", "search", dup_key("  batch_size: 4\n", "  batch_size: 8\n")),
@@ -575,7 +604,7 @@ def cases() -> list[Case]:
             "URL with a stray {", "download", setting(f"data.sources.{ZS}.url", "https://example.invalid/{lang}.json{")
         ),
         Case("URL without {lang}", P, setting(f"data.sources.{ZS}.url", "https://example.invalid/x.json")),
-        Case("unknown key model.poolng", P, rename_key("model.pooling", "poolng")),
+        Case(f"unknown key bases.{BASE_KEY}.poolng", P, rename_key(f"bases.{BASE_KEY}.pooling", "poolng")),
         Case("batch_size 'abc'", P, setting("train.batch_size", "abc")),
         Case("batch_size 0", P, setting("train.batch_size", 0)),
         Case("temperature 0", P, setting("train.temperature", 0)),
@@ -589,8 +618,16 @@ def cases() -> list[Case]:
         Case("profile language unknown", P, setting("profiles.lowres", {"default": 1.0, "xx": 0.5})),
         Case("sampling: foo", P, setting("sampling", "foo")),
         Case("sampling not trained", P, setting("sampling", "mono")),
-        Case("run on unknown profile", P, setting("runs.hybrid-balanced-0.profile", "nope")),
-        Case("run keyed wrongly", P, rename_key("runs.hybrid-balanced-0", "hybrid-balanced-1")),
+        Case("run on unknown profile", P, setting(f"runs.{RUN_KEY}.profile", "nope")),
+        Case("run on unknown base", P, setting(f"runs.{RUN_KEY}.base", "nope")),
+        Case("run keyed wrongly", P, rename_key(f"runs.{RUN_KEY}", f"{BASE_KEY}-hybrid-balanced-1")),
+        Case("run key without its base", P, rename_key(f"runs.{RUN_KEY}", "hybrid-balanced-0")),
+        Case("bases empty", P, setting("bases", {})),
+        Case(
+            "a base without a run of the headline",
+            P,
+            params_edit(lambda p: p["bases"].update(other=dict(p["bases"][BASE_KEY]))),
+        ),
         Case("train_source not a source", "split", setting("data.train_source", "nope")),
         Case("index.type foo", "index", setting("index.type", "foo")),
         Case("eval.beir folder missing", "encode", setting("eval.beir", {"bench": "no/such/folder"})),
@@ -607,14 +644,14 @@ def cases() -> list[Case]:
         Case("save_every 0", P, setting("train.save_every", 0)),
         Case("temperature -0.05", P, setting("train.temperature", -0.05)),
         Case("train.max_query_length 0", P, setting("train.max_query_length", 0)),
-        Case("model.max_passage_length -1", P, setting("model.max_passage_length", -1)),
+        Case(f"bases.{BASE_KEY}.max_passage_length -1", P, setting(f"bases.{BASE_KEY}.max_passage_length", -1)),
         Case("eval.batch_size 0", P, setting("eval.batch_size", 0)),
         Case("eval.trec_runs [foo]", P, setting("eval.trec_runs", ["foo"])),
         Case("split seed -1", P, setting("data.split.seed", -1)),
         Case("download_retries -1", P, setting("data.download_retries", -1)),
-        Case("run seed -1", P, setting("runs.hybrid-balanced-0.seed", -1)),
-        Case("run strategy foo", P, setting("runs.hybrid-balanced-0.strategy", "foo")),
-        Case("base: model.name empty", "base_model", setting("model.name", "")),
+        Case("run seed -1", P, setting(f"runs.{RUN_KEY}.seed", -1)),
+        Case("run strategy foo", P, setting(f"runs.{RUN_KEY}.strategy", "foo")),
+        Case("base: name empty", "base_model", setting(f"bases.{BASE_KEY}.name", "")),
         Case("params.yaml missing", P, remove("params.yaml")),
         Case("params.yaml empty", P, write("params.yaml", "")),
         Case("params.yaml a list", P, write("params.yaml", "- a\n- b\n")),
@@ -626,6 +663,18 @@ def cases() -> list[Case]:
             "train",
             lambda ws: None,
             args=[a if a != "balanced" else "nope" for a in STAGES["train"][0]],
+        ),
+        Case(
+            "train --base not in params",
+            "train",
+            lambda ws: None,
+            args=[a if a != BASE_KEY else "nope" for a in STAGES["train"][0]],
+        ),
+        Case(
+            "base_model base not in params",
+            "base_model",
+            lambda ws: None,
+            args=[a if a != BASE_KEY else "nope" for a in STAGES["base_model"][0]],
         ),
         # -- download and the raw files
         Case("mirror file, one byte flipped", "download", flip_byte(f"mirror/{ZS}/en.json")),
@@ -736,13 +785,17 @@ def cases() -> list[Case]:
         Case("base: model.safetensors truncated", "base_model", truncate("tiny-model/model.safetensors")),
         Case("base: model.safetensors empty", "base_model", write("tiny-model/model.safetensors", b"")),
         Case("base: config.json not JSON", "base_model", write("tiny-model/config.json", "{")),
-        Case("base: model.name missing folder", "base_model", setting("model.name", "no-such-model")),
-        Case("base: model.name a file", "base_model", setting("model.name", "params.yaml")),
-        Case("train: base model shard truncated", "train", truncate("models/base/model-00002-of-00002.safetensors")),
-        Case("train: base model.safetensors empty", "train", write("models/base/model.safetensors", b"")),
-        Case("train: base tokenizer.json damaged", "train", truncate("models/base/tokenizer.json")),
-        Case("train: base model missing", "train", remove("models/base")),
-        Case("train: base config.json not JSON", "train", write("models/base/config.json", "{")),
+        Case("base: name a missing folder", "base_model", setting(f"bases.{BASE_KEY}.name", "no-such-model")),
+        Case("base: name a file", "base_model", setting(f"bases.{BASE_KEY}.name", "params.yaml")),
+        Case(
+            "train: base model shard truncated",
+            "train",
+            truncate(f"models/{UNTUNED}/model-00002-of-00002.safetensors"),
+        ),
+        Case("train: base model.safetensors empty", "train", write(f"models/{UNTUNED}/model.safetensors", b"")),
+        Case("train: base tokenizer.json damaged", "train", truncate(f"models/{UNTUNED}/tokenizer.json")),
+        Case("train: base model missing", "train", remove(f"models/{UNTUNED}")),
+        Case("train: base config.json not JSON", "train", write(f"models/{UNTUNED}/config.json", "{")),
         Case("encode: model shard truncated", "encode", truncate(f"models/{RUN}/model-00002-of-00002.safetensors")),
         Case(
             "encode: model shard one byte flipped in header",
@@ -884,8 +937,8 @@ def cases() -> list[Case]:
             expect="recover",
         ),
         # -- evaluation results read by the report
-        Case("report: eval metrics not JSON", "report", write("metrics/eval/base.json", "{")),
-        Case("report: eval metrics a list", "report", write("metrics/eval/base.json", "[]")),
+        Case("report: eval metrics not JSON", "report", write(f"metrics/eval/{UNTUNED}.json", "{")),
+        Case("report: eval metrics a list", "report", write(f"metrics/eval/{UNTUNED}.json", "[]")),
         Case("report: train metrics missing", "report", remove(f"metrics/train/{RUN}.json")),
         Case("report: loss log damaged", "report", write(f"plots/train/{RUN}.csv", "step,loss\nx,y\n")),
         Case("report: per-query table damaged", "report", flip_byte(f"data/eval/{RUN}/{SRC}/per_query.parquet", 0.3)),
@@ -893,22 +946,22 @@ def cases() -> list[Case]:
         Case("report: a run never evaluated", "report", remove(f"data/eval/{RUN}")),
         # -- the operating system: read-only output folders, a file-size limit in place of a full disk
         Case("read-only: split output folder", "split", read_only("data/splits"), read_only=True),
-        Case("read-only: train output folder", "train", read_only("models/hybrid/balanced"), read_only=True),
-        Case("read-only: checkpoint folder", "train", read_only("checkpoints/hybrid/balanced"), read_only=True),
-        Case("read-only: encode output folder", "encode", read_only("data/embeddings/hybrid/balanced"), read_only=True),
-        Case("read-only: index output folder", "index", read_only("data/index/hybrid/balanced"), read_only=True),
-        Case(
-            "read-only: evaluate metrics folder", "evaluate", read_only("metrics/eval/hybrid/balanced"), read_only=True
-        ),
+        Case("read-only: train output folder", "train", read_only(f"models/{PARENT}"), read_only=True),
+        Case("read-only: checkpoint folder", "train", read_only(f"checkpoints/{PARENT}"), read_only=True),
+        Case("read-only: encode output folder", "encode", read_only(f"data/embeddings/{PARENT}"), read_only=True),
+        Case("read-only: index output folder", "index", read_only(f"data/index/{PARENT}"), read_only=True),
+        Case("read-only: evaluate metrics folder", "evaluate", read_only(f"metrics/eval/{PARENT}"), read_only=True),
         Case("read-only: report folder", "report", read_only("reports"), read_only=True),
-        Case("read-only: base_model folder", "base_model", read_only("models"), read_only=True),
+        Case("read-only: base_model folder", "base_model", read_only(f"models/{BASE_KEY}"), read_only=True),
         Case(
-            "output path under a file (train)", "train", both(remove("models/hybrid"), write("models/hybrid", "a file"))
+            "output path under a file (train)",
+            "train",
+            both(remove(f"models/{BASE_KEY}/hybrid"), write(f"models/{BASE_KEY}/hybrid", "a file")),
         ),
         Case(
             "output path under a file (evaluate)",
             "evaluate",
-            both(remove("data/eval/hybrid"), write("data/eval/hybrid", "a file")),
+            both(remove(f"data/eval/{BASE_KEY}/hybrid"), write(f"data/eval/{BASE_KEY}/hybrid", "a file")),
         ),
         Case("file-size limit: base_model", "base_model", lambda ws: None, file_limit=20_000),
         Case("file-size limit: train", "train", lambda ws: None, file_limit=20_000),

@@ -2,7 +2,9 @@
 
 Each revision is exported with `git archive` into a temporary git repository, its params.yaml cut
 to two runs on the balanced profile (multi and hybrid, seed 0) of `--steps` training steps, and
-`dvc repro` builds them with the real base model from the data mirror. Then `du` counts the bytes
+`dvc repro` builds them with the real base model from the data mirror. A revision with a `bases:`
+section is cut to the base `--base` (e5 by default, the base of a revision with a single `model:`
+section) and keeps its models in models/{base}/. Then `du` counts the bytes
 of `models/` and `.dvc/cache` together, counting a file hard-linked into both once, as the disk does:
 
     .venv/bin/python benchmarks/disk_per_run.py 6c586b1 HEAD
@@ -21,15 +23,36 @@ import tarfile
 import tempfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-RUNS = {
-    "multi-balanced-0": {"strategy": "multi", "profile": "balanced", "seed": 0, "corpora": "in_domain"},
-    "hybrid-balanced-0": {"strategy": "hybrid", "profile": "balanced", "seed": 0, "corpora": "in_domain"},
-}
+STRATEGIES = ("multi", "hybrid")
+
+
+def cut_grid(params: dict[str, Any], base: str) -> tuple[dict[str, Any], Path]:
+    """The two runs of the revision's params.yaml (keyed and placed as its layout has them) and the untuned model's
+    folder under the workspace."""
+    if "bases" not in params:  # a single `model:` section: runs keyed {strategy}-{profile}-{seed}, models/base
+        return {
+            f"{s}-balanced-0": {"strategy": s, "profile": "balanced", "seed": 0, "corpora": "in_domain"}
+            for s in STRATEGIES
+        }, Path("models/base")
+    if base not in params["bases"]:
+        raise SystemExit(f"--base {base!r}: the revision's params.yaml has bases {sorted(params['bases'])}")
+    params["bases"] = {base: params["bases"][base]}
+    return {
+        f"{base}-{s}-balanced-0": {
+            "base": base,
+            "strategy": s,
+            "profile": "balanced",
+            "seed": 0,
+            "corpora": "in_domain",
+        }
+        for s in STRATEGIES
+    }, Path("models", base, "base")
 
 
 def disk_bytes(*paths: Path) -> int:
@@ -38,14 +61,15 @@ def disk_bytes(*paths: Path) -> int:
     return int(out.strip().splitlines()[-1].split()[0])
 
 
-def measure(rev: str, steps: int, root: Path) -> dict[str, int]:
+def measure(rev: str, steps: int, base: str, root: Path) -> dict[str, int]:
     work = root / rev
     work.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(work, filter="data")
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["runs"] = RUNS
+    runs, untuned = cut_grid(params, base)
+    params["runs"] = runs
     params["train"]["max_steps"] = steps
     params["data"]["mirror"] = str((REPO / params["data"]["mirror"]).resolve())
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
@@ -56,13 +80,13 @@ def measure(rev: str, steps: int, root: Path) -> dict[str, int]:
     models, cache = work / "models", work / ".dvc" / "cache"
     subprocess.run([*dvc, "base_model", "split"], cwd=work, check=True, env=env, capture_output=True)
     before = disk_bytes(models, cache)
-    subprocess.run([*dvc, *(f"train@{key}" for key in RUNS)], cwd=work, check=True, env=env, capture_output=True)
+    subprocess.run([*dvc, *(f"train@{key}" for key in runs)], cwd=work, check=True, env=env, capture_output=True)
     after = disk_bytes(models, cache)
     return {
-        "base model folder": disk_bytes(models / "base"),
+        "base model folder": disk_bytes(work / untuned),
         "models/ + .dvc/cache before training": before,
         "models/ + .dvc/cache after training": after,
-        "per trained run": (after - before) // len(RUNS),
+        "per trained run": (after - before) // len(runs),
     }
 
 
@@ -70,11 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("revisions", nargs="+")
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--base", default="e5", help="the base model trained, at revisions with `bases:`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for rev in args.revisions:
             print(f"{rev}:")
-            for name, value in measure(rev, args.steps, Path(tmp)).items():
+            for name, value in measure(rev, args.steps, args.base, Path(tmp)).items():
                 print(f"  {name:>38}: {value / 1e6:8.1f} MB")
 
 

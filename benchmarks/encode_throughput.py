@@ -8,7 +8,7 @@ the slower rounds measure the neighbours. Reported alongside: the cosine
 between the two outputs (they must agree, or the speed means nothing) and the
 fraction of this machine's own matmul rate that the encoder achieves.
 
-    python benchmarks/encode_throughput.py --model models/base
+    python benchmarks/encode_throughput.py --base e5        # models/e5/base, bases.e5's prefix and lengths
 """
 
 from __future__ import annotations
@@ -131,19 +131,23 @@ def sentence_transformer(model_dir: str, params: ModelParams):  # -> SentenceTra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/base", help="checkpoint directory")
+    parser.add_argument(
+        "--base", default="e5", help="the base model's key under `bases`: its prefixes and lengths (default: e5)"
+    )
+    parser.add_argument("--model", default=None, help="checkpoint directory (default: models/{base}/base)")
     parser.add_argument("--data", default=DATA, help="folder of XQuAD-R <lang>.json files")
     parser.add_argument("--n", type=int, default=2000, help="sentences to encode")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--params", default="params.yaml", help="prefixes and lengths come from its model section")
+    parser.add_argument("--params", default="params.yaml", help="prefixes and lengths come from its bases.{base}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    params = replace(load_params(args.params).model, name=args.model)
+    args.model = args.model or f"models/{args.base}/base"
+    params = replace(load_params(args.params).model(args.base), name=args.model)
     texts = benchmark_sentences(args.data, args.n)
     ours = Encoder(args.model, params, device="cpu", batch_size=args.batch_size, precision="auto", show_progress=False)
     ours32 = Encoder.from_model(

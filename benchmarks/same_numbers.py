@@ -12,6 +12,13 @@ Each revision is exported with `git archive` into a temporary folder, given the 
 built from its own tests/conftest.py (hand-made datasets in three scripts, a random BertModel with
 hidden size 32) and run with `dvc repro`, its own src/ first on PYTHONPATH. Prints each compared file
 and the first difference, and exits 1 when a number moved.
+
+A revision whose params.yaml has ``bases:`` trains one base model keyed ``tiny``, whose artifacts
+lie in per-base folders (metrics/eval/tiny/..., data/eval/tiny/..., reports/bases/tiny/...); a
+revision with a single ``model:`` section has no base folder. Each file of the old revision is
+compared with its counterpart at the new one, so two revisions on either side of that layout compare
+too: the base folder is added or dropped, metrics/report.json's per-base entry is read as the whole
+file, and a report CSV's leading ``base`` column (and the base before a run's name) is left out.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -36,6 +44,10 @@ VOLATILE = ("seconds", "wall", "rss", "memory", "pairs_per_s", "device", "thread
 #: The report's text outputs (tables, summary, cards, plot data), compared line by line.
 REPORT_FOLDERS = ("reports", "plots/report")
 REPORT_TEXT = {".csv", ".md", ".tex", ".json", ".tsv"}
+#: The one base model of the tiny configuration, at revisions with a ``bases:`` section.
+TINY_BASE = "tiny"
+#: Folders whose artifacts lie in a per-base folder at those revisions.
+PER_BASE = (("metrics", "eval"), ("metrics", "train"), ("data", "eval"))
 
 
 def export(rev: str, dest: Path) -> Path:
@@ -64,8 +76,9 @@ def git_env(home: Path) -> dict[str, str]:
     }
 
 
-def configure(repo: Path, work: Path) -> None:
-    """The tiny configuration, built by the revision's own fixtures so each side reads its own format."""
+def configure(repo: Path, work: Path) -> str | None:
+    """The tiny configuration, built by the revision's own fixtures so each side reads its own format; returns its
+    base model's key, or None at a revision with a single ``model:`` section (no per-base folders)."""
     sys.path.insert(0, str(repo / "tests"))
     sys.path.insert(0, str(repo / "src"))
     try:
@@ -96,20 +109,33 @@ def configure(repo: Path, work: Path) -> None:
         },
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5, "ar": 0.25}}
+    base = TINY_BASE if "bases" in params else None
     if "runs" in params:  # the grid the older revisions trained: every strategy at both profiles, seed 0
         params["runs"] = {
-            f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "all"}
+            "-".join([*([base] if base else []), s, p, "0"]): {
+                **({"base": base} if base else {}),
+                "strategy": s,
+                "profile": p,
+                "seed": 0,
+                "corpora": "all",
+            }
             for s in ("mono", "cross", "multi", "hybrid")
             for p in ("balanced", "lowres")
         }
         params["train"]["schedule"] = "random"
-    params["model"].update(
-        name=str(model),
-        query_prefix="query : ",
-        passage_prefix="passage : ",
-        max_query_length=16,
-        max_passage_length=16,
-    )
+    model_settings = {
+        "name": str(model),
+        "query_prefix": "query : ",
+        "passage_prefix": "passage : ",
+        "max_query_length": 16,
+        "max_passage_length": 16,
+    }
+    if base:  # the base model's settings, freeze_word_embeddings among them, under bases.{base}
+        first = next(iter(params["bases"].values()))
+        params["bases"] = {base: {**first, **model_settings, "freeze_word_embeddings": False}}
+    else:
+        params["model"].update(model_settings)
+        params["train"]["freeze_word_embeddings"] = False
     params["train"].update(
         batch_size=4,
         max_steps=6,
@@ -117,19 +143,64 @@ def configure(repo: Path, work: Path) -> None:
         max_query_length=16,
         max_passage_length=16,
         precision="fp32",
-        freeze_word_embeddings=False,
     )
     params["eval"]["batch_size"] = 8
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return base
 
 
-def run_pipeline(rev: str, work: Path) -> Path:
+@dataclass(frozen=True)
+class Side:
+    """One revision's pipeline: its repository and its base model's key (None without per-base folders)."""
+
+    repo: Path
+    base: str | None
+
+
+def run_pipeline(rev: str, work: Path) -> Side:
     repo = export(rev, work / "repo")
-    configure(repo, work)
+    base = configure(repo, work)
     result = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=git_env(repo), capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"dvc repro failed at {rev}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return repo
+    return Side(repo, base)
+
+
+def counterpart(rel: Path, old: Side, new: Side) -> Path:
+    """Where the new revision keeps what the old one keeps at ``rel``: the base folder added or dropped."""
+    parts = list(rel.parts)
+    if old.base == new.base:
+        return rel
+    if any(tuple(parts[:2]) == folder for folder in PER_BASE):
+        rest = parts[3:] if old.base else parts[2:]
+        return Path(*parts[:2], *([new.base] if new.base else []), *rest)
+    if parts[0] == "reports" and old.base is None and new.base and (new.repo / "reports/bases" / new.base).is_dir():
+        inside = Path("reports/bases", new.base, *parts[1:])
+        return inside if (new.repo / inside).exists() else rel
+    if parts[:2] == ["reports", "bases"] and old.base and new.base is None:
+        return Path("reports", *parts[3:])
+    if parts[:3] == ["plots", "report", "map"]:
+        stem = parts[-1].removeprefix(f"{old.base}-") if old.base else parts[-1]
+        return Path(*parts[:-1], f"{new.base}-{stem}" if new.base else stem)
+    return rel
+
+
+def report_numbers(path: Path, side: Side) -> dict[str, object]:
+    """metrics/report.json's numbers, each section's entry of the side's base read as the section itself."""
+    record = json.loads(path.read_text())
+    if side.base and isinstance(record, dict):
+        record = {
+            section: value.get(side.base, value) if isinstance(value, dict) else value
+            for section, value in record.items()
+        }
+    return numbers(record)
+
+
+def without_base(lines: list[str], side: Side) -> list[str]:
+    """A report CSV's lines without its leading ``base`` column, and without the base before a run's name."""
+    if not side.base or not lines or not lines[0].startswith("base,"):
+        return [line.replace(f"{side.base}/", "", 1) if side.base else line for line in lines]
+    return [line.split(",", 1)[1] if "," in line else line for line in lines]
 
 
 def numbers(value: object, prefix: str = "") -> dict[str, object]:
@@ -149,11 +220,20 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-def compare(old: Path, new: Path) -> int:
+def compare(old_side: Side, new_side: Side) -> int:
+    old, new = old_side.repo, new_side.repo
     moved = 0
     for path in sorted((old / "metrics").rglob("*.json")):
         rel = path.relative_to(old)
-        before, after = numbers(json.loads(path.read_text())), numbers(json.loads((new / rel).read_text()))
+        there = new / counterpart(rel, old_side, new_side)
+        if not there.exists():
+            print(f"{rel}: DIFFERENT (missing at the new revision, as {there.relative_to(new)})")
+            moved += 1
+            continue
+        if rel == Path("metrics/report.json"):
+            before, after = report_numbers(path, old_side), report_numbers(there, new_side)
+        else:
+            before, after = numbers(json.loads(path.read_text())), numbers(json.loads(there.read_text()))
         diff = [k for k in before if k in after and not same(before[k], after[k])]
         dropped = [k for k in before if k not in after]
         new_keys = len(set(after) - set(before))
@@ -166,25 +246,29 @@ def compare(old: Path, new: Path) -> int:
         moved += len(diff)
     for path in sorted((old / "data" / "eval").rglob("per_query.parquet")):
         rel = path.relative_to(old)
-        a, b = pd.read_parquet(path), pd.read_parquet(new / rel)
+        a, b = pd.read_parquet(path), pd.read_parquet(new / counterpart(rel, old_side, new_side))
         equal = a.equals(b[a.columns]) if set(a.columns) <= set(b.columns) else False
         print(f"{rel}: {len(a)} rows, {'identical' if equal else 'DIFFERENT'}")
         moved += not equal
     for path in sorted(p for folder in REPORT_FOLDERS for p in (old / folder).rglob("*") if p.suffix in REPORT_TEXT):
         rel = path.relative_to(old)
-        moved += not same_text(rel, (old, path), (new, new / rel))
+        moved += not same_text(rel, (old_side, path), (new_side, new / counterpart(rel, old_side, new_side)))
     return moved
 
 
-def same_text(rel: Path, old: tuple[Path, Path], new: tuple[Path, Path]) -> bool:
-    """Whether a report file reads the same at both revisions (``(repository, file)`` each); else print its first
-    differing line. Each side's work folder (where the tiny model lies) reads as ``<work>``."""
+def same_text(rel: Path, old: tuple[Side, Path], new: tuple[Side, Path]) -> bool:
+    """Whether a report file reads the same at both revisions (``(side, file)`` each); else print its first
+    differing line. Each side's work folder (where the tiny model lies) reads as ``<work>``; where the two sides'
+    layouts differ, a CSV is read without its base (:func:`without_base`)."""
     if not new[1].exists():
         print(f"{rel}: DIFFERENT (missing at the new revision)")
         return False
     before, after = (
-        file.read_text(encoding="utf-8").replace(str(repo.parent), "<work>").splitlines() for repo, file in (old, new)
+        file.read_text(encoding="utf-8").replace(str(side.repo.parent), "<work>").splitlines()
+        for side, file in (old, new)
     )
+    if old[0].base != new[0].base and rel.suffix == ".csv":
+        before, after = without_base(before, old[0]), without_base(after, new[0])
     if before == after:
         print(f"{rel}: {len(before)} lines, identical")
         return True

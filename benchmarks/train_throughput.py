@@ -4,9 +4,9 @@ Both train the same checkpoint on the same batches (drawn once by our sampler
 from a real profile), with the same sequence lengths, AdamW and learning rate,
 alternating step by step in one process so that machine noise hits both
 alike. Each side runs as its library is used by default: ours with the params
-of params.yaml (bf16 autocast where the CPU has it, word embeddings frozen if
-`train.freeze_word_embeddings`), sentence-transformers in fp32 with every
-weight trainable. `--same-settings` gives sentence-transformers our frozen
+of params.yaml for the base model `--base` (bf16 autocast where the CPU has it,
+word embeddings frozen if `bases.{base}.freeze_word_embeddings`),
+sentence-transformers in fp32 with every weight trainable. `--same-settings` gives sentence-transformers our frozen
 embeddings and autocast too, to separate the two effects. `--trained-embeddings`
 compares our step with the word embeddings trained (row-sparse updates)
 against the same step with them frozen, on the same batches. `--precision
@@ -14,11 +14,11 @@ fp32` runs what a CPU without native bf16 runs. Both wall and CPU seconds are
 printed: with `OMP_NUM_THREADS=1` the CPU time hardly moves when other work
 shares the machine, which the wall time does not survive.
 
-    python benchmarks/train_throughput.py --steps 10 --profile balanced \
+    python benchmarks/train_throughput.py --steps 10 --profile balanced --base e5 \
         --train-table data/splits/balanced/train.parquet \
-        --candidates data/parallel/xquad-r/candidates.parquet --base-model models/base
+        --candidates data/parallel/xquad-r/candidates.parquet
 
-Needs `dvc repro split base_model` first (models/base, data/splits). Writes nothing.
+Needs `dvc repro split base_model@{base}` first (models/{base}/base, data/splits). Writes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 from mlret.params import STRATEGIES, Strategy, load_params
 from mlret.training.loop import Trainer
 from mlret.training.spec import RunSpec
+from mlret.vocabulary import BASE
 
 
 def cpu_kind() -> str:
@@ -85,7 +86,12 @@ def main() -> None:
     parser.add_argument("--strategy", default="hybrid", choices=STRATEGIES)
     parser.add_argument("--train-table", required=True, type=Path, help="the profile's training table")
     parser.add_argument("--candidates", required=True, type=Path, help="the training source's candidates table")
-    parser.add_argument("--base-model", required=True, type=Path, help="the checkpoint both sides train")
+    parser.add_argument(
+        "--base", default=None, help="the base model's key under `bases` in params.yaml (default: its first)"
+    )
+    parser.add_argument(
+        "--base-model", type=Path, default=None, help="the checkpoint both sides train (default: models/{base}/base)"
+    )
     parser.add_argument(
         "--same-settings", action="store_true", help="give sentence-transformers our frozen embeddings and autocast"
     )
@@ -103,6 +109,8 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params()
+    base = args.base or next(iter(params.bases))
+    model = params.model(base)
     train = dataclasses.replace(
         params.train,
         max_steps=args.warmup + args.steps,
@@ -116,14 +124,14 @@ def main() -> None:
         seed=0,
         train_table=args.train_table,
         candidates_table=args.candidates,
-        base_model=args.base_model,
+        base_model=args.base_model or Path("models", base, BASE),
         out_dir=unused / "model",
         resume_dir=unused / "checkpoint",
         log_path=unused / "log.csv",
         metrics_path=unused / "metrics.json",
     )
-    ours = Trainer(spec, params.model, train, device="cpu")
-    prefixes = (params.model.query_prefix, params.model.passage_prefix)
+    ours = Trainer(spec, model, train, device="cpu")
+    prefixes = (model.query_prefix, model.passage_prefix)
 
     # The same batches for both sides, drawn once.
     batches = []
@@ -145,11 +153,11 @@ def main() -> None:
         # Our step with the word embeddings trained (row-sparse updates) against the same step with them frozen.
         trained = Trainer(
             spec,
-            params.model,
-            dataclasses.replace(train, freeze_word_embeddings=not train.freeze_word_embeddings),
+            dataclasses.replace(model, freeze_word_embeddings=not model.freeze_word_embeddings),
+            train,
             device="cpu",
         )
-        frozen_first = train.freeze_word_embeddings
+        frozen_first = model.freeze_word_embeddings
         sides = {
             "frozen": our_step(ours if frozen_first else trained),
             "trained": our_step(trained if frozen_first else ours),
@@ -159,7 +167,7 @@ def main() -> None:
             spec.base_model,
             train.max_passage_length,
             train.learning_rate,
-            freeze=train.freeze_word_embeddings if args.same_settings else False,
+            freeze=model.freeze_word_embeddings if args.same_settings else False,
             autocast_dtype=ours.autocast_dtype if args.same_settings else None,
         )
         sides["sentence-transformers"] = lambda q, p: st_step(q, p, train.max_query_length, train.max_passage_length)
@@ -178,9 +186,9 @@ def main() -> None:
     n_pairs = float(np.sum(pairs))
     rate = {name: n_pairs / float(np.sum(t)) for name, t in times.items()}
     print(
-        f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; batch {train.batch_size}, "
+        f"machine: {torch.get_num_threads()} threads, CPU {cpu_kind()}; base {base}; batch {train.batch_size}, "
         f"lengths {train.max_query_length}/{train.max_passage_length}, "
-        f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {train.freeze_word_embeddings}, "
+        f"our precision {ours.autocast_dtype or 'fp32'}, frozen embeddings {model.freeze_word_embeddings}, "
         f"packed {ours.packed}, same settings for ST: {args.same_settings}"
     )
     for name, value in rate.items():
