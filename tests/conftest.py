@@ -172,6 +172,7 @@ def _model_params(name: str = "unused", **overrides: object):
         max_query_length=16,
         max_passage_length=32,
         normalize=True,
+        freeze_word_embeddings=True,  # as a folder's settings read back: encoding never reads it
     )
     values.update(overrides)
     return ModelParams(**values)  # type: ignore[arg-type]

@@ -86,9 +86,9 @@ def test_optional_keys_take_their_defaults() -> None:
 
 def test_a_run_is_scored_on_every_corpus_unless_it_says_otherwise() -> None:
     raw = shipped()
-    del raw["runs"]["multi-ladder_a-1"]["corpora"]
+    del raw["runs"]["minilm-multi-ladder_a-1"]["corpora"]
     runs = {run.key: run for run in parse_params(raw).runs}
-    assert runs["multi-ladder_a-1"].corpora == "all" and runs["multi-ladder_b-1"].corpora == "in_domain"
+    assert runs["minilm-multi-ladder_a-1"].corpora == "all" and runs["minilm-multi-ladder_b-1"].corpora == "in_domain"
 
 
 def test_profiles_stay_valid_when_the_training_source_changes() -> None:
@@ -104,7 +104,7 @@ def test_choices_read_and_serialise_as_plain_strings() -> None:
     assert params.sampling is Strategy.HYBRID and params.sampling == "hybrid"
     assert f"{params.sampling}/lowres/0" == "hybrid/lowres/0" and str(params.train.precision) == "auto"
     assert (
-        json.dumps({"headline": params.sampling, "pooling": params.model.pooling})
+        json.dumps({"headline": params.sampling, "pooling": params.model("e5").pooling})
         == '{"headline": "hybrid", "pooling": "mean"}'
     )
     assert STRATEGIES == ("mono", "cross", "multi", "hybrid") and [s.value for s in Strategy] == list(STRATEGIES)
@@ -114,7 +114,12 @@ def test_the_split_seed_may_be_large_but_training_seeds_fit_numpy() -> None:
     """The split draws from numpy's Generator (any size); training seeds numpy's global state (32 bits)."""
     raw = shipped()
     raw["data"]["split"]["seed"] = 2**40
-    raw["runs"]["mono-balanced-4294967295"] = {"strategy": "mono", "profile": "balanced", "seed": 2**32 - 1}
+    raw["runs"]["e5-mono-balanced-4294967295"] = {
+        "base": "e5",
+        "strategy": "mono",
+        "profile": "balanced",
+        "seed": 2**32 - 1,
+    }
     params = parse_params(raw)
     assert params.data.split.seed == 2**40 and params.seeds == [0, 1, 2**32 - 1]
 
@@ -136,19 +141,23 @@ def test_a_file_without_a_schedule_trains_by_quota() -> None:
 
 
 def test_a_run_is_spelt_by_its_identifier() -> None:
-    run = TrainingRun("hybrid", "ladder_a", 1)
-    assert run.id == RunId("hybrid", "ladder_a", 1) and RunId.parse(run.name) == run.id
-    assert (run.name, run.key) == ("hybrid/ladder_a/1", "hybrid-ladder_a-1")
-    assert repr(run.id) == repr(RunId.parse("hybrid/ladder_a/1"))  # plain strings, as a parsed name holds
+    run = TrainingRun("minilm", "hybrid", "ladder_a", 1)
+    assert run.id == RunId("minilm", "hybrid", "ladder_a", 1) and RunId.parse(run.name, "minilm") == run.id
+    assert (run.name, run.key) == ("hybrid/ladder_a/1", "minilm-hybrid-ladder_a-1")
+    assert repr(run.id) == repr(RunId.parse("hybrid/ladder_a/1", "minilm"))  # plain strings, as a parsed name holds
 
 
 def test_the_gpu_preset_is_valid_and_trains_every_strategy_on_the_whole_ladder_with_five_seeds() -> None:
     preset = load_params(SHIPPED.parent / "presets" / "paper-gpu.yaml")
     shipped_params = load_params(SHIPPED)
     assert preset.profiles == shipped_params.profiles and preset.data == shipped_params.data
-    grid = {(str(r.strategy), r.profile, r.seed, str(r.corpora)) for r in preset.runs}
-    assert grid == {(s, p, seed, "all") for s in STRATEGIES for p in preset.profiles for seed in range(5)}
-    assert not preset.train.freeze_word_embeddings and preset.train.batch_size == 128
+    assert set(preset.bases) == set(shipped_params.bases)
+    assert all(preset.model(b).name == shipped_params.model(b).name for b in preset.bases)
+    grid = {(r.base, str(r.strategy), r.profile, r.seed, str(r.corpora)) for r in preset.runs}
+    assert grid == {
+        (b, s, p, seed, "all") for b in preset.bases for s in STRATEGIES for p in preset.profiles for seed in range(5)
+    }
+    assert not any(m.freeze_word_embeddings for m in preset.bases.values()) and preset.train.batch_size == 128
 
 
 def test_quoted_yes_and_yaml_12_booleans_are_still_read(tmp_path: Path) -> None:

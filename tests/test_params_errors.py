@@ -57,7 +57,7 @@ def edit_at(path: str, key: str, value: object) -> Callable[[dict], None]:
         ("data/split", "sed", 1, "Did you mean `data.split.seed`?"),
         ("data/sources/xquad-r", "urll", "x", "Did you mean `data.sources.xquad-r.url`?"),
         ("data/sources/mlqa-r", "expected_question", {}, "Did you mean `data.sources.mlqa-r.expected_questions`?"),
-        ("model", "poolng", "cls", "Did you mean `model.pooling`?"),
+        ("bases/e5", "poolng", "cls", "Did you mean `bases.e5.pooling`?"),
         ("train", "batchsize", 16, "Did you mean `train.batch_size`?"),
         ("train", "nonsense", 1, "Remove it. Keys of train: batch_size,"),
         ("mono", "ratio", 1, "`mono` takes no keys"),
@@ -139,15 +139,15 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
             r"^train.learning_rate = '3e-5' is not a number\.$",
         ),  # YAML reads 3e-5 (no dot) as text
         (update("train", symmetric="yes"), r"^train.symmetric = 'yes' is not true or false\.$"),
-        (update("model", query_prefix=1), r"^model.query_prefix = 1 is not a string\.$"),
+        (update("bases/e5", query_prefix=1), r"^bases.e5.query_prefix = 1 is not a string\.$"),
         (update("train", epochs=float("nan")), r"^train.epochs = nan is not a finite number\.$"),
         (update("", runs=["mono"]), r"^runs is not a mapping \(got \['mono'\]\)\.$"),
         (update("", mono=None), r"^mono is not a mapping \(got None\)\.$"),
         # ranges
-        (edit_at("runs/mono-balanced-0", "seed", -1), r"^runs.mono-balanced-0.seed = -1 must be at least 0\.$"),
+        (edit_at("runs/e5-mono-balanced-0", "seed", -1), r"^runs.e5-mono-balanced-0.seed = -1 must be at least 0\.$"),
         (
-            edit_at("runs/mono-balanced-0", "seed", 2**32),
-            r"^runs.mono-balanced-0.seed = 4294967296 must be below 4294967296\.$",
+            edit_at("runs/e5-mono-balanced-0", "seed", 2**32),
+            r"^runs.e5-mono-balanced-0.seed = 4294967296 must be below 4294967296\.$",
         ),
         (update("data/split", seed=-1), r"^data.split.seed = -1 must be at least 0\.$"),
         (update("train", weight_decay=-5), r"^train.weight_decay = -5 must be at least 0\.$"),
@@ -158,7 +158,7 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("train", sampling_alpha=-0.5), r"^train.sampling_alpha = -0.5 must be at least 0\.$"),
         (update("train", sampling_alpha=120), r"^train.sampling_alpha = 120 must be at most 10\.$"),  # n**120 overflows
         (update("train", warmup_ratio=1.5), r"^train.warmup_ratio = 1.5 must be at most 1\.$"),
-        (update("model", max_query_length=2), r"^model.max_query_length = 2 must be at least 4\.$"),
+        (update("bases/e5", max_query_length=2), r"^bases.e5.max_query_length = 2 must be at least 4\.$"),
         (update("train", max_passage_length=3), r"^train.max_passage_length = 3 must be at least 4\.$"),
         (update("index", hnsw_m=0), r"^index.hnsw_m = 0 must be a positive integer\.$"),
         (update("hybrid", mono_ratio=1.2), r"^hybrid.mono_ratio = 1.2 must be at most 1\.$"),
@@ -170,18 +170,18 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         ),
         (update("", profiles={}), r"^profiles is empty\.$"),
         (update("", runs={}), r"^runs is empty\.$"),
-        (update("model", name=""), r"^model.name is empty\.$"),
+        (update("bases/e5", name=""), r"^bases.e5.name is empty\.$"),
         # choices
         (update("", sampling="mixed"), r"^sampling = 'mixed' is not one of 'mono', 'cross', 'multi' or 'hybrid'\.$"),
         (
-            edit_at("runs/mono-balanced-0", "strategy", "mixed"),
-            r"^runs.mono-balanced-0.strategy = 'mixed' is not one of",
+            edit_at("runs/e5-mono-balanced-0", "strategy", "mixed"),
+            r"^runs.e5-mono-balanced-0.strategy = 'mixed' is not one of",
         ),
         (
-            edit_at("runs/mono-balanced-0", "corpora", "some"),
-            r"^runs.mono-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$",
+            edit_at("runs/e5-mono-balanced-0", "corpora", "some"),
+            r"^runs.e5-mono-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$",
         ),
-        (update("model", pooling="max"), r"^model.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
+        (update("bases/e5", pooling="max"), r"^bases.e5.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
         (
             update("train", precision="fp8"),
             r"^train.precision = 'fp8' is not one of 'auto', 'fp32', 'bf16' or 'fp16'\.$",
@@ -227,18 +227,27 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
             r"^data.train_source = 'tydi' is not one of data.sources \['mlqa-r', 'xquad-r'\]\.$",
         ),
         (
-            update("", runs={"mono-balanced-0": {"strategy": "mono", "profile": "balanced", "seed": 0}}),
-            r"^sampling = 'hybrid' is not among the trained strategies \['mono'\]\.$",
+            update(
+                "", runs={"e5-mono-balanced-0": {"base": "e5", "strategy": "mono", "profile": "balanced", "seed": 0}}
+            ),
+            r"^sampling = 'hybrid' is not among the strategies trained on base 'e5' \['mono'\]\.$",
         ),
-        (edit_at("runs/mono-balanced-0", "seed", 1), r"^runs.mono-balanced-0: names the run 'mono-balanced-1'\.$"),
         (
-            edit_at("runs/mono-balanced-0", "profile", "lowres"),
-            r"^runs.mono-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$",
+            edit_at("runs/e5-mono-balanced-0", "seed", 1),
+            r"^runs.e5-mono-balanced-0: names the run 'e5-mono-balanced-1'\.$",
+        ),
+        (
+            edit_at("runs/e5-mono-balanced-0", "profile", "lowres"),
+            r"^runs.e5-mono-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$",
+        ),
+        (
+            edit_at("runs/e5-mono-balanced-0", "base", "e6"),
+            r"^runs.e5-mono-balanced-0.base = 'e6' is not a base model of `bases`\.$",
         ),
         (update("", seeds=[0, 1]), r"^seeds: unknown key \(set to \[0, 1\]\)\.$"),
         (update("", strategies=["mono"]), r"^strategies: unknown key \(set to \['mono'\]\)\.$"),
         # missing keys and sections
-        (drop("model", "max_query_length"), r"^model: `max_query_length` is missing\.$"),
+        (drop("bases/e5", "max_query_length"), r"^bases.e5: `max_query_length` is missing\.$"),
         (drop("", "hybrid"), r"^params.yaml: `hybrid` is missing\.$"),
         (drop("data", "split"), r"^data: `split` is missing\.$"),
     ],
@@ -248,17 +257,28 @@ def test_bad_values_fail_with_their_key_and_value(edit: Callable[[dict], None], 
     assert re.search(message, err.what), err.what
 
 
+def test_a_run_on_an_unknown_base_suggests_the_closest_one() -> None:
+    err = rejection(edit_at("runs/e5-mono-balanced-0", "base", "minlm"))
+    assert err.fix == "Did you mean `minilm`? Pick one of ['e5', 'minilm']."
+    with pytest.raises(MlretError, match=r"bases: no base model 'e6'\.") as caught:
+        load_params(SHIPPED).model("e6")
+    assert caught.value.fix == "Pick one of ['e5', 'minilm']."
+
+
 def test_each_fix_names_the_key_to_change() -> None:
     assert rejection(update("train", max_steps=150.5)).fix == "Give `train.max_steps` a whole number."
     assert rejection(update("train", weight_decay=-5)).fix == "Set `train.weight_decay` to 0 or more."
-    assert rejection(edit_at("runs/mono-balanced-0", "seed", -1)).fix == "Set `runs.mono-balanced-0.seed` to 0 or more."
     assert (
-        rejection(edit_at("runs/mono-balanced-0", "seed", 1)).fix
-        == "Key each run `{strategy}-{profile}-{seed}`: rename it to `mono-balanced-1`."
+        rejection(edit_at("runs/e5-mono-balanced-0", "seed", -1)).fix
+        == "Set `runs.e5-mono-balanced-0.seed` to 0 or more."
+    )
+    assert (
+        rejection(edit_at("runs/e5-mono-balanced-0", "seed", 1)).fix
+        == "Key each run `{base}-{strategy}-{profile}-{seed}`: rename it to `e5-mono-balanced-1`."
     )
     assert rejection(update("", seeds=[0])).fix.startswith("Remove it: each training run's seed is `runs.{key}.seed`")
-    assert rejection(update("model", pooling="max")).fix.startswith("Use one of 'mean' or 'cls' (`mean` for e5")
-    assert rejection(drop("model", "normalize")).fix == "Set `model.normalize` in params.yaml."
+    assert rejection(update("bases/e5", pooling="max")).fix.startswith("Use one of 'mean' or 'cls' (`mean` for e5")
+    assert rejection(drop("bases/e5", "normalize")).fix == "Set `bases.e5.normalize` in params.yaml."
 
 
 def test_objects_built_in_code_are_validated_like_the_file() -> None:

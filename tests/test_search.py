@@ -38,10 +38,10 @@ QUERIES = ["where the cat sat", "dog house", "猫 狗"]
 
 
 def test_model_name_is_the_path_under_the_models_root() -> None:
-    assert model_name("models/hybrid/balanced/0", "models") == "hybrid/balanced/0"
-    assert model_name("./models/base", "models") == "base"
-    assert model_name("/runs/exp1/base", "/runs/exp1") == "base"
-    for outside in ("hybrid/balanced/0", "models", "/elsewhere/models/base"):
+    assert model_name("models/e5/hybrid/balanced/0", "models") == "e5/hybrid/balanced/0"
+    assert model_name("./models/e5/base", "models") == "e5/base"
+    assert model_name("/runs/exp1/e5/base", "/runs/exp1") == "e5/base"
+    for outside in ("e5/hybrid/balanced/0", "models", "/elsewhere/models/e5/base"):
         with pytest.raises(MlretError, match="is not a model folder under 'models'"):
             model_name(outside, "models")
 
@@ -52,7 +52,7 @@ def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys:
             [
                 "q",
                 "--model",
-                "models/hybrid/ladder_a/0",
+                "models/minilm/hybrid/ladder_a/0",
                 "--dataset",
                 "xquad-r",
                 "--index-root",
@@ -63,8 +63,8 @@ def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys:
         )
     err = capsys.readouterr().err
     assert (
-        f"{tmp_path}/hybrid/ladder_a/0/xquad-r/all.faiss: no index" in err
-        and "`dvc repro index@hybrid-ladder_a-0`" in err
+        f"{tmp_path}/minilm/hybrid/ladder_a/0/xquad-r/all.faiss: no index" in err
+        and "`dvc repro index@minilm-hybrid-ladder_a-0`" in err
     )
     with pytest.raises(
         SystemExit
@@ -73,7 +73,7 @@ def test_a_missing_index_is_named_before_any_model_loads(tmp_path: Path, capsys:
             [
                 "q",
                 "--model",
-                "models/base",
+                "models/e5/base",
                 "--dataset",
                 "xquad",
                 "--index-root",
@@ -91,14 +91,16 @@ def test_a_model_that_is_no_run_of_params_lists_the_runs(tmp_path: Path, capsys:
     shipped = ROOT / "params.yaml"
     args = ["q", "--dataset", "xquad-r", "--index-root", str(tmp_path), "--params", str(shipped)]
     with pytest.raises(SystemExit):
-        main([*args, "--model", "models/hybrid/lowres/0"])
+        main([*args, "--model", "models/e5/hybrid/lowres/0"])
     err = capsys.readouterr().err
-    assert f"'hybrid/lowres/0' is neither `base` nor a run of {shipped}." in err and "dvc repro" not in err
-    runs = [run.name for run in load_params(shipped).runs]
-    assert f"Pick `base` or one of its runs: {', '.join(runs)}." in err
+    assert f"'e5/hybrid/lowres/0' is neither a base model's `{{base}}/base` nor a run of {shipped}." in err
+    assert "dvc repro" not in err
+    params = load_params(shipped)
+    known = [f"{b}/base" for b in params.bases] + [run.id.path for run in params.runs]
+    assert f"Pick one of {', '.join(known)}." in err
     with pytest.raises(SystemExit):
-        main([*args, "--model", "models/base"])
-    assert "`dvc repro index_base`" in capsys.readouterr().err
+        main([*args, "--model", "models/minilm/base"])
+    assert "`dvc repro index_base@minilm`" in capsys.readouterr().err
 
 
 def test_the_help_names_the_command_and_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,7 +116,7 @@ def test_degenerate_candidates_are_marked_and_counted(
 ) -> None:
     """Punctuation-only and one-character sentence splits stay in the pool, as in evaluation; each hit says so."""
     own = make_params(str(tiny_checkpoint), pooling="mean")
-    folder = materialise_base_model(own, tmp_path / "models" / "base")
+    folder = materialise_base_model(own, tmp_path / "models" / "e5" / "base")
     texts = {
         "c0": ("ar", "و."),
         "c1": ("tr", "I."),
@@ -126,7 +128,7 @@ def test_degenerate_candidates_are_marked_and_counted(
         {"candidate_id": list(texts), "lang": [v[0] for v in texts.values()], "text": [v[1] for v in texts.values()]}
     )
     build_pool_indexes(
-        tmp_path / "index" / "base" / "xquad-r",
+        tmp_path / "index" / "e5" / "base" / "xquad-r",
         candidates,
         _encoder(folder, own).encode(list(candidates.text), "passage"),
         IndexParams("flat"),
@@ -165,9 +167,9 @@ def setup(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> dic
     (CLS pooling, prefixes swapped.)
     """
     own = make_params(str(tiny_checkpoint), pooling="mean", query_prefix="query : ", passage_prefix="passage : ")
-    folder = materialise_base_model(own, tmp_path / "models" / "base")
+    folder = materialise_base_model(own, tmp_path / "models" / "e5" / "base")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["model"].update(
+    raw["bases"]["e5"].update(
         pooling="cls", query_prefix="passage : ", passage_prefix="query : ", max_query_length=16, max_passage_length=32
     )
     params_file = tmp_path / "params.yaml"
@@ -180,8 +182,8 @@ def setup(tiny_checkpoint: Path, make_params: MakeParams, tmp_path: Path) -> dic
         }
     )
     pool = _encoder(folder, own).encode(list(candidates.text), "passage")
-    build_pool_indexes(tmp_path / "index" / "base" / "tiny", candidates, pool, IndexParams("flat"))
-    stale = dataclasses.replace(own, **{k: v for k, v in raw["model"].items() if k != "name"})
+    build_pool_indexes(tmp_path / "index" / "e5" / "base" / "tiny", candidates, pool, IndexParams("flat"))
+    stale = dataclasses.replace(own, **{k: v for k, v in raw["bases"]["e5"].items() if k != "name"})
     return {
         "folder": folder,
         "own": own,
@@ -197,7 +199,7 @@ def _encoder(folder: Path, params: ModelParams) -> Encoder:
     return Encoder(folder, params, device="cpu", precision="fp32", show_progress=False)
 
 
-def _run(setup: dict[str, object], capsys: pytest.CaptureFixture[str], *args: str, model: str = "base") -> str:
+def _run(setup: dict[str, object], capsys: pytest.CaptureFixture[str], *args: str, model: str = "e5/base") -> str:
     root = setup["root"]
     main(
         [
@@ -295,10 +297,10 @@ def test_a_model_without_its_settings_falls_back_to_params_with_a_warning(
     tiny_checkpoint: Path,
 ) -> None:
     root = setup["root"]
-    shutil.copytree(tiny_checkpoint, root / "models" / "plain")  # type: ignore[operator]
-    shutil.copytree(root / "index" / "base", root / "index" / "plain")  # type: ignore[operator]
+    shutil.copytree(tiny_checkpoint, root / "models" / "e5" / "plain")  # type: ignore[operator]
+    shutil.copytree(root / "index" / "e5" / "base", root / "index" / "e5" / "plain")  # type: ignore[operator]
     with caplog.at_level(logging.WARNING, logger="mlret.search"):
-        rows = [json.loads(line) for line in _run(setup, capsys, QUERIES[1], "--json", model="plain").splitlines()]
+        rows = [json.loads(line) for line in _run(setup, capsys, QUERIES[1], "--json", model="e5/plain").splitlines()]
     assert "has no sentence-transformers settings" in caplog.text and "params.yaml" in caplog.text
     _, scores = _expected(setup, setup["stale"], QUERIES[1])  # type: ignore[arg-type]
     np.testing.assert_allclose([r["score"] for r in rows], scores, atol=1e-5)
@@ -314,7 +316,7 @@ def test_a_model_without_its_settings_falls_back_to_params_with_a_warning(
 )
 def test_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main([*args, "--model", "models/base", "--dataset", "xquad-r"])
+        main([*args, "--model", "models/e5/base", "--dataset", "xquad-r"])
     assert message in capsys.readouterr().err
 
 
@@ -350,7 +352,7 @@ def test_query_file_texts_keep_their_inner_tabs_and_lose_outer_space(tmp_path: P
 @pytest.mark.parametrize("query", ["", "  \t "])
 def test_an_empty_query_is_refused(query: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main([query, "--model", "models/base", "--dataset", "xquad-r"])
+        main([query, "--model", "models/e5/base", "--dataset", "xquad-r"])
     assert capsys.readouterr().err.startswith("error: the query is empty.")
 
 
@@ -359,7 +361,7 @@ def test_an_index_copied_over_another_is_refused(
     source: str, target: str, setup: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """en.faiss over all.faiss used to print the wrong candidates' text; de.faiss over en.faiss was an IndexError."""
-    folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
+    folder = setup["root"] / "index" / "e5" / "base" / "tiny"  # type: ignore[operator]
     shutil.copyfile(folder / f"{source}.faiss", folder / f"{target}.faiss")
     with pytest.raises(SystemExit):
         _run(setup, capsys, QUERIES[0], "--lang", target)
@@ -373,7 +375,7 @@ def test_an_index_stage_stopped_between_its_writes_is_refused(
     setup: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The index is rewritten, but the stage stopped before the candidates table and the manifest that ties them."""
-    folder = setup["root"] / "index" / "base" / "tiny"  # type: ignore[operator]
+    folder = setup["root"] / "index" / "e5" / "base" / "tiny"  # type: ignore[operator]
     (folder / "all.manifest.json").unlink()
     with pytest.raises(SystemExit):
         _run(setup, capsys, QUERIES[0])
@@ -385,7 +387,9 @@ def test_an_index_stage_stopped_between_its_writes_is_refused(
 def test_the_readme_example_asks_about_a_test_article() -> None:
     """The XQuAD-R index holds the test articles only: the README's question must be about one of them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    question = re.search(r'mlret search --model models/hybrid/balanced/0 --dataset xquad-r "([^"]+)"', readme).group(1)  # type: ignore[union-attr]
+    question = re.search(
+        r'mlret search --model models/\w+/hybrid/balanced/0 --dataset xquad-r "([^"]+)"', readme
+    ).group(1)  # type: ignore[union-attr]
     params = load_params(ROOT / "params.yaml")
     source = ROOT / params.data.mirror / "xquad-r" / "en.json"  # type: ignore[operator]
     if not source.is_file():

@@ -28,6 +28,7 @@ PARAMS = ModelParams(
     max_query_length=64,
     max_passage_length=128,
     normalize=True,
+    freeze_word_embeddings=False,
 )
 # English, then languages its English WordPiece vocabulary splits into pieces or maps to [UNK].
 SENTENCES = [

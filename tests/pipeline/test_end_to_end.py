@@ -23,6 +23,8 @@ import yaml
 BIN = Path(sys.executable).parent
 DEP_COLUMNS = "^(data|models|plots|src|stages)/"  # `dvc exp show --drop`: the stage dependencies' hash columns
 STRATEGIES = ("multi", "hybrid")
+BASES = ("tiny", "tiny2")
+RUNS = [f"{b}/{s}/{p}/0" for b in BASES for s in STRATEGIES for p in ("balanced", "lowres")]
 # Passed on to the stages, so that the suite can be timed with a host's code paths narrowed
 # (README, Tests: AVX2 forced, native bf16 hidden by benchmarks/no_native_bf16).
 CPU_DISPATCH = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
@@ -87,25 +89,30 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
     )
     params["profiles"] = {"balanced": {"default": 1.0}, "lowres": {"default": 1.0, "zh": 0.5}}
     params["runs"] = {  # no mono run; the lowres runs are scored in-domain only, as the shipped ladder runs are
-        f"{s}-{p}-0": {"strategy": s, "profile": p, "seed": 0, "corpora": "in_domain" if p == "lowres" else "all"}
+        f"{b}-{s}-{p}-0": {
+            "base": b,
+            "strategy": s,
+            "profile": p,
+            "seed": 0,
+            "corpora": "in_domain" if p == "lowres" else "all",
+        }
+        for b in BASES
         for s in STRATEGIES
         for p in ("balanced", "lowres")
     }
-    params["model"].update(
-        name=str(model),
-        query_prefix="query : ",
-        passage_prefix="passage : ",
-        max_query_length=16,
-        max_passage_length=16,
-    )
-    params["train"].update(
-        batch_size=4,
-        max_steps=3,
-        save_every=2,
-        max_query_length=16,
-        max_passage_length=16,
-        freeze_word_embeddings=False,
-    )
+    # Two bases from one checkpoint, encoding with different prefixes and training different weights.
+    tiny = {
+        "name": str(model),
+        "pooling": "mean",
+        "max_query_length": 16,
+        "max_passage_length": 16,
+        "normalize": True,
+    }
+    params["bases"] = {
+        "tiny": {**tiny, "query_prefix": "query : ", "passage_prefix": "passage : ", "freeze_word_embeddings": False},
+        "tiny2": {**tiny, "query_prefix": "", "passage_prefix": "", "freeze_word_embeddings": True},
+    }
+    params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16)
     params["eval"]["batch_size"] = 8
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     run(["git", "add", "-A"], repo)
@@ -117,28 +124,27 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
 def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
     first = run([str(BIN / "dvc"), "repro"], repo)
     stages = ran_stages(first.stdout)
-    assert {
-        "download",
-        "parallelise",
-        "split",
-        "base_model",
-        "encode_base",
-        "evaluate_base",
-        "check_params",
-        "report",
-    } <= stages
-    assert {f"train@{s}-{p}-0" for s in STRATEGIES for p in ("balanced", "lowres")} <= stages
+    assert {"download", "parallelise", "split", "check_params", "report"} <= stages
+    assert {f"{stage}@{b}" for stage in ("base_model", "encode_base", "evaluate_base") for b in BASES} <= stages
+    assert {f"train@{run.replace('/', '-')}" for run in RUNS} <= stages
 
     summary = (repo / "reports" / "summary.md").read_text(encoding="utf-8")
-    assert "## Answer" in summary and "hybrid" in summary
+    assert all(f"## Base `{b}`" in summary for b in BASES) and summary.count("### Answer") == 2
     table = pd.read_csv(repo / "reports" / "results.csv")
+    assert set(table.base) == set(BASES) and list(table.columns[:1]) == ["base"]
     assert set(table.dataset) == {"tiny-xquad", "tiny-mlqa"} and set(table.setting) == {"mono", "cross", "multi"}
-    assert table.groupby(["dataset", "setting"]).head(1).strategy.eq("base").all()
+    assert table.groupby(["base", "dataset", "setting"]).head(1).strategy.eq("base").all()
+    robustness = pd.read_csv(repo / "reports" / "robustness.csv")
+    assert set(robustness.base) == set(BASES)
+    # Each base's numbers are its own: the two bases encode differently, so their untuned rows differ.
+    untuned = table[table.strategy == "base"].set_index(["base", "dataset", "setting"])["map"]
+    assert not untuned.loc["tiny"].equals(untuned.loc["tiny2"])
     report = json.loads((repo / "metrics" / "report.json").read_text())
-    headline = report["headline"]
-    assert set(report) == {"headline", "robustness"} and set(headline) == {"strategy", "balanced", "lowres"}
+    assert set(report) == {"headline", "robustness"} and set(report["headline"]) == set(BASES)
+    headline = report["headline"]["tiny"]
+    assert set(headline) == {"strategy", "balanced", "lowres"}
     assert headline["strategy"] == "hybrid" and 0 <= headline["lowres"]["tiny-xquad"]["multi"]["map"] <= 1
-    assert set(headline["lowres"]) == {"tiny-xquad"} and set(report["robustness"]) == {
+    assert set(headline["lowres"]) == {"tiny-xquad"} and set(report["robustness"]["tiny"]) == {
         "tiny-xquad"
     }  # lowres: in-domain only
     assert {
@@ -148,25 +154,28 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
         for metrics in settings.values()
         for name in metrics
     } == {"map", "rank_distance"}
-    evaluated = json.loads((repo / "metrics" / "eval" / "hybrid" / "lowres" / "0.json").read_text())
+    evaluated = json.loads((repo / "metrics" / "eval" / "tiny" / "hybrid" / "lowres" / "0.json").read_text())
     assert evaluated["tiny-xquad"]["cross"]["pairs"] == 6
     # Per-run diagnostics are not declared metrics, yet `dvc metrics show` reads them when named.
-    shown = run([str(BIN / "dvc"), "metrics", "show", "metrics/eval/hybrid/lowres/0.json"], repo)
+    shown = run([str(BIN / "dvc"), "metrics", "show", "metrics/eval/tiny/hybrid/lowres/0.json"], repo)
     assert "tiny-xquad.cross.map" in shown.stdout
 
-    # Every plot renders: the loss overlay has one line per trained model, the mAP bars one file per dataset × setting.
+    # Every plot renders: the loss overlay has one line per trained model, the mAP bars one file per
+    # base × dataset × setting.
     plots = run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], repo)
     assert "failed to load" not in plots.stdout + plots.stderr, plots.stdout + plots.stderr
     html = (repo / "dvc_plots" / "index.html").read_text(encoding="utf-8")
-    assert all(f'"run": "{s}/{p}/0"' in html for s in STRATEGIES for p in ("balanced", "lowres"))
+    assert all(f'"run": "{run}"' in html for run in RUNS)
     assert all(
-        f"plots/report/map/{d}-{t}.csv" in html for d in ("tiny-xquad", "tiny-mlqa") for t in ("mono", "cross", "multi")
+        f"plots/report/map/{b}-{d}-{t}.csv" in html
+        for b in BASES
+        for d in ("tiny-xquad", "tiny-mlqa")
+        for t in ("mono", "cross", "multi")
     )
+    assert all((repo / "reports" / "figures" / b).is_dir() for b in BASES)
     loss = pd.read_csv(repo / "plots" / "report" / "train-loss.csv")
-    assert loss.groupby("run").step.count().to_dict() == {
-        f"{s}/{p}/0": 3 for s in STRATEGIES for p in ("balanced", "lowres")
-    }
-    assert (repo / "models" / "hybrid" / "lowres" / "0" / "training_params.json").is_file()
+    assert loss.groupby("run").step.count().to_dict() == dict.fromkeys(RUNS, 3)
+    assert (repo / "models" / "tiny" / "hybrid" / "lowres" / "0" / "training_params.json").is_file()
 
     again = run([str(BIN / "dvc"), "repro"], repo)
     assert ran_stages(again.stdout) == set(), "a second repro with nothing changed must do no work"
@@ -183,7 +192,7 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
             "-m",
             "mlret.search",
             "--model",
-            "models/hybrid/balanced/0",
+            "models/tiny/hybrid/balanced/0",
             "--dataset",
             "tiny-mlqa",
             "-k",
@@ -222,7 +231,7 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
         [str(BIN / "dvc"), "exp", "run", "-S", "sampling=mono"], repo, status=255
     )  # DVC's status for a failed stage
     assert (
-        "error: sampling = 'mono' is not among the trained strategies ['hybrid', 'multi']"
+        "error: sampling = 'mono' is not among the strategies trained on base 'tiny' ['hybrid', 'multi']"
         in refused.stdout + refused.stderr
     )
     assert (
@@ -240,22 +249,21 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     compared = json.loads(run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], repo).stdout)[
         "metrics/report.json"
     ]
-    numbers = {key: row for key, row in compared.items() if key.startswith("headline.") and key != "headline.strategy"}
-    assert compared["headline.strategy"] == {"old": "hybrid", "new": "multi"}
-    assert len(numbers) == 12 and all("diff" in row for row in numbers.values()), compared
+    numbers = {key: row for key, row in compared.items() if key.startswith("headline.") and ".strategy" not in key}
+    assert all(compared[f"headline.{b}.strategy"] == {"old": "hybrid", "new": "multi"} for b in BASES)
+    assert len(numbers) == 24 and all("diff" in row for row in numbers.values()), compared
     shown_diff = run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all"], repo).stdout
     unsupported = [line for line in shown_diff.splitlines() if "diff not supported" in line]
-    assert not [line for line in unsupported if "headline." in line and "headline.strategy" not in line], shown_diff
+    assert not [line for line in unsupported if "headline." in line and ".strategy" not in line], shown_diff
     run(["git", "checkout", "params.yaml", "metrics/report.json", "reports", "plots/report", "dvc.lock"], repo)
 
     ratio = run([str(BIN / "dvc"), "exp", "run", "-S", "hybrid.mono_ratio=0.3"], repo)
     assert {s for s in ran_stages(ratio.stdout) if s.startswith("train@")} == {
-        "train@hybrid-balanced-0",
-        "train@hybrid-lowres-0",
+        f"train@{b}-hybrid-{p}-0" for b in BASES for p in ("balanced", "lowres")
     }
 
     source = run([str(BIN / "dvc"), "exp", "run", "-S", "data.train_source=tiny-mlqa"], repo)
-    assert {"split", "encode_base", "report"} <= ran_stages(source.stdout) and "download" not in ran_stages(
+    assert {"split", "encode_base@tiny", "report"} <= ran_stages(source.stdout) and "download" not in ran_stages(
         source.stdout
     )
 
@@ -291,8 +299,8 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
         f"{len(dep_columns)} deps); README recipe: {kept}; dvc metrics diff: {len(diff.stdout.splitlines())} lines"
     )
     assert all(key.startswith(("headline.", "robustness.")) for key in metric_columns), sorted(metric_columns)
-    assert {"sampling", "hybrid.mono_ratio", "data.train_source", "headline.strategy"} <= set(kept), kept
-    assert "headline.balanced.tiny-xquad.multi.map" in kept and len(kept) <= 12, kept
+    assert {"sampling", "hybrid.mono_ratio", "data.train_source", "headline.tiny.strategy"} <= set(kept), kept
+    assert "headline.tiny.balanced.tiny-xquad.multi.map" in kept and len(kept) <= 20, kept
     assert len(diff.stdout.splitlines()) <= 40, diff.stdout
 
 

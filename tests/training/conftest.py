@@ -35,7 +35,7 @@ from mlret.params import (
 from mlret.training.loop import Trainer, TrainingInterrupted
 from mlret.training.spec import RunSpec
 
-TINY_MODEL = ModelParams("tiny", "mean", "query : ", "passage : ", 16, 16, True)
+TINY_MODEL = ModelParams("tiny", "mean", "query : ", "passage : ", 16, 16, True, False)
 TINY_TRAIN = TrainParams(
     batch_size=4,
     max_steps=6,
@@ -49,7 +49,6 @@ TINY_TRAIN = TrainParams(
     symmetric=False,
     sampling_alpha=1.0,
     hard_negatives=1,
-    freeze_word_embeddings=False,
     max_query_length=16,
     max_passage_length=16,
     save_every=3,

@@ -86,7 +86,7 @@ def test_a_training_step_moves_only_the_embedding_rows_its_batch_used(
     t = Trainer(
         spec_for(workspace, tmp_path),
         tiny_model,
-        dataclasses.replace(tiny_train, freeze_word_embeddings=False, warmup_ratio=0.0),
+        dataclasses.replace(tiny_train, warmup_ratio=0.0),
     )
     weights = t.net.get_input_embeddings().weight
     before = weights.detach().clone()

@@ -138,7 +138,8 @@ def test_frozen_word_embeddings_do_not_move(
     workspace: Path, tmp_path: Path, spec_for, weights, tiny_model, tiny_train
 ) -> None:
     spec = spec_for(workspace, tmp_path, strategy="cross")
-    train_run(spec, tiny_model, dataclasses.replace(tiny_train, freeze_word_embeddings=True, max_steps=2))
+    frozen = dataclasses.replace(tiny_model, freeze_word_embeddings=True)
+    train_run(spec, frozen, dataclasses.replace(tiny_train, max_steps=2))
     before = load_file(str(workspace / "models" / "base" / "model.safetensors"))
     after = weights(spec)
     key = next(k for k in after if k.endswith("word_embeddings.weight"))

@@ -92,7 +92,7 @@ def test_weight_decay_applies_to_weights_only(trainer, tmp_path: Path) -> None:
     assert set(groups) == {t.train.weight_decay, 0.0}
     decayed, exempt = groups[t.train.weight_decay], groups[0.0]
     # The trained word embeddings are updated row by row by their own optimiser, without decay.
-    assert not t.train.freeze_word_embeddings and t.embedding_optimizer is not None
+    assert not t.model.freeze_word_embeddings and t.embedding_optimizer is not None
     lazy = {names[id(p)] for g in t.embedding_optimizer.param_groups for p in g["params"]}
     assert lazy == {"embeddings.word_embeddings.weight"}
     assert decayed | exempt | lazy == {n for n, p in t.net.named_parameters() if p.requires_grad}

@@ -137,7 +137,7 @@ class Params(Section):
         if base not in self.bases:
             raise MlretError(
                 f"bases: no base model {base!r}.",
-                did_you_mean(base, list(self.bases), "bases") + f"Pick one of {sorted(self.bases)}.",
+                did_you_mean(base, list(self.bases), "") + f"Pick one of {sorted(self.bases)}.",
             )
         return self.bases[base]
 
@@ -170,7 +170,7 @@ def _check_across_sections(params: Params, run_keys: list[str]) -> None:
             raise refusal(
                 f"runs.{key}.base",
                 "is not a base model of `bases`",
-                did_you_mean(run.base, list(params.bases), f"runs.{key}.base") + f"Pick one of {sorted(params.bases)}.",
+                did_you_mean(run.base, list(params.bases), "") + f"Pick one of {sorted(params.bases)}.",
                 run.base,
             )
         if run.profile not in params.profiles:

@@ -55,11 +55,11 @@ _BOUNDS = {  # error type -> (bound in ctx, reason, fix)
     "less_than_equal": ("le", "must be at most {}", "{} or less"),
 }
 _HINTS = {  # appended to the fix for these keys
-    "model.pooling": " (`mean` for e5 and sentence-transformers models, `cls` for LaBSE)",
+    "bases.*.pooling": " (`mean` for e5 and sentence-transformers models, `cls` for LaBSE)",
     "train.precision": " (`auto` unless you need bitwise-reproducible fp32)",
     "index.type": " (`flat` is exact; `hnsw` and `ivf` are approximate)",
     "profiles": ", e.g. `balanced: {default: 1.0}`",
-    "runs": ", e.g. `hybrid-balanced-0: {strategy: hybrid, profile: balanced, seed: 0}`",
+    "runs": ", e.g. `e5-hybrid-balanced-0: {base: e5, strategy: hybrid, profile: balanced, seed: 0}`",
 }
 
 
@@ -70,7 +70,7 @@ def as_mlret_error(err: ValidationError, root: type, prefix: tuple[str, ...]) ->
     loc = tuple(part for part in first["loc"] if part != "[key]")
     kind, value, ctx = first["type"], first.get("input"), first.get("ctx") or {}
     path = _path(prefix + loc)
-    hint = _HINTS.get(path, "")
+    hint = _HINTS.get(path, _HINTS.get(_path(("bases", "*", *loc[2:])) if loc[:1] == ("bases",) else "", ""))
     if kind == "mlret":
         key = tuple(ctx["key"].split(".")) if ctx["key"] else ()
         return refusal(_path(prefix + loc + key), ctx["reason"], ctx["fix"], ctx["value"])

@@ -35,6 +35,8 @@ from mlret.vocabulary import BASE, RunId, model_label, stage_of
 #: mAP per profile × dataset × setting and its rank distance in the multilingual pool. Every other
 #: number stays in reports/ and in the undeclared per-run files under metrics/ (timings, memory, counts).
 HEADLINE_METRICS = ("map", "rank_distance")
+#: The sections of metrics/report.json, each keyed by base model: ``headline.{base}.…``, ``robustness.{base}.…``.
+METRICS_SECTIONS = ("headline", "robustness")
 #: Columns of a training loss log (written by the `train` stage) that the loss overlay uses.
 LOSS_COLUMNS = ("step", "loss")
 
@@ -360,4 +362,7 @@ def build_report(
             [r.losses.assign(run=base + "/" + r.losses.run) for base, r in reports.items()], ignore_index=True
         )
         write_bytes(plots / "train-loss.csv", _csv(losses))
-    write_json(metrics_path, {base: report.metrics for base, report in reports.items()})
+    write_json(
+        metrics_path,
+        {section: {base: report.metrics[section] for base, report in reports.items()} for section in METRICS_SECTIONS},
+    )
