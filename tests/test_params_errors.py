@@ -244,6 +244,11 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
             edit_at("runs/e5-mono-balanced-0", "base", "e6"),
             r"^runs.e5-mono-balanced-0.base = 'e6' is not a base model of `bases`\.$",
         ),
+        (
+            update("report/primary_scope", minilmm="mono"),
+            r"^report.primary_scope.minilmm = 'mono' is not a base model of `bases`\.$",
+        ),
+        (update("report/primary_scope", minilm="cross-lingual"), r"^report.primary_scope.minilm = 'cross-lingual' is"),
         (update("", seeds=[0, 1]), r"^seeds: unknown key \(set to \[0, 1\]\)\.$"),
         (update("", strategies=["mono"]), r"^strategies: unknown key \(set to \['mono'\]\)\.$"),
         # missing keys and sections

@@ -26,7 +26,7 @@ from pydantic.dataclasses import dataclass
 from mlret.errors import MlretError
 from mlret.params.fields import CONFIG, Corpora, Fraction, SafeName, Section, Seed, Strategy
 from mlret.params.report import as_mlret_error, did_you_mean, refusal
-from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, TrainParams
+from mlret.params.sections import DataParams, EvalParams, IndexParams, ModelParams, Profile, ReportParams, TrainParams
 from mlret.params.strategies import CrossSettings, HybridSettings, MonoSettings, MultiSettings, StrategySettings
 from mlret.vocabulary import RunId
 
@@ -99,6 +99,7 @@ class Params(Section):
     train: TrainParams
     eval: EvalParams
     index: IndexParams
+    report: ReportParams = ReportParams()
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +187,14 @@ def _check_across_sections(params: Params, run_keys: list[str]) -> None:
                 f"runs.{key}",
                 f"names the run {run.key!r}",
                 f"Key each run `{{base}}-{{strategy}}-{{profile}}-{{seed}}`: rename it to `{run.key}`.",
+            )
+    for base, scope in params.report.primary_scope.items():
+        if base not in params.bases:
+            raise refusal(
+                f"report.primary_scope.{base}",
+                "is not a base model of `bases`",
+                did_you_mean(base, list(params.bases), "") + f"Key it by one of {sorted(params.bases)}.",
+                scope,
             )
     # Every base reports the headline strategy: the summary sets each base's answer side by side.
     for base in params.bases:

@@ -286,3 +286,18 @@ class EvalParams(Section):
                     value=folder,
                 )
         return beir
+
+
+@dataclass(frozen=True, config=CONFIG)
+class ReportParams(Section):
+    """How the report asks the robustness question of each base model; only the `report` stage reads it."""
+
+    WHERE: ClassVar[str] = "report"
+
+    # Per base, the settings whose contrasts form the primary (Holm-adjusted) family: `all` weighs mono,
+    # cross and multi equally; one setting where a base learns only that one at the study's budget.
+    primary_scope: dict[SafeName, Literal["all", "mono", "cross", "multi"]] = dataclasses.field(default_factory=dict)
+
+    def scope_of(self, base: str) -> str:
+        """The primary scope of ``base``: ``all`` unless ``primary_scope`` names another."""
+        return self.primary_scope.get(base, "all")
