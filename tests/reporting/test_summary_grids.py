@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_report import noisy_embeddings  # same folder: the embeddings whose quality the test chooses
+from test_report import noisy_embeddings, section  # same folder: embeddings of a chosen quality, a base's section
 
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
@@ -83,12 +83,6 @@ def summary_of(scored: tuple[Path, object, Callable], grid: str, sampling: str =
     out = root / grid.replace(" ", "-") / sampling
     report_from(params, root, out)
     return (out / "reports" / "summary.md").read_text(encoding="utf-8")
-
-
-def section(summary: str, base: str) -> str:
-    """The section of ``base`` in the summary, from its heading to the next base's."""
-    [heading] = [line for line in summary.splitlines() if line.startswith(f"## Base `{base}` ")]
-    return summary.split(heading + "\n", 1)[1].split("\n## Base `", 1)[0]
 
 
 def named_missing(summary: str) -> set[tuple[str, str]]:
