@@ -42,7 +42,7 @@ import yaml
 
 from mlret.data.corpora import EvalCorpora
 from mlret.errors import cli_errors
-from mlret.params import Strategy, parse_params, read_yaml
+from mlret.params import Corpora, Strategy, parse_params, read_yaml
 from mlret.vocabulary import BASE, RunId
 
 # The English base, where imbalance may bind: the budget scan's subject.
@@ -144,7 +144,7 @@ def score(raw: dict[str, Any], parallel_root: Path, articles: Path, corpora_kind
     from mlret.scoring.index import index_model
 
     params = parse_params(raw)
-    corpora = EvalCorpora.from_params(params, parallel_root, articles, corpora_kind)
+    corpora = EvalCorpora.from_params(params, parallel_root, articles, Corpora(corpora_kind))
     index_model(corpora, work / "embeddings" / path, work / "index" / path, params.index)
     evaluate_model(
         corpora, work / "embeddings" / path, work / "eval" / path, work / "metrics" / f"{path}.json", path, []

@@ -18,7 +18,10 @@ lie in per-base folders (metrics/eval/tiny/..., data/eval/tiny/..., reports/base
 revision with a single ``model:`` section has no base folder. Each file of the old revision is
 compared with its counterpart at the new one, so two revisions on either side of that layout compare
 too: the base folder is added or dropped, metrics/report.json's per-base entry is read as the whole
-file, and a report CSV's leading ``base`` column (and the base before a run's name) is left out.
+file, a report CSV's leading ``base`` column (and the base before a run's name) is left out, and
+reports/summary.md is read as its base's section. The outputs a revision commits (the study's own
+metrics/, reports/, ...) are removed before `dvc repro`, so that only what the tiny pipeline wrote is
+compared.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -48,6 +52,8 @@ REPORT_TEXT = {".csv", ".md", ".tex", ".json", ".tsv"}
 TINY_BASE = "tiny"
 #: Folders whose artifacts lie in a per-base folder at those revisions.
 PER_BASE = (("metrics", "eval"), ("metrics", "train"), ("data", "eval"))
+#: What :func:`compare` reads: removed from the export before `dvc repro`, so that none of it is a committed output.
+COMPARED = ("metrics", "data/eval", *REPORT_FOLDERS)
 
 
 def export(rev: str, dest: Path) -> Path:
@@ -160,6 +166,8 @@ class Side:
 def run_pipeline(rev: str, work: Path) -> Side:
     repo = export(rev, work / "repo")
     base = configure(repo, work)
+    for folder in COMPARED:
+        shutil.rmtree(repo / folder, ignore_errors=True)
     result = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=git_env(repo), capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"dvc repro failed at {rev}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -186,14 +194,33 @@ def counterpart(rel: Path, old: Side, new: Side) -> Path:
 
 
 def report_numbers(path: Path, side: Side) -> dict[str, object]:
-    """metrics/report.json's numbers, each section's entry of the side's base read as the section itself."""
+    """metrics/report.json's numbers, the side's base's entry read as the whole file (keyed ``{base: {section: ...}}``
+    or ``{section: {base: ...}}``)."""
     record = json.loads(path.read_text())
     if side.base and isinstance(record, dict):
-        record = {
-            section: value.get(side.base, value) if isinstance(value, dict) else value
-            for section, value in record.items()
-        }
+        if isinstance(record.get(side.base), dict):
+            record = record[side.base]
+        else:
+            record = {
+                section: value.get(side.base, value) if isinstance(value, dict) else value
+                for section, value in record.items()
+            }
     return numbers(record)
+
+
+def base_section(lines: list[str], side: Side) -> list[str]:
+    """reports/summary.md as a revision without per-base folders writes it: the base's section of the combined
+    summary, its headings one level up, under the page's title."""
+    if not side.base:
+        return lines
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"## Base `{side.base}`")), None)
+    if start is None:
+        return lines
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## Base ")), len(lines))
+    body = [line[1:] if line.startswith("##") else line for line in lines[start + 1 : end]]
+    while body and not body[-1]:
+        body.pop()
+    return [lines[0], *body]
 
 
 def without_base(lines: list[str], side: Side) -> list[str]:
@@ -269,6 +296,8 @@ def same_text(rel: Path, old: tuple[Side, Path], new: tuple[Side, Path]) -> bool
     )
     if old[0].base != new[0].base and rel.suffix == ".csv":
         before, after = without_base(before, old[0]), without_base(after, new[0])
+    if old[0].base != new[0].base and rel == Path("reports/summary.md"):
+        before, after = base_section(before, old[0]), base_section(after, new[0])
     if before == after:
         print(f"{rel}: {len(before)} lines, identical")
         return True

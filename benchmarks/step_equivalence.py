@@ -45,7 +45,7 @@ out = Path(tempfile.mkdtemp())
 spec = RunSpec(
     settings=params.strategy_settings[Strategy("hybrid")], profile="balanced", seed=0,
     train_table=Path("data/splits/balanced/train.parquet"),
-    candidates_table=Path("data/parallel/xquad-r/candidates.parquet"),
+    candidates_table=Path("data/parallel", params.data.train_source, "candidates.parquet"),
     base_model=Path("models", base, "base"), out_dir=out / "m", resume_dir=out / "c",
     log_path=out / "l.csv", metrics_path=out / "m.json",
 )
