@@ -194,6 +194,13 @@ class Estimates:
     reduced: np.ndarray  # (runs, cells): m_L
     full: np.ndarray  # (runs, cells): m_F
     replicates: np.ndarray  # (resamples, runs, cells): d = m_L − m_F on drawn units
+    reduced_replicates: np.ndarray  # (resamples, runs, cells): m_L on the same drawn units
+
+    def values(self, level: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's per-cell value and its replicates: m_L when ``level``, else the specific d = m_L − m_F."""
+        if level:
+            return self.reduced, self.reduced_replicates
+        return self.reduced - self.full, self.replicates
 
 
 def estimates(data: Scores, block: Sides, unit: str, resamples: int, seed: int = 0) -> Estimates:
@@ -232,6 +239,7 @@ def estimates(data: Scores, block: Sides, unit: str, resamples: int, seed: int =
     rng = np.random.default_rng(seed)
     flat_sums, flat_weight = sums.reshape(-1, n_units).T, weight.reshape(-1, n_units).T
     replicates = np.empty((resamples, n_runs, n_cells))
+    reduced_replicates = np.empty((resamples, n_runs, n_cells))
     size = max(1, _CHUNK_CELLS // n_units)
     for start in range(0, resamples, size):
         k = min(size, resamples - start)
@@ -246,14 +254,25 @@ def estimates(data: Scores, block: Sides, unit: str, resamples: int, seed: int =
                 k, len(SIDES), n_cells, 1
             )
         replicates[start : start + k] = (drawn_means[:, 0] - drawn_means[:, 1]).transpose(0, 2, 1)
-    return Estimates(means[0].T, means[1].T, replicates[np.isfinite(replicates).all(axis=(1, 2))])
+        reduced_replicates[start : start + k] = drawn_means[:, 0].transpose(0, 2, 1)
+    kept = np.isfinite(replicates).all(axis=(1, 2))
+    return Estimates(means[0].T, means[1].T, replicates[kept], reduced_replicates[kept])
 
 
-def coefficients(block: Sides, strategy: str, cells: list[Cell]) -> np.ndarray:
-    """A[r, c] such that Σ A·value is the strategy's drop (reference minus profile, mean over cells)."""
+def coefficients(block: Sides, strategy: str, cells: list[Cell], level: bool = False) -> np.ndarray:
+    """A[r, c] such that Σ A·value is the strategy's drop (reference minus profile, mean over cells), or with
+    ``level`` its value under imbalance (the profile's runs only, with the opposite sign: mean over cells)."""
     a = np.zeros((len(block.names), len(cells)))
+    if level:
+        return -_profile_part(block, strategy, cells)
     reference = block.groups[strategy, REFERENCE_PROFILE]
     a[reference, :] += 1.0 / (len(cells) * len(reference))
+    return a + _profile_part(block, strategy, cells)
+
+
+def _profile_part(block: Sides, strategy: str, cells: list[Cell]) -> np.ndarray:
+    """−1/(C·n_P) for every run of each cell's profile P: the imbalanced side of a drop."""
+    a = np.zeros((len(block.names), len(cells)))
     for c, cell in enumerate(cells):
         reduced = block.groups[strategy, cell.profile]
         a[reduced, c] -= 1.0 / (len(cells) * len(reduced))
@@ -271,14 +290,14 @@ class Inference:
     seed_df: float  # ν: replicated runs' degrees of freedom behind the seed variance
 
 
-def inference(values: Estimates, a: np.ndarray, pooled: list[list[int]]) -> Inference | None:
-    """se and df of Σ A·d, the seed variance pooled over the given groups of runs; None when it has no df."""
-    drawn = values.replicates
+def inference(values: Estimates, a: np.ndarray, pooled: list[list[int]], level: bool = False) -> Inference | None:
+    """se and df of Σ A·d (Σ A·m_L with ``level``), the seed variance pooled over the given groups of runs;
+    None when it has no df."""
+    d, drawn = values.values(level)
     replicated = [g for g in pooled if len(g) >= 2]
     nu = sum(len(g) - 1 for g in replicated)
     if nu == 0 or len(drawn) < 2:
         return None
-    d = values.reduced - values.full
     n_cells = d.shape[1]
     sigma_run, sigma_eps = np.zeros((n_cells, n_cells)), np.zeros((n_cells, n_cells))
     for group in replicated:

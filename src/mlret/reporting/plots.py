@@ -22,6 +22,7 @@ from matplotlib.artist import Artist
 from matplotlib.colors import Colormap, Normalize
 
 from mlret.reporting.collect import pair_map
+from mlret.reporting.robustness import primary_scope_of, scope_title
 from mlret.vocabulary import BASE, Setting, model_label
 
 #: Strategies that difference heatmaps are taken against (when they ran).
@@ -286,7 +287,7 @@ def robustness_curves(robustness: pd.DataFrame, out_dir: Path, strategies: Seque
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xticks(np.arange(len(severities)), [f"{s * 100:g}%" for s in severities])
             ax.set_xlabel("share of training questions kept")
-            ax.set_title("all settings" if scope == "all" else f"{scope} (exploratory)", fontsize=10)
+            ax.set_title(scope_title(str(scope), primary_scope_of(robustness)), fontsize=10)
         axes[0][0].set_ylabel("specific drop in mAP vs balanced\n(above 0: loses more than\nthe full-data languages)")
         fig.suptitle(
             f"{dataset}: robustness to imbalance (95% t interval: questions and training runs; hollow: no interval)",

@@ -14,6 +14,7 @@ import pandas as pd
 from mlret.artifacts import read_json, read_table, require_columns, staged_dir, write_bytes, write_json
 from mlret.errors import MlretError
 from mlret.params import Corpora, Params
+from mlret.reporting.bases import answer_sentence, interaction_lines, interaction_table
 from mlret.reporting.cards import model_cards
 from mlret.reporting.collect import load_results
 from mlret.reporting.grid import read_grid
@@ -26,7 +27,7 @@ from mlret.reporting.plots import (
     robustness_curves,
     strategy_bars,
 )
-from mlret.reporting.robustness import headline_contrasts, robustness_tables
+from mlret.reporting.robustness import COMPARATOR, headline_contrasts, primary_scope_of, robustness_tables
 from mlret.reporting.summary import grid_line, summary_markdown
 from mlret.reporting.tables import results_markdown, results_table
 from mlret.vocabulary import BASE, RunId, model_label, stage_of
@@ -203,6 +204,7 @@ class BaseReport:
 
     tables: dict[str, pd.DataFrame]
     summary: str
+    pools: dict[str, str]
     losses: pd.DataFrame
     map_bars: dict[str, pd.DataFrame]
     metrics: dict[str, object]
@@ -238,9 +240,17 @@ def base_report(
         for name, profile in params.profiles.items()
     }
     articles = question_articles(parallel_root, params.data.eval_sources)
-    robustness_by_unit = robustness_tables(results, low, fractions, params.sampling, articles)
-    robustness, by_article = robustness_by_unit["question"], robustness_by_unit["article"]
     exposure = exposure_table(train_metrics_root, [m for m in models if m != BASE], params, base)
+    robustness_by_unit = robustness_tables(
+        results,
+        low,
+        fractions,
+        params.sampling,
+        articles,
+        primary_scope=params.report.scope_of(base),
+        exposure=exposure,
+    )
+    robustness, by_article = robustness_by_unit["question"], robustness_by_unit["article"]
     pools = pool_labels(eval_metrics_root, sorted(set(results.dataset)), base)
     severities = {name: sorted({fractions[name][lang] for lang in langs}) for name, langs in low.items()}
     grid = read_grid(grid_path, base)
@@ -281,6 +291,7 @@ def base_report(
             "exposure": exposure,
         },
         summary=summary,
+        pools=pools,
         losses=losses,
         map_bars=map_bars_data(table, params.strategies),
         metrics={
@@ -290,16 +301,39 @@ def base_report(
     )
 
 
-def combined_summary(params: Params, summaries: Mapping[str, str]) -> str:
-    """One page for every base: each base's summary under a heading naming it, its headings one level down."""
+def combined_summary(params: Params, reports: Mapping[str, BaseReport], interaction: pd.DataFrame) -> str:
+    """One page for every base: each base's answer in one sentence, whether it depends on the base, then each
+    base's summary under a heading naming it, its headings one level down."""
     parts = ["# Summary", ""]
     parts += [
         "One section per base model; each compares strategies fine-tuned from that base only. "
-        + "; ".join(f"`{base}`: `{params.bases[base].name}`" for base in summaries)
+        + "; ".join(f"`{base}`: `{params.bases[base].name}`" for base in reports)
         + ".",
         "",
+        "## Answer per base",
+        "",
+        f"The primary contrast with a language absent from training, on {params.data.train_source} (each base's "
+        "primary scope; its section defines the estimand):",
+        "",
     ]
-    for base, summary in summaries.items():
+    parts += [
+        answer_sentence(base, r.tables["robustness"], params.sampling, params.data.train_source, pools=r.pools)
+        for base, r in reports.items()
+    ]
+    scopes = {base: primary_scope_of(r.tables["robustness"]) for base, r in reports.items()}
+    found = interaction_lines(interaction, scopes)
+    if found:
+        parts += [
+            "",
+            "**Base × strategy.** The contrast on a base minus the same contrast on the first base "
+            f"(`{next(iter(reports))}`), in the former's primary scope; above 0, {params.sampling}'s drop relative "
+            f"to {COMPARATOR}'s is larger on that base (interval: the two bases' intervals combined as if "
+            "independent, which can only widen it):",
+            "",
+            *found,
+        ]
+    parts.append("")
+    for base, summary in ((b, r.summary) for b, r in reports.items()):
         body = summary.split("\n", 1)[1] if summary.startswith("# ") else summary
         lines = [f"#{line}" if line.startswith("#") else line for line in body.splitlines()]
         parts += [f"## Base `{base}` (`{params.bases[base].name}`)", *lines, ""]
@@ -351,7 +385,9 @@ def build_report(
             )
     for name in ("results", "robustness", "robustness_by_article", "exposure"):
         write_bytes(out_dir / f"{name}.csv", _csv(_with_base({b: r.tables[name] for b, r in reports.items()})))
-    summary = combined_summary(params, {base: report.summary for base, report in reports.items()})
+    interaction = interaction_table({b: r.tables["robustness"] for b, r in reports.items()})
+    write_bytes(out_dir / "interaction.csv", _csv(interaction))
+    summary = combined_summary(params, reports, interaction)
     write_bytes(out_dir / "summary.md", summary.encode("utf-8"))
     # Data behind `dvc plots show/diff` (definitions in dvc.yaml's top-level `plots:`).
     with staged_dir(plots_dir) as plots:

@@ -31,8 +31,15 @@ A strategy's value at a severity is the unweighted mean over the cells at that s
 Latin-square ladder one per ladder language, each from a different profile). The contrast at a
 severity is specific drop(headline) − specific drop(multi), written "hybrid − multi"; negative
 means the headline strategy is more robust. The raw and full columns of a contrast row are the
-same difference of the raw and full drops. Scope ``all`` is the primary family; mono, cross and
-multi are exploratory.
+same difference of the raw and full drops. Scope ``all`` is the primary family, unless a base's
+``report.primary_scope`` names the one setting that base learns at the study's budget; the other
+scopes are exploratory.
+
+*Level.* A strategy that never learned L cannot lose it: a small drop can mean "never learned" as
+well as "robust". Beside each drop, rows of kind ``level`` give m_L(P), the mean over the cells of
+the strategy's value on L's own rows under imbalance (``reference_level``: the same rows under
+``balanced``), and ``level contrast`` rows hybrid − multi of it; the same linear form and interval,
+with m_L in place of d (a whole-run shift then does not cancel).
 
 The target of inference is the mean over *this* design's cells: the ladder languages, each at
 each severity. Language identity is a fixed factor of the design, not noise: nothing here
@@ -75,7 +82,7 @@ one degree of freedom. When no (strategy, profile) among the runs a row needs ha
 noise cannot be estimated from the data: ci, se, df and p are NaN with a note, never an interval
 that leaves it out.
 
-*Multiplicity.* p_holm is Holm's adjustment over the primary family: a dataset's scope-``all``
+*Multiplicity.* p_holm is Holm's adjustment over the primary family: a dataset's primary-scope
 contrasts, one per severity. mde80 = (t_{df, 1−0.05/(2m)} + t_{df, 0.80})·se is the contrast the
 design detects with 80 % power at Holm's strictest level, m the severities of the row's family.
 """
@@ -102,12 +109,14 @@ from mlret.reporting.drops import (
     sides,
     t_test,
 )
+from mlret.reporting.exposure import exposure_matched_rows
 from mlret.reporting.stats import CLUSTER_RESAMPLES, CONFIDENCE, holm
 from mlret.vocabulary import BASE, Setting
 
 SCOPES = (ALL_SETTINGS, *(s.value for s in Setting))
 #: The strategy every other's robustness is contrasted with: the standard multilingual recipe.
 COMPARATOR = "multi"
+#: The primary family's scope unless a base's ``report.primary_scope`` names another.
 PRIMARY_SCOPE = ALL_SETTINGS
 POWER = 0.80
 #: The resampling units: each question, or each article with all its questions.
@@ -134,6 +143,8 @@ COLUMNS = [
     "reduced_seeds",
     "units",
     "note",
+    "level",
+    "reference_level",
 ]
 
 
@@ -158,6 +169,7 @@ def _block_rows(
     headline: str,
     units: Sequence[str],
     resamples: int,
+    primary_scope: str = PRIMARY_SCOPE,
 ) -> dict[str, list[dict[str, object]]]:
     """Per resampling unit, the drops of every strategy with the runs the cells need, and the headline's contrast."""
     needed = {REFERENCE_PROFILE, *(c.profile for c in cells)}
@@ -170,25 +182,42 @@ def _block_rows(
     everyone = list(block.groups.values())
     shortfall = f"needs ≥ 2 seeds of some run on {dataset}"
 
-    def row(unit: str, values: Estimates, kind: str, label: str, members: dict[str, float]) -> dict[str, object]:
+    def row(
+        unit: str, values: Estimates, kind: str, label: str, members: dict[str, float], level: bool = False
+    ) -> dict[str, object]:
         a = np.zeros((len(block.names), len(cells)))
         for strategy, sign in members.items():
-            a = a + sign * coefficients(block, strategy, cells)
+            a = a + sign * coefficients(block, strategy, cells, level)
         own = [g for (s, _), g in block.groups.items() if s in members]
-        found, note = inference(values, a, own), ""
+        found, note = inference(values, a, own, level), ""
         if found is None:
-            found = inference(values, a, everyone)
+            found = inference(values, a, everyone, level)
             note = shortfall if found is None else "seed variance pooled with the other strategies' runs"
-        estimate = float(np.sum(a * (values.reduced - values.full)))
+        if level:
+            # The balanced runs' value on the same rows: what the strategy had before the reduction.
+            reference = sum(
+                sign * (coefficients(block, s, cells) + coefficients(block, s, cells, True))
+                for s, sign in members.items()
+            )
+            estimate = float(np.sum(a * values.reduced))
+            measured = dict.fromkeys(("raw_drop", "full_drop", "specific_drop"), np.nan)
+            measured |= {"level": estimate, "reference_level": float(np.sum(reference * values.reduced))}
+        else:
+            estimate = float(np.sum(a * (values.reduced - values.full)))
+            measured = {
+                "raw_drop": float(np.sum(a * values.reduced)),
+                "full_drop": float(np.sum(a * values.full)),
+                "specific_drop": estimate,
+                "level": np.nan,
+                "reference_level": np.nan,
+            }
         return {
             "dataset": dataset,
             "scope": scope,
             "severity": cells[0].severity,
             "kind": kind,
             "strategy": label,
-            "raw_drop": float(np.sum(a * values.reduced)),
-            "full_drop": float(np.sum(a * values.full)),
-            "specific_drop": estimate,
+            **measured,
             **t_test(estimate, found),
             "p_holm": np.nan,
             "family": "",
@@ -204,23 +233,27 @@ def _block_rows(
     for unit in units:
         values = estimates(data, block, unit, resamples)
         rows = [row(unit, values, "drop", strategy, {strategy: 1.0}) for strategy in strategies]
+        rows += [row(unit, values, "level", strategy, {strategy: 1.0}, level=True) for strategy in strategies]
         if headline in strategies and COMPARATOR in strategies and headline != COMPARATOR:
-            contrast = row(unit, values, "contrast", f"{headline} − {COMPARATOR}", {headline: 1.0, COMPARATOR: -1.0})
-            contrast["family"] = "primary" if scope == PRIMARY_SCOPE else "exploratory"
+            pair = {headline: 1.0, COMPARATOR: -1.0}
+            contrast = row(unit, values, "contrast", f"{headline} − {COMPARATOR}", pair)
+            contrast["family"] = "primary" if scope == primary_scope else "exploratory"
             rows.append(contrast)
+            rows.append(row(unit, values, "level contrast", f"{headline} − {COMPARATOR}", pair, level=True))
         out[unit] = rows
     return out
 
 
 def _families(table: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Holm over each dataset's primary contrasts, and every contrast's minimum detectable effect."""
+    """Holm over each dataset's primary contrasts (``family`` is ``primary``), and every contrast's minimum
+    detectable effect."""
     alpha = 1 - confidence
-    for (_, scope), family in table[table.kind == "contrast"].groupby(["dataset", "scope"], sort=False):
+    for _, family in table[table.kind == "contrast"].groupby(["dataset", "scope"], sort=False):
         m = len(family)
         df = family.df.to_numpy(dtype=float)
         strictest = scipy_stats.t.ppf(1 - alpha / (2 * m), df) + scipy_stats.t.ppf(POWER, df)
         table.loc[family.index, "mde80"] = strictest * family.se.to_numpy(dtype=float)
-        if scope == PRIMARY_SCOPE:
+        if (family.family == "primary").all():
             tested = family[family.p.notna()]
             table.loc[tested.index, "p_holm"] = holm(tested.p.tolist())
     return table
@@ -235,8 +268,14 @@ def robustness_tables(
     units: Sequence[str] = UNITS,
     resamples: int = CLUSTER_RESAMPLES,
     scopes: Sequence[str] = SCOPES,
+    primary_scope: str = PRIMARY_SCOPE,
+    exposure: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per resampling unit, drops per dataset × scope × severity × strategy and the contrast headline − multi.
+
+    ``primary_scope``: the scope whose contrasts form each dataset's primary (Holm-adjusted) family.
+    ``exposure`` (the report's exposure table): adds the exposure-matched contrasts
+    (:mod:`mlret.reporting.exposure`).
 
     ``units`` names the units resampled: ``question``, and ``article`` (``articles[dataset][qid]``).
     The results are aligned and each cell's rows weighed once for all units; only the bootstrap
@@ -256,8 +295,15 @@ def robustness_tables(
         for severity in sorted({c.severity for c in cells}):
             at = [c for c in cells if c.severity == severity]
             for scope in scopes:
-                for unit, found in _block_rows(data, str(dataset), at, scope, headline, units, resamples).items():
+                found_rows = _block_rows(data, str(dataset), at, scope, headline, units, resamples, primary_scope)
+                for unit, found in found_rows.items():
                     rows[unit] += found
+        if exposure is not None and headline != COMPARATOR:
+            for scope in scopes:
+                for unit in units:
+                    rows[unit] += exposure_matched_rows(
+                        data, str(dataset), cells, scope, headline, COMPARATOR, exposure, unit, resamples
+                    )
     return {unit: _families(pd.DataFrame(found, columns=COLUMNS)) for unit, found in rows.items()}
 
 
@@ -279,6 +325,20 @@ def _unit_maps(
     return out
 
 
+def primary_scope_of(robustness: pd.DataFrame) -> str:
+    """The scope of a robustness table's primary family (that of its ``primary`` contrasts; ``all`` without one)."""
+    primary = robustness[robustness.family == "primary"] if "family" in robustness else robustness.iloc[:0]
+    return str(primary.scope.iloc[0]) if len(primary) else PRIMARY_SCOPE
+
+
+def scope_title(scope: str, primary: str) -> str:
+    """How a table or plot names a scope: its settings, and whether its contrasts are primary or exploratory."""
+    settings = "all settings" if scope == ALL_SETTINGS else f"{scope} only"
+    if scope == primary:
+        return settings if scope == ALL_SETTINGS else f"{settings} (primary)"
+    return f"{settings} (exploratory)"
+
+
 def _number(value: object) -> float | None:
     return None if pd.isna(value) else round(float(value), 4)  # type: ignore[arg-type]
 
@@ -290,7 +350,7 @@ def headline_contrasts(robustness: pd.DataFrame) -> dict[str, dict[str, dict[str
     Rounded to 4 decimals; a number that could not be estimated is None, so the JSON stays valid.
     """
     out: dict[str, dict[str, dict[str, float | None]]] = {}
-    rows = robustness[(robustness.kind == "contrast") & (robustness.scope == PRIMARY_SCOPE)]
+    rows = robustness[(robustness.kind == "contrast") & (robustness.family == "primary")]
     for row in rows.itertuples():
         out.setdefault(str(row.dataset), {})[f"severity_{row.severity:g}"] = {
             "estimate": _number(row.specific_drop),

@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from mlret.reporting.grid import Grid
+from mlret.reporting.learned import exposure_matched_lines, level_lines
 from mlret.reporting.markdown import markdown_table
-from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE
+from mlret.reporting.robustness import COMPARATOR, REFERENCE_PROFILE, primary_scope_of, scope_title
 from mlret.reporting.wording import (
     at_floor,
     comparison_sentence,
@@ -18,6 +19,7 @@ from mlret.reporting.wording import (
     dataset_label,
     interval_text,
     p_text,
+    severity_label,
     signed,
 )
 from mlret.vocabulary import ALPHA, BASE, Setting
@@ -27,10 +29,6 @@ QUESTION = (
     "and does the hybrid strategy (some batches monolingual, some cross-lingual) stay robust when training data is "
     "language-imbalanced and low-resource?"
 )
-
-
-def severity_label(severity: float) -> str:
-    return "absent (0 %)" if severity == 0 else f"{severity * 100:g} % kept"
 
 
 def _seeds(n: int) -> str:
@@ -140,7 +138,8 @@ def answer_lines(
     resampled instead of questions. ``imbalanced``: whether any run of the grid trained on an
     imbalanced profile.
     """
-    contrasts = robustness[(robustness.kind == "contrast") & (robustness.scope == "all")]
+    primary = primary_scope_of(robustness)
+    contrasts = robustness[(robustness.kind == "contrast") & (robustness.scope == primary)]
     if not imbalanced:
         return ["No contrast: no run trained on an imbalanced profile."]
     if headline == COMPARATOR:
@@ -153,7 +152,7 @@ def answer_lines(
             f"No contrast: it needs `{headline}` and `{COMPARATOR}` trained on `{REFERENCE_PROFILE}` and on the same "
             "imbalanced profiles (see `runs` in params.yaml and the runs missing below)."
         ]
-    articles = by_article[(by_article.kind == "contrast") & (by_article.scope == "all")].set_index(
+    articles = by_article[(by_article.kind == "contrast") & (by_article.scope == primary)].set_index(
         ["dataset", "severity"]
     )
     lines = []
@@ -215,7 +214,7 @@ def _drop_cell(row: pd.Series, test: str = "") -> str:
 
 def _test_text(row: pd.Series) -> str:
     """The Holm p of a primary contrast (all settings); the unadjusted p of an exploratory one."""
-    if row.scope == "all" and _finite(row.get("p_holm", math.nan)):
+    if row.get("family") == "primary" and _finite(row.get("p_holm", math.nan)):
         return "; " + p_text(float(row.p_holm), label="Holm p")
     if _finite(row.get("p", math.nan)):
         return "; " + p_text(float(row.p), label="unadjusted p")
@@ -226,14 +225,15 @@ def robustness_markdown(robustness: pd.DataFrame, strategies: Sequence[str] = ()
     """The robustness curve as tables, one per dataset × scope: each strategy's drops per severity, then the contrast.
 
     Every strategy of ``strategies`` gets a row, "not estimated" where its runs are missing. The
-    scope of all settings is the primary family; a single setting's contrast is exploratory and
+    primary scope's contrasts form the primary family; the other scopes' are exploratory and
     labelled so. Below each table, why a cell has no interval.
     """
     parts = []
     drops = robustness[robustness.kind == "drop"]
+    primary = primary_scope_of(robustness)
     for (dataset, scope), block in drops.groupby(["dataset", "scope"], sort=True):
         severities = sorted(block.severity.unique())
-        title = f"### {dataset}, all settings" if scope == "all" else f"### {dataset}, {scope} only (exploratory)"
+        title = f"### {dataset}, {scope_title(str(scope), primary)}"
         parts += [title, ""]
         notes: dict[str, list[str]] = {}
         lines = []
@@ -246,7 +246,7 @@ def robustness_markdown(robustness: pd.DataFrame, strategies: Sequence[str] = ()
         ]
         for strategy, rows in contrast.groupby("strategy", sort=True):
             by = rows.set_index("severity")
-            label = f"**{strategy}**" + ("" if scope == "all" else " (exploratory)")
+            label = f"**{strategy}**" + ("" if scope == primary else " (exploratory)")
             cells = [_drop_cell(by.loc[s], _test_text(by.loc[s])) if s in by.index else "" for s in severities]
             lines.append([label, *cells])
         parts += markdown_table(["strategy", *(severity_label(s) for s in severities)], lines)
@@ -367,6 +367,8 @@ def summary_markdown(
     parts += answer_lines(robustness, by_article, headline, imbalanced, pools)
     exposure_summary = exposure_lines(exposure, headline) if imbalanced else []
     parts += ["", *exposure_summary] if exposure_summary else []
+    for extra in (level_lines(robustness, headline, pools), exposure_matched_lines(robustness, pools)):
+        parts += ["", *extra] if extra else []
     parts += [
         "",
         "## Robustness curve (specific drop in mAP; above 0: the reduced language loses more than those kept in full)",

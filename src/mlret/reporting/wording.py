@@ -141,3 +141,8 @@ def comparison_sentence(
     if excludes:
         return f"{head}: not distinguishable after Holm ({holm}; the unadjusted interval excludes 0)"
     return f"{head}: not distinguishable ({holm})"
+
+
+def severity_label(severity: float) -> str:
+    """A severity as the report words it: the share of a reduced language's training questions kept."""
+    return "absent (0 %)" if severity == 0 else f"{severity * 100:g} % kept"
