@@ -29,8 +29,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 
 # Stage commands call `python`: the environment's bin folder goes first on PATH so that they
 # run with its interpreter and packages, not whatever `python` the shell would find.
+# reports/provenance.md records the commit, host, CPU flags and wall time of a run that re-ran stages.
 repro: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m mlret.provenance reports/provenance.md -- dvc repro
 
 # Two workers taking whole files, the end-to-end file first (tests/conftest.py orders it,
 # `--no-loadscope-reorder` keeps that order), one BLAS/OpenMP thread each: with two each on
