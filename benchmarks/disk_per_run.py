@@ -43,6 +43,10 @@ def cut_grid(params: dict[str, Any], base: str) -> tuple[dict[str, Any], Path]:
     if base not in params["bases"]:
         raise SystemExit(f"--base {base!r}: the revision's params.yaml has bases {sorted(params['bases'])}")
     params["bases"] = {base: params["bases"][base]}
+    if "primary_scope" in params.get("report", {}):  # keyed by base: only the base kept may have an entry
+        params["report"]["primary_scope"] = {
+            key: scope for key, scope in params["report"]["primary_scope"].items() if key == base
+        }
     return {
         f"{base}-{s}-balanced-0": {
             "base": base,

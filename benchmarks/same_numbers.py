@@ -139,6 +139,8 @@ def configure(repo: Path, work: Path) -> str | None:
     if base:  # the base model's settings, freeze_word_embeddings among them, under bases.{base}
         first = next(iter(params["bases"].values()))
         params["bases"] = {base: {**first, **model_settings, "freeze_word_embeddings": False}}
+        if "primary_scope" in params.get("report", {}):  # keyed by base: the tiny base takes the default
+            params["report"]["primary_scope"] = {}
     else:
         params["model"].update(model_settings)
         params["train"]["freeze_word_embeddings"] = False
