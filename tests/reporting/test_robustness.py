@@ -241,7 +241,8 @@ def test_half_width_and_detectable_contrast_computed_by_hand() -> None:
 def test_no_replicated_run_means_no_interval_and_a_note(results: pd.DataFrame) -> None:
     single = results[results.seed <= 0]
     table = robustness_table(single, LOW, FRACTIONS, "hybrid", resamples=200)
-    assert table.specific_drop.notna().all()
+    levels = table.kind.isin(["level", "level contrast"])
+    assert table[~levels].specific_drop.notna().all() and table[levels].level.notna().all()
     assert table[["ci_low", "ci_high", "se", "df", "p", "p_holm", "mde80"]].isna().all().all()
     assert set(table.note) == {"needs ≥ 2 seeds of some run on ds"}
     # one strategy replicated: the other's drops borrow its seed variance, and say so
@@ -367,7 +368,8 @@ def test_question_variance_enters_and_articles_pool_questions() -> None:
     by_article = robustness_table(
         results, low, fractions, "hybrid", units="article", articles=one_article, resamples=500, scopes=("all",)
     )
-    assert by_question.specific_drop.tolist() == pytest.approx(by_article.specific_drop.tolist())
+    for column in ("specific_drop", "level", "reference_level"):  # each NaN in the other kinds' rows
+        assert by_question[column].tolist() == pytest.approx(by_article[column].tolist(), nan_ok=True)
     assert set(by_article.units) == {"article"}
     # one article: no question variance left, only the seeds'; questions add theirs
     assert (by_question.se > by_article.se).all()
