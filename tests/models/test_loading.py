@@ -120,7 +120,7 @@ def test_offline_hub_model_not_cached(make_params: MakeParams, tmp_path: Path, m
     message = str(err.value)
     assert name in message
     assert "go online" in message and "HF_HUB_OFFLINE" in message  # way out 1
-    assert "model.name" in message and "local copy" in message  # way out 2
+    assert "base model's `name`" in message and "local copy" in message  # way out 2
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
 
 

@@ -4,7 +4,7 @@ This is the only code that knows the JSON layout. It returns flat tables in
 *file* coordinates (article and paragraph positions within that one file);
 :mod:`mlret.data.parallel` turns them into language-independent ones.
 
-What happens to bad input, case by case (the README repeats this table):
+What happens to bad input, case by case (docs/errors.md repeats this table):
 
 * not valid JSON, a missing field, ``sentences`` and ``sentence_breaks`` of
   different lengths, a question id repeated within the file: **stop**. Each

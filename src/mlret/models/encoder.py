@@ -60,7 +60,8 @@ def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling:
         return hidden[:, 0]
     choices = [p.value for p in Pooling]
     raise MlretError(
-        f"pooling = {pooling!r} is not one of {choices}.", f"Set model.pooling to one of {choices} in params.yaml."
+        f"pooling = {pooling!r} is not one of {choices}.",
+        f"Set the base model's `pooling` (under `bases` in params.yaml) to one of {choices}.",
     )
 
 

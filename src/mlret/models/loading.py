@@ -57,7 +57,7 @@ def check_checkpoint_dir(path: Path, name: str) -> None:
             "pickle checkpoints are never loaded, since unpickling runs arbitrary code.",
             "Use a model that ships model.safetensors, or convert it once where you trust the file "
             "(`AutoModel.from_pretrained(...).save_pretrained(dir)` with transformers >= 5 writes safetensors) "
-            "and point model.name at that directory.",
+            "and point the base model's `name` (under `bases` in params.yaml) at that directory.",
         )
 
 

@@ -55,7 +55,7 @@ def extract_packaged_model(name: str, into: Path) -> Path:
     spec = PACKAGED_MODELS.get(name)
     if spec is None:
         raise MlretError(
-            f"model.name = {name!r}: unknown packaged model.",
+            f"bases: name = {name!r}: unknown packaged model.",
             f"Use one of {', '.join(map(repr, PACKAGED_MODELS))}, a hub id, or a local checkpoint directory.",
         )
     archive = _archive_path(name, spec)
@@ -84,7 +84,7 @@ def _archive_path(name: str, spec: PackagedModel) -> Path:
         dist = metadata.distribution(spec.distribution)
     except metadata.PackageNotFoundError:
         raise MlretError(
-            f"model.name = {name!r} needs the package {spec.distribution}, which is not installed.",
+            f"bases: name = {name!r} needs the package {spec.distribution}, which is not installed.",
             f"Install it: {spec.install} (requirements.txt pins it; `make install` installs it).",
         ) from None
     archive = Path(str(dist.locate_file(spec.archive)))

@@ -87,7 +87,12 @@ def run_identity(spec: RunSpec, model: ModelParams, train: TrainParams) -> str:
         "profile": spec.profile,
         "seed": spec.seed,
         "train": dataclasses.asdict(train),
-        "model": {"pooling": model.pooling, "query_prefix": model.query_prefix, "passage_prefix": model.passage_prefix},
+        "model": {
+            "pooling": model.pooling,
+            "query_prefix": model.query_prefix,
+            "passage_prefix": model.passage_prefix,
+            "freeze_word_embeddings": model.freeze_word_embeddings,
+        },
         "train_table": file_sha256(spec.train_table),
         "candidates_table": file_sha256(spec.candidates_table),
         "base_model": folder_sha256(spec.base_model),
