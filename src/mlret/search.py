@@ -7,7 +7,7 @@ r"""Search a saved index with a trained model: the models are meant to be used, 
 Queries are encoded with the model's own settings (query prefix, pooling,
 length, normalisation), read from its folder's sentence-transformers files,
 so a model is searched as it was evaluated even after params.yaml changed;
-a folder without them falls back to params.yaml's model section, with a
+a folder without them falls back to its base model's settings under `bases` in params.yaml, with a
 warning. They are looked up in ``{index root}/{model}/{dataset}/`` (the
 multilingual pool, or one language with ``--lang``) that the `index` stage
 built. Queries are embedded before FAISS is loaded, so that torch and FAISS
@@ -110,7 +110,7 @@ def model_settings(model_dir: str | Path, fallback: ModelParams) -> ModelParams:
     if own is not None:
         return own
     log.warning(
-        "%s has no sentence-transformers settings (modules.json); encoding queries as params.yaml's model section "
+        "%s has no sentence-transformers settings (modules.json); encoding queries as params.yaml's `bases` entry "
         "says, which may not be how this model was indexed. Re-run `dvc repro` to re-save the model with its settings.",
         model_dir,
     )
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--params",
         default="params.yaml",
-        help="the params file whose `index` section (and, for a model folder without its own settings, `model`) "
-        "applies (default: %(default)s)",
+        help="the params file whose `index` section (and, for a model folder without its own settings, its base "
+        "under `bases`) applies (default: %(default)s)",
     )
     args = parser.parse_args(argv)
 

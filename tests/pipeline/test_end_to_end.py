@@ -113,6 +113,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, copy_repository, write_datase
         "tiny2": {**tiny, "query_prefix": "", "passage_prefix": "", "freeze_word_embeddings": True},
     }
     params["train"].update(batch_size=4, max_steps=3, save_every=2, max_query_length=16, max_passage_length=16)
+    params["report"] = {"primary_scope": {"tiny2": "mono"}}  # tiny keeps the default: all settings
     params["eval"]["batch_size"] = 8
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     run(["git", "add", "-A"], repo)
@@ -130,6 +131,8 @@ def test_dvc_repro_runs_every_stage_and_reports(repo: Path) -> None:
 
     summary = (repo / "reports" / "summary.md").read_text(encoding="utf-8")
     assert all(f"## Base `{b}`" in summary for b in BASES) and summary.count("### Answer") == 2
+    # Each base's primary family in its own scope.
+    assert "#### tiny-xquad, all settings\n" in summary and "#### tiny-xquad, mono only (primary)\n" in summary
     table = pd.read_csv(repo / "reports" / "results.csv")
     assert set(table.base) == set(BASES) and list(table.columns[:1]) == ["base"]
     assert set(table.dataset) == {"tiny-xquad", "tiny-mlqa"} and set(table.setting) == {"mono", "cross", "multi"}
