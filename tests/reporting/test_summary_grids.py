@@ -172,11 +172,6 @@ def test_shipped_grid(scored, shipped: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="base_report's low_resource_languages takes every profile of params.profiles, so each severity's cells "
-    "include ladder_b..d, which e5 never trained on, and no strategy has the runs a severity needs",
-)
 def test_shipped_grid_e5_contrasts_on_ladder_a(scored, shipped: str) -> None:
     """e5 trains hybrid and multi on ladder_a only; ladder_a holds three of the test's languages' severities."""
     assert contrast_severities(section(shipped, "e5")) == ["absent (0 %)", "1 % kept", "25 % kept"]

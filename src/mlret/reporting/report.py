@@ -43,13 +43,20 @@ LOSS_COLUMNS = ("step", "loss")
 
 
 def low_resource_languages(params: Params, languages: Iterable[str]) -> dict[str, set[str]]:
-    """Per profile, the evaluated languages it keeps below their full share.
+    """Per profile some run of ``params`` trained on, the evaluated languages it keeps below their full share.
 
     Asked per language rather than read off the listed fractions, so a profile
-    whose ``default`` is below 1 makes every unlisted language low-resource.
+    whose ``default`` is below 1 makes every unlisted language low-resource. A
+    profile no run trained on has no cell: a base that runs one ladder profile is
+    measured on that profile's cells, not left without any.
     """
     langs = sorted(set(languages))
-    return {name: {lang for lang in langs if profile.fraction(lang) < 1.0} for name, profile in params.profiles.items()}
+    trained = {run.profile for run in params.runs}
+    return {
+        name: {lang for lang in langs if profile.fraction(lang) < 1.0}
+        for name, profile in params.profiles.items()
+        if name in trained
+    }
 
 
 def headline_metrics(table: pd.DataFrame, headline: str) -> dict[str, object]:
