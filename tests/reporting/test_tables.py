@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mlret.artifacts import write_table
-from mlret.params import Profile, load_params
+from mlret.params import Profile, TrainingRun, load_params
 from mlret.reporting.collect import load_results, model_names, pair_map
 from mlret.reporting.report import low_resource_languages
 from mlret.reporting.stats import PERMUTATION_RESAMPLES, cluster_bootstrap_interval
@@ -284,7 +284,9 @@ def test_low_resource_languages_follow_each_profile_fraction() -> None:
                 "balanced": Profile("balanced", 1.0),
                 "lowres": Profile("lowres", 1.0, {"zh": 0.1, "ru": 1.0}),
                 "scarce": Profile("scarce", 0.2, {"en": 1.0}),  # every language but en is low-resource
+                "untrained": Profile("untrained", 1.0, {"ru": 0.0}),  # no run: no cell
             },
+            "runs": [TrainingRun("e5", "hybrid", p, 0) for p in ("balanced", "lowres", "scarce")],
         }
     )
     assert low_resource_languages(params, ["en", "ru", "zh", "en"]) == {
