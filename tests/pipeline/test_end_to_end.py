@@ -304,7 +304,7 @@ def test_experiments_rerun_only_what_changed(repo: Path) -> None:
     assert all(key.startswith(("headline.", "robustness.")) for key in metric_columns), sorted(metric_columns)
     assert {"sampling", "hybrid.mono_ratio", "data.train_source", "headline.tiny.strategy"} <= set(kept), kept
     assert "headline.tiny.balanced.tiny-xquad.multi.map" in kept and len(kept) <= 20, kept
-    assert len(diff.stdout.splitlines()) <= 40, diff.stdout
+    assert len(diff.stdout.splitlines()) <= 25 * len(BASES), diff.stdout  # a screenful a base
 
 
 def _flat(data: dict, prefix: str = "") -> list[str]:
