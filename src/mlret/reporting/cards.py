@@ -38,7 +38,7 @@ def card_markdown(model: str, base_model: str, metrics: Mapping[str, object], la
     lines = [
         *front,
         "",
-        f"# {model}",
+        f"# {model} ({base_model})",  # two bases have runs of the same name
         "",
         "LAReQA retrieval of this model, as the `evaluate` stage scored it "
         "(mAP over the full candidate pool named in each row, macro over (query, pool) language pairs; "
