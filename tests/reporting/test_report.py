@@ -20,7 +20,7 @@ from mlret.data.parallel import ParallelDataset, build_parallel
 from mlret.errors import MlretError
 from mlret.params import Params, Profile, ReportParams, Strategy, TrainingRun, load_params
 from mlret.reporting.grid import grid_record, read_grid
-from mlret.reporting.report import finite_or_null, loss_curves, pool_labels
+from mlret.reporting.report import exposure_table, finite_or_null, loss_curves, pool_labels
 from mlret.reporting.wording import signed
 from mlret.scoring.settings import score_dataset, summarise
 
@@ -509,3 +509,23 @@ def test_each_base_reports_its_own_scores(two_bases_dir: Path) -> None:
         assert (root / "reports" / "bases" / base / "results.md").is_file()
         assert (root / "reports" / "bases" / base / "cards" / "hybrid" / "lowres" / "1.md").is_file()
         assert (root / "reports" / "figures" / base / "robustness-tiny.png").is_file()
+
+
+def test_a_language_a_run_never_showed_has_exposure_zero(tmp_path: Path) -> None:
+    """An absent language is missing from its run's record: it must read 0, not be dropped (the exposure-matched
+    contrast starts from multi's and hybrid's share 0 when a language is absent)."""
+    params = dataclasses.replace(
+        load_params(REPO / "params.yaml"),
+        runs=[TrainingRun("minilm", "hybrid", p, 0) for p in ("balanced", "ladder_a")],
+    )
+    write_json(tmp_path / "hybrid" / "balanced" / "0.json", {"language_share": {"ar": 0.5, "en": 0.5}})
+    write_json(tmp_path / "hybrid" / "ladder_a" / "0.json", {"language_share": {"en": 1.0}})
+    table = exposure_table(tmp_path, ["hybrid/balanced/0", "hybrid/ladder_a/0"], params, "minilm")
+    shares = table.set_index(["profile", "lang"]).share.to_dict()
+    assert shares == {
+        ("balanced", "ar"): 0.5,
+        ("balanced", "en"): 0.5,
+        ("ladder_a", "ar"): 0.0,
+        ("ladder_a", "en"): 1.0,
+    }
+    assert table.set_index(["profile", "lang"]).fraction_kept[("ladder_a", "ar")] == 0.0

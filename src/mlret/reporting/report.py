@@ -155,25 +155,33 @@ def exposure_table(train_metrics_root: str | Path, models: list[str], params: Pa
     """Realised exposure of every trained run: each language's share of pair sides, and its profile's fraction.
 
     Read from the `train` stage's metrics, so that a reader sees what a run actually trained on
-    (with ``train.schedule: quota`` the shares are fixed by the profile, not by the seed).
+    (with ``train.schedule: quota`` the shares are fixed by the profile, not by the seed). A run
+    records the languages it showed; a language some other run of the base showed and this one
+    never did (absent from its profile, or too rare for its batches) gets a row with share 0.
     """
-    rows = []
+    shares: dict[str, dict[str, float]] = {}
+    kinds: dict[str, str] = {}
     for model in models:
         path = Path(train_metrics_root) / f"{model}.json"
         metrics = read_json(path)
-        run = RunId.parse(model, base)
         if "language_share" not in metrics:
-            raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro {run.stage('train')}`.")
-        for lang, share in sorted(metrics["language_share"].items()):
+            raise MlretError(f"{path}: no `language_share`.", f"Re-run `dvc repro {stage_of(model, 'train', base)}`.")
+        shares[model] = dict(metrics["language_share"])
+        kinds[model] = str(metrics.get("batch_kinds", {}))
+    languages = sorted({lang for shown in shares.values() for lang in shown})
+    rows = []
+    for model, shown in shares.items():
+        run = RunId.parse(model, base)
+        for lang in languages:
             rows.append(
                 {
                     "strategy": run.strategy,
                     "profile": run.profile,
                     "seed": run.seed,
                     "lang": lang,
-                    "share": share,
+                    "share": float(shown.get(lang, 0.0)),
                     "fraction_kept": params.profiles[run.profile].fraction(lang),
-                    "batch_kinds": str(metrics.get("batch_kinds", {})),
+                    "batch_kinds": kinds[model],
                 }
             )
     return pd.DataFrame(rows, columns=["strategy", "profile", "seed", "lang", "share", "fraction_kept", "batch_kinds"])
