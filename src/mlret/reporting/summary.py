@@ -98,7 +98,8 @@ def _note(row: pd.Series) -> str:
 def _design(row: pd.Series) -> str:
     """What the interval of a line rests on: languages, runs, and the unit resampled."""
     return (
-        f"{int(row.cells)} languages, {_seeds(int(row.reference_seeds))} on `{REFERENCE_PROFILE}` and "
+        f"{int(row.cells)} language{'s' if int(row.cells) != 1 else ''}, "
+        f"{_seeds(int(row.reference_seeds))} on `{REFERENCE_PROFILE}` and "
         f"{_seeds(int(row.reduced_seeds))} per imbalanced run, {row.units}s resampled"
     )
 
