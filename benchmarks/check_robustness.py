@@ -4,8 +4,8 @@ An independent check of a finished study, from two of its outputs that are compu
 ``reports/bases/{base}/pairs/{dataset}-{strategy}-{profile}.csv`` (mean AP per query × pool language,
 seeds included) and the robustness table, whose ``base`` column holds one block of rows per base model.
 Each base is checked on its own rows against its own matrices (``--base`` picks one; all bases of the
-table by default). For each ladder cell (profile P, reduced language L, F the
-languages P keeps in full), a strategy's mono-scope specific drop is
+table by default). For each ladder cell of the profiles both strategies trained on (profile P,
+reduced language L, F the languages P keeps in full), a strategy's mono-scope specific drop is
 
     (M_bal[L, L] − M_P[L, L]) − mean over X ∈ F of (M_bal[X, X] − M_P[X, X]),
 
@@ -61,10 +61,14 @@ def check_base(params: Params, rows: pd.DataFrame, base: str, pairs_dir: Path, w
     worst = 0.0
     for row in contrasts.itertuples():
         headline = row.strategy.split(" − ")[0]
+        # The report averages over the profiles both strategies of this base trained on, and so does the check.
+        trained = {run.profile for run in params.runs_of(base) if run.strategy == headline} & {
+            run.profile for run in params.runs_of(base) if run.strategy == COMPARATOR
+        }
         languages = list(pair_matrix(pairs_dir, row.dataset, headline, REFERENCE).index)
         cells = []
         for name, profile in params.profiles.items():
-            if name == REFERENCE:
+            if name == REFERENCE or name not in trained:
                 continue
             full = [x for x in languages if profile.fraction(x) >= 1.0]
             cells += [(name, lang, full) for lang in languages if profile.fraction(lang) == row.severity]
