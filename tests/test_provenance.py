@@ -62,3 +62,36 @@ def test_a_failing_command_writes_no_page_and_passes_its_status_on(project: Path
     with pytest.raises(SystemExit) as stopped:
         main([str(page), "--", sys.executable, "-c", "raise SystemExit(3)"])
     assert stopped.value.code == 3 and not page.exists()
+
+
+def test_a_run_of_some_stages_keeps_the_full_run_and_lists_itself_beneath(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "dvc.yaml").write_text(
+        "stages:\n"
+        "  hello:\n    cmd: echo hello > out.txt\n    outs: [out.txt]\n"
+        "  shout:\n    cmd: cat out.txt words.txt > loud.txt\n    deps: [out.txt, words.txt]\n    outs: [loud.txt]\n",
+        encoding="utf-8",
+    )
+    (project / "words.txt").write_text("one\n", encoding="utf-8")
+    page = project / "reports" / "provenance.md"
+    main([str(page), "--", "dvc", "repro"])
+    full = page.read_text(encoding="utf-8")
+    assert "| stages re-run | 2 |" in full
+
+    (project / "words.txt").write_text("two\n", encoding="utf-8")
+    main([str(page), "--", "dvc", "repro"])
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(full.rstrip("\n")) and "| stages re-run | 2 |" in text
+    assert "## Later runs of some stages" in text and text.rstrip("\n").splitlines()[-1].endswith(
+        tuple(f": `shout` in {n} min" for n in range(2))
+    )
+
+    (project / "words.txt").write_text("three\n", encoding="utf-8")
+    main([str(page), "--", "dvc", "repro"])
+    assert page.read_text(encoding="utf-8").count("`shout` in") == 2
+
+    (project / "words.txt").write_text("four\n", encoding="utf-8")
+    (project / "out.txt").unlink()
+    main([str(page), "--", "dvc", "repro"])  # every stage again: a new page
+    assert "Later runs" not in page.read_text(encoding="utf-8")

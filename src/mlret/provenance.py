@@ -4,8 +4,9 @@
 ``reports/provenance.md``: the commit (and whether the tree had uncommitted changes), the date,
 the host's CPU model, its cores and the instruction sets that decide the training precision
 (AVX2, AVX512-BF16, AMX), the torch build and any GPU, the stages DVC re-ran and the wall time. A
-run that finds every stage up to date re-runs nothing and leaves the page as it was, so the page
-always describes the run that made the results.
+run that finds every stage up to date re-runs nothing and leaves the page as it was. A run that
+re-runs some of the stages, not all, keeps the page of the run before it and lists itself beneath,
+so the page always describes every run that made the results.
 
 Usage: ``python -m mlret.provenance reports/provenance.md -- dvc repro``
 """
@@ -65,7 +66,7 @@ def provenance_markdown(
         "# Provenance",
         "",
         f"Written by `make repro` when `{' '.join(command)}` re-ran stages; every file under reports/ and metrics/ "
-        "comes from this run.",
+        "comes from this run, or from a later run of some of its stages listed below.",
         "",
         "| | |",
         "|---|---|",
@@ -79,6 +80,33 @@ def provenance_markdown(
         f"| Python, torch | {platform.python_version()}, {torch.__version__} |",
     ]
     return "\n".join(lines) + "\n"
+
+
+#: The heading under which later runs of some of the stages are listed.
+LATER = "## Later runs of some stages"
+
+
+def later_run_line(*, commit: str, dirty: bool, started: datetime, seconds: float, stages: Sequence[str]) -> str:
+    """One line for a run that re-ran ``stages``, some of the pipeline's, on top of an earlier full run."""
+    shown = ", ".join(f"`{stage}`" for stage in stages[:5]) + (
+        f" and {len(stages) - 5} more" if len(stages) > 5 else ""
+    )
+    where = f"`{commit or 'unknown'}`{' with uncommitted changes' if dirty else ''}"
+    return f"- {started.strftime('%Y-%m-%d %H:%M')} UTC, commit {where}: {shown} in {_duration(seconds)}"
+
+
+def with_later_run(page: str, line: str) -> str:
+    """``page`` with ``line`` added to its list of later runs (the list starts when the first one is added)."""
+    body = page.rstrip("\n")
+    return f"{body}\n{line}\n" if LATER in body else f"{body}\n\n{LATER}\n\n{line}\n"
+
+
+def all_stages() -> list[str]:
+    """Every stage of the pipeline, foreach items expanded."""
+    found = subprocess.run(["dvc", "stage", "list", "--name-only"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise MlretError(f"`dvc stage list` failed: {found.stderr.strip()}", "Run it by hand to see why.")
+    return sorted(found.stdout.split())
 
 
 def stale_stages() -> list[str]:
@@ -106,14 +134,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not stages:
         print(f"nothing re-ran: {args.out} still describes the run that made the results")
         return
-    page = provenance_markdown(
-        commit=commit,
-        dirty=dirty,
-        started=started,
-        seconds=seconds,
-        stages=stages,
-        command=args.command,
-    )
+    earlier = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
+    if earlier.startswith("# Provenance") and set(stages) < set(all_stages()):
+        line = later_run_line(commit=commit, dirty=dirty, started=started, seconds=seconds, stages=stages)
+        page = with_later_run(earlier, line)
+    else:
+        page = provenance_markdown(
+            commit=commit,
+            dirty=dirty,
+            started=started,
+            seconds=seconds,
+            stages=stages,
+            command=args.command,
+        )
     write_bytes(args.out, page.encode("utf-8"))
     print(f"{args.out}: {len(stages)} stages in {_duration(seconds)}")
 

@@ -90,6 +90,17 @@ def test_the_verdict_at_the_boundaries(low: float, high: float, p_holm: float, v
     assert "power" not in sentence  # no power given, none claimed
 
 
+def test_an_answer_states_the_detectable_effect_with_a_separated_verdict_too() -> None:
+    answer = contrast_sentence(
+        "hybrid", "multi", 0.057, 0.037, 0.078, p_holm=4.48e-05, mde=0.036, power_when_separated=True
+    )
+    assert answer == (
+        "hybrid − multi = +0.057 [+0.037, +0.078]: hybrid drops more (less robust); Holm p = 4.48e-05; "
+        "detectable with 80 % power: ±0.036"
+    )
+    assert "power" not in contrast_sentence("hybrid", "multi", 0.057, 0.037, 0.078, p_holm=4.48e-05, mde=0.036)
+
+
 def test_holm_separating_an_interval_that_contains_zero_is_said() -> None:
     sentence = contrast_sentence("hybrid", "multi", -0.01, -0.02, 0.001, p_holm=0.03)
     assert sentence.endswith(

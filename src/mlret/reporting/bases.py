@@ -124,6 +124,7 @@ def answer_sentence(
             p_holm=float(row.p_holm),
             mde=float(row.mde80),
             p=float(row.p),
+            power_when_separated=True,
         )
     levels = [
         (strategy, _level(robustness, train_source, scope, float(row.severity), strategy))

@@ -73,6 +73,7 @@ def contrast_sentence(
     mde: float = math.nan,
     p: float = math.nan,
     digits: int = 3,
+    power_when_separated: bool = False,
 ) -> str:
     """Word the contrast of two strategies' drops, ``estimate`` = drop(a) − drop(b) [low, high].
 
@@ -86,6 +87,9 @@ def contrast_sentence(
 
     Without ``p_holm`` (an exploratory contrast) the unadjusted ``p`` decides, or the interval
     when no p is given, and the sentence says the verdict is unadjusted.
+
+    ``power_when_separated`` adds the detectable effect to a separated Holm verdict too, for a
+    sentence that states a study's answer and with it the size of effect its design detects.
     """
     _finite(estimate=estimate)
     head = f"{name_a} − {name_b} = {signed(estimate, digits)} {interval_text(low, high, digits)}"
@@ -95,7 +99,8 @@ def contrast_sentence(
     if math.isfinite(p_holm):
         if p_holm < ALPHA and estimate != 0:
             remark = "; the interval contains 0 although Holm separates them" if not excludes else ""
-            return f"{head}: {direction}; {p_text(p_holm, label='Holm p')}{remark}"
+            stated = [p_text(p_holm, label="Holm p"), *(power if power_when_separated else [])]
+            return f"{head}: {direction}; {'; '.join(stated)}{remark}"
         if excludes:
             why = [p_text(p_holm, label="Holm p"), "the interval excludes 0 but not after Holm", *power]
             return f"{head}: not distinguishable after Holm ({'; '.join(why)})"
