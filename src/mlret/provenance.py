@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             command=args.command,
         )
     write_bytes(args.out, page.encode("utf-8"))
-    print(f"{args.out}: {len(stages)} stages in {_duration(seconds)}")
+    print(f"{args.out}: {len(stages)} stage{'' if len(stages) == 1 else 's'} in {_duration(seconds)}")
 
 
 if __name__ == "__main__":
