@@ -64,9 +64,7 @@ def test_a_failing_command_writes_no_page_and_passes_its_status_on(project: Path
     assert stopped.value.code == 3 and not page.exists()
 
 
-def test_a_run_of_some_stages_keeps_the_full_run_and_lists_itself_beneath(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_run_of_some_stages_keeps_the_full_run_and_lists_itself_beneath(project: Path) -> None:
     (project / "dvc.yaml").write_text(
         "stages:\n"
         "  hello:\n    cmd: echo hello > out.txt\n    outs: [out.txt]\n"
