@@ -19,6 +19,8 @@ from mlret.params import (
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
+#: A run the shipped grid has, the one the run-level errors below are provoked on.
+RUN = "e5-multi-balanced-0"
 
 
 def shipped() -> dict:
@@ -144,10 +146,10 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         (update("", runs=["mono"]), r"^runs is not a mapping \(got \['mono'\]\)\.$"),
         (update("", mono=None), r"^mono is not a mapping \(got None\)\.$"),
         # ranges
-        (edit_at("runs/e5-multi-balanced-0", "seed", -1), r"^runs.e5-multi-balanced-0.seed = -1 must be at least 0\.$"),
+        (edit_at(f"runs/{RUN}", "seed", -1), rf"^runs.{RUN}.seed = -1 must be at least 0\.$"),
         (
-            edit_at("runs/e5-multi-balanced-0", "seed", 2**32),
-            r"^runs.e5-multi-balanced-0.seed = 4294967296 must be below 4294967296\.$",
+            edit_at(f"runs/{RUN}", "seed", 2**32),
+            rf"^runs.{RUN}.seed = 4294967296 must be below 4294967296\.$",
         ),
         (update("data/split", seed=-1), r"^data.split.seed = -1 must be at least 0\.$"),
         (update("train", weight_decay=-5), r"^train.weight_decay = -5 must be at least 0\.$"),
@@ -174,12 +176,12 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
         # choices
         (update("", sampling="mixed"), r"^sampling = 'mixed' is not one of 'mono', 'cross', 'multi' or 'hybrid'\.$"),
         (
-            edit_at("runs/e5-multi-balanced-0", "strategy", "mixed"),
-            r"^runs.e5-multi-balanced-0.strategy = 'mixed' is not one of",
+            edit_at(f"runs/{RUN}", "strategy", "mixed"),
+            rf"^runs.{RUN}.strategy = 'mixed' is not one of",
         ),
         (
-            edit_at("runs/e5-multi-balanced-0", "corpora", "some"),
-            r"^runs.e5-multi-balanced-0.corpora = 'some' is not one of 'all' or 'in_domain'\.$",
+            edit_at(f"runs/{RUN}", "corpora", "some"),
+            rf"^runs.{RUN}.corpora = 'some' is not one of 'all' or 'in_domain'\.$",
         ),
         (update("bases/e5", pooling="max"), r"^bases.e5.pooling = 'max' is not one of 'mean' or 'cls'\.$"),
         (
@@ -233,16 +235,16 @@ def update(path: str, **values: object) -> Callable[[dict], None]:
             r"^sampling = 'hybrid' is not among the strategies trained on base 'e5' \['mono'\]\.$",
         ),
         (
-            edit_at("runs/e5-multi-balanced-0", "seed", 1),
-            r"^runs.e5-multi-balanced-0: names the run 'e5-multi-balanced-1'\.$",
+            edit_at(f"runs/{RUN}", "seed", 1),
+            rf"^runs.{RUN}: names the run 'e5-multi-balanced-1'\.$",
         ),
         (
-            edit_at("runs/e5-multi-balanced-0", "profile", "lowres"),
-            r"^runs.e5-multi-balanced-0.profile = 'lowres' is not a profile of `profiles`\.$",
+            edit_at(f"runs/{RUN}", "profile", "lowres"),
+            rf"^runs.{RUN}.profile = 'lowres' is not a profile of `profiles`\.$",
         ),
         (
-            edit_at("runs/e5-multi-balanced-0", "base", "e6"),
-            r"^runs.e5-multi-balanced-0.base = 'e6' is not a base model of `bases`\.$",
+            edit_at(f"runs/{RUN}", "base", "e6"),
+            rf"^runs.{RUN}.base = 'e6' is not a base model of `bases`\.$",
         ),
         (
             update("report/primary_scope", minilmm="mono"),
@@ -263,7 +265,7 @@ def test_bad_values_fail_with_their_key_and_value(edit: Callable[[dict], None], 
 
 
 def test_a_run_on_an_unknown_base_suggests_the_closest_one() -> None:
-    err = rejection(edit_at("runs/e5-multi-balanced-0", "base", "minlm"))
+    err = rejection(edit_at(f"runs/{RUN}", "base", "minlm"))
     assert err.fix == "Did you mean `minilm`? Pick one of ['e5', 'minilm']."
     with pytest.raises(MlretError, match=r"bases: no base model 'e6'\.") as caught:
         load_params(SHIPPED).model("e6")
@@ -273,12 +275,9 @@ def test_a_run_on_an_unknown_base_suggests_the_closest_one() -> None:
 def test_each_fix_names_the_key_to_change() -> None:
     assert rejection(update("train", max_steps=150.5)).fix == "Give `train.max_steps` a whole number."
     assert rejection(update("train", weight_decay=-5)).fix == "Set `train.weight_decay` to 0 or more."
+    assert rejection(edit_at(f"runs/{RUN}", "seed", -1)).fix == f"Set `runs.{RUN}.seed` to 0 or more."
     assert (
-        rejection(edit_at("runs/e5-multi-balanced-0", "seed", -1)).fix
-        == "Set `runs.e5-multi-balanced-0.seed` to 0 or more."
-    )
-    assert (
-        rejection(edit_at("runs/e5-multi-balanced-0", "seed", 1)).fix
+        rejection(edit_at(f"runs/{RUN}", "seed", 1)).fix
         == "Key each run `{base}-{strategy}-{profile}-{seed}`: rename it to `e5-multi-balanced-1`."
     )
     assert rejection(update("", seeds=[0])).fix.startswith("Remove it: each training run's seed is `runs.{key}.seed`")
